@@ -1,0 +1,1 @@
+//! containerd (work in progress).

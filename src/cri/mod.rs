@@ -1,0 +1,1 @@
+//! cri (work in progress).

@@ -1,0 +1,168 @@
+//! The engine-neutral client trait that every engine adaptor implements.
+//!
+//! An engine client is blocking: every call may wait on the engine's socket. The watcher
+//! calls it from its own threads and uses [`EngineClient::cancel`] from another thread to
+//! abort calls that are blocked in a read.
+
+use std::any::Any;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::container::{Container, Rucksack};
+use crate::error::Result;
+
+pub use crate::cancel::{CancelGuard, CancelSet, Shutdown};
+
+/// Engine type of Docker/Moby.
+pub const DOCKER: &str = "docker.com";
+/// Engine type of Podman (Docker-compatible API served by Libpod).
+pub const PODMAN: &str = "podman.io";
+/// Engine type of containerd's native API.
+pub const CONTAINERD: &str = "containerd.io";
+/// Engine type of CRI engines (containerd-CRI, cri-o).
+pub const CRI: &str = "k8s.io/cri-api";
+
+/// What an engine says about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct EngineInfo {
+    /// The engine's identity; stable across restarts where the engine has one.
+    pub id: String,
+    /// Engine type, such as [`DOCKER`], [`PODMAN`], [`CONTAINERD`], [`CRI`].
+    #[cfg_attr(feature = "serde", serde(rename = "type"))]
+    pub kind: String,
+    /// Engine version (for containerd: version and revision).
+    pub version: String,
+    /// The API endpoint, e.g. `unix:///var/run/docker.sock`.
+    pub api_path: String,
+    /// PID of the engine process, when known (discovery fills it in).
+    pub pid: Option<u32>,
+    /// Engine-specific remarks, e.g. the CRI event mode (`"evented"` or `"relist"`).
+    pub mode: String,
+}
+
+/// What happened to a container, as an engine reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawEventKind {
+    /// The container's process started.
+    Started,
+    /// The container's process ended.
+    Exited {
+        /// The exit code, when the engine reports one.
+        exit_code: Option<i32>,
+        /// Whether the kernel's OOM killer hit the container before it exited.
+        oom: bool,
+    },
+    /// The container was paused (frozen).
+    Paused,
+    /// The container was unpaused.
+    Unpaused,
+}
+
+/// A lifecycle event straight from the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawEvent {
+    /// What happened.
+    pub kind: RawEventKind,
+    /// The container's id, in the same form as [`Container::id`].
+    pub id: String,
+    /// The container's project, when the event carries it.
+    pub project: Option<String>,
+    /// When it happened, by the engine's clock.
+    pub time: SystemTime,
+}
+
+impl RawEvent {
+    /// An event of `kind` for container `id`, stamped now.
+    pub fn new(kind: RawEventKind, id: impl Into<String>) -> Self {
+        RawEvent {
+            kind,
+            id: id.into(),
+            project: None,
+            time: SystemTime::now(),
+        }
+    }
+}
+
+/// A never-ending stream of raw lifecycle events.
+pub trait EventStream: Send {
+    /// Blocks until the next event. `Ok(None)` when the engine closed the stream in an
+    /// orderly way (callers reconnect); `Err` on failure or cancellation.
+    fn next_event(&mut self) -> Result<Option<RawEvent>>;
+}
+
+/// A blocking client of one container engine.
+pub trait EngineClient: Send + Sync + 'static {
+    /// Asks the engine about itself. Also a cheap reachability check.
+    fn info(&self) -> Result<EngineInfo>;
+
+    /// Lists the alive (running or paused) containers, fully inspected.
+    fn list(&self) -> Result<Vec<Container>>;
+
+    /// Inspects one container. [`Error::NotFound`](crate::Error::NotFound) or
+    /// [`Error::Processless`](crate::Error::Processless) when it is not alive.
+    fn inspect(&self, id: &str) -> Result<Container>;
+
+    /// Opens the lifecycle event stream (started, exited, paused, unpaused).
+    fn events(&self) -> Result<Box<dyn EventStream>>;
+
+    /// Aborts every call of this client that is blocked on the engine (by shutting its
+    /// sockets down) and makes later calls fail with [`Error::Cancelled`](crate::Error::Cancelled).
+    /// May be called from any thread; idempotent.
+    fn cancel(&self);
+}
+
+impl<E: EngineClient + ?Sized> EngineClient for Arc<E> {
+    fn info(&self) -> Result<EngineInfo> {
+        (**self).info()
+    }
+    fn list(&self) -> Result<Vec<Container>> {
+        (**self).list()
+    }
+    fn inspect(&self, id: &str) -> Result<Container> {
+        (**self).inspect(id)
+    }
+    fn events(&self) -> Result<Box<dyn EventStream>> {
+        (**self).events()
+    }
+    fn cancel(&self) {
+        (**self).cancel()
+    }
+}
+
+impl<E: EngineClient + ?Sized> EngineClient for Box<E> {
+    fn info(&self) -> Result<EngineInfo> {
+        (**self).info()
+    }
+    fn list(&self) -> Result<Vec<Container>> {
+        (**self).list()
+    }
+    fn inspect(&self, id: &str) -> Result<Container> {
+        (**self).inspect(id)
+    }
+    fn events(&self) -> Result<Box<dyn EventStream>> {
+        (**self).events()
+    }
+    fn cancel(&self) {
+        (**self).cancel()
+    }
+}
+
+/// Fills a container's rucksack from the engine's raw inspection data.
+///
+/// `raw` is engine specific: Docker and Podman pass the inspect JSON as
+/// `serde_json::Value`; containerd passes its `Container` protobuf message; CRI passes the
+/// verbose status `info` map as `std::collections::HashMap<String, String>`.
+pub trait RucksackPacker: Send + Sync {
+    /// Returns the rucksack for `container`, or `None`.
+    fn pack(&self, container: &Container, raw: &dyn Any) -> Option<Rucksack>;
+}
+
+impl<F> RucksackPacker for F
+where
+    F: Fn(&Container, &dyn Any) -> Option<Rucksack> + Send + Sync,
+{
+    fn pack(&self, container: &Container, raw: &dyn Any) -> Option<Rucksack> {
+        self(container, raw)
+    }
+}

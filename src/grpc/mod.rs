@@ -1,0 +1,1 @@
+//! grpc (work in progress).
