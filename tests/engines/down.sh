@@ -51,7 +51,7 @@ if [ -S "$CSOCK" ]; then
   for ns in $(timeout 10 ctr -a "$CSOCK" ns ls -q 2>/dev/null); do
     C="ctr -a $CSOCK -n $ns"
     for id in $(timeout 10 $C tasks ls -q 2>/dev/null); do
-      timeout 10 $C tasks kill -a -s KILL "$id" >/dev/null 2>&1
+      timeout 10 $C tasks kill -s KILL "$id" >/dev/null 2>&1
     done
     for id in $(timeout 10 $C tasks ls -q 2>/dev/null); do
       for _ in $(seq 25); do timeout 10 $C tasks rm -f "$id" >/dev/null 2>&1 && break; sleep 0.2; done
