@@ -75,7 +75,7 @@ impl Translator {
     /// event of ours (ignored namespaces, exec'd processes, OOM notes, other types), `Err`
     /// for a payload that does not decode.
     pub fn translate(&mut self, env: &Envelope) -> Result<Option<RawEvent>> {
-        if self.ignored.iter().any(|n| *n == env.namespace) {
+        if self.ignored.contains(&env.namespace) {
             return Ok(None);
         }
         let Some(any) = env.event.as_ref() else {
