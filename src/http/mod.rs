@@ -22,4 +22,4 @@ pub use chunked::{MAX_SIZE_LINE, MAX_TRAILERS, MAX_TRAILER_LINE};
 pub use client::{percent_encode, HttpClient, HttpOptions};
 pub use endpoint::Endpoint;
 pub use head::{ResponseHead, MAX_HEAD, MAX_HEADERS};
-pub use response::{BodyReader, Response};
+pub use response::{error_message, BodyReader, Response};

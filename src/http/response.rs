@@ -41,8 +41,8 @@ impl Response {
     }
 }
 
-/// The `message` of a JSON error body, or a trimmed excerpt of the text.
-pub(crate) fn error_message(body: &[u8]) -> String {
+/// The `message` of a JSON error body, or the first 200 characters of the text.
+pub fn error_message(body: &[u8]) -> String {
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
         if let Some(m) = v.get("message").and_then(|m| m.as_str()) {
             return m.to_string();
