@@ -178,8 +178,14 @@ impl DockerClient {
     }
 
     fn inspect_with(&self, n: &Negotiated, id: &str) -> Result<Container> {
-        if id.is_empty() {
-            return Err(Error::NotFound { id: String::new() });
+        // Ids and names are [A-Za-z0-9][A-Za-z0-9_.-]*; anything else cannot name a
+        // container, and must not reach the path (the engine's router cleans "../").
+        let valid = id.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        if !valid {
+            return Err(Error::NotFound { id: id.to_string() });
         }
         let r = self.http.get(&format!(
             "{}/containers/{}/json",
