@@ -44,6 +44,13 @@ fn lifecycle_events_each_once_in_order() {
 }
 
 #[test]
+fn an_oom_kill_is_flagged_on_the_exit() {
+    if let Some(e) = docker() {
+        docker_shared::oom_exit_is_flagged(&e);
+    }
+}
+
+#[test]
 fn a_missing_socket_is_a_connection_error_not_a_panic() {
     use whalewatcher::{EngineClient, Error};
     let c =

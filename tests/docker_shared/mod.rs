@@ -359,61 +359,119 @@ pub fn info_matches(e: &Engine) {
     assert_eq!(info.api_path, e.url);
 }
 
-/// Events: start, pause, unpause, kill (137), `exit 3`; each once, in order, right ids.
-pub fn lifecycle_events(e: &Engine) {
-    let client = std::sync::Arc::new(e.client());
-    let mut stream = client.events().unwrap();
-    let (tx, rx) = mpsc::channel::<Result<RawEvent, Error>>();
-    let reader = std::thread::spawn(move || loop {
-        let r = stream.next_event();
-        let end = !matches!(r, Ok(Some(_)));
-        let _ = tx.send(r.map(|o| o.unwrap_or_else(|| panic!("stream ended"))));
-        if end {
-            return;
+/// A live event stream read on its own thread.
+pub struct Watch {
+    pub client: std::sync::Arc<DockerClient>,
+    rx: mpsc::Receiver<Result<RawEvent, Error>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watch {
+    /// Opens the stream and makes sure the engine delivers to it: the engine may subscribe
+    /// us only after sending the response head, so start sentinels until one's start
+    /// event arrives.
+    pub fn open(e: &Engine) -> Watch {
+        let client = std::sync::Arc::new(e.client());
+        let mut stream = client.events().unwrap();
+        let (tx, rx) = mpsc::channel::<Result<RawEvent, Error>>();
+        let reader = std::thread::spawn(move || loop {
+            let r = stream.next_event();
+            let end = !matches!(r, Ok(Some(_)));
+            let _ = tx.send(r.map(|o| o.expect("the engine ended the event stream")));
+            if end {
+                return;
+            }
+        });
+        let w = Watch {
+            client,
+            rx,
+            reader: Some(reader),
+        };
+        let plain_img = image("WHALEWATCHER_PLAIN_IMAGE", "busybox:local");
+        for _ in 0..10 {
+            let n = e.name("sentinel");
+            let id = e.run(&[
+                "run",
+                "-d",
+                "--network",
+                "none",
+                "--name",
+                &n,
+                &plain_img,
+                "true",
+            ]);
+            let id = id.trim().to_string();
+            let end = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < end {
+                if let Some(ev) = w.next(Duration::from_millis(100)) {
+                    if ev.id == id && ev.kind == RawEventKind::Started {
+                        return w;
+                    }
+                }
+            }
         }
-    });
-    let next = |timeout: Duration| -> Option<RawEvent> {
-        match rx.recv_timeout(timeout) {
+        panic!("never saw a sentinel's start event");
+    }
+
+    /// The next event, or `None` after `timeout`.
+    pub fn next(&self, timeout: Duration) -> Option<RawEvent> {
+        match self.rx.recv_timeout(timeout) {
             Ok(Ok(ev)) => Some(ev),
             Ok(Err(err)) => panic!("event stream failed: {err}"),
             Err(_) => None,
         }
-    };
+    }
 
-    // The engine may subscribe us only after sending the response head: start sentinels
-    // until one's start event arrives.
-    let plain_img = image("WHALEWATCHER_PLAIN_IMAGE", "busybox:local");
-    let mut live = false;
-    for _ in 0..10 {
-        let n = e.name("sentinel");
-        let id = e.run(&[
-            "run",
-            "-d",
-            "--network",
-            "none",
-            "--name",
-            &n,
-            &plain_img,
-            "true",
-        ]);
-        let id = id.trim().to_string();
-        let end = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < end {
-            if let Some(ev) = next(Duration::from_millis(100)) {
-                if ev.id == id && ev.kind == RawEventKind::Started {
-                    live = true;
-                }
+    /// Runs a marker container and collects events until its exit: then everything the
+    /// engine sent before has arrived too.
+    pub fn collect_until_marker(&self, e: &Engine) -> Vec<RawEvent> {
+        let plain_img = image("WHALEWATCHER_PLAIN_IMAGE", "busybox:local");
+        let z = e.name("marker");
+        e.run_quiet(&["run", "--network", "none", "--name", &z, &plain_img, "true"]);
+        let zid = e
+            .run(&["inspect", "--format", "{{.Id}}", &z])
+            .trim()
+            .to_string();
+        let mut seen: Vec<RawEvent> = Vec::new();
+        let end = Instant::now() + Duration::from_secs(30);
+        loop {
+            assert!(Instant::now() < end, "timed out; saw {seen:#?}");
+            let Some(ev) = self.next(Duration::from_millis(200)) else {
+                continue;
+            };
+            let done = ev.id == zid && matches!(ev.kind, RawEventKind::Exited { .. });
+            seen.push(ev);
+            if done {
+                return seen;
             }
-            if live {
-                break;
-            }
-        }
-        if live {
-            break;
         }
     }
-    assert!(live, "never saw a sentinel's start event");
 
+    /// Cancels the client; the blocked reader must end with `Cancelled` promptly.
+    pub fn cancel(mut self) {
+        let t0 = Instant::now();
+        self.client.cancel();
+        loop {
+            match self.rx.recv_timeout(Duration::from_secs(5)) {
+                Ok(Err(Error::Cancelled)) => break,
+                Ok(Ok(_)) => continue,
+                other => panic!("expected Cancelled after cancel, got {other:?}"),
+            }
+        }
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        self.reader.take().unwrap().join().unwrap();
+        assert!(matches!(self.client.list(), Err(Error::Cancelled)));
+    }
+}
+
+fn kinds_of(seen: &[RawEvent], id: &str) -> Vec<RawEventKind> {
+    seen.iter().filter(|e| e.id == id).map(|e| e.kind).collect()
+}
+
+/// Events: start, pause, unpause, kill (137), `exit 3`; each once, in order, right ids.
+pub fn lifecycle_events(e: &Engine) {
+    let w = Watch::open(e);
+    let plain_img = image("WHALEWATCHER_PLAIN_IMAGE", "busybox:local");
     let x = e.name("life");
     let project = format!("{x}-proj");
     let xid = e.start(
@@ -439,32 +497,9 @@ pub fn lifecycle_events(e: &Engine) {
         .run(&["inspect", "--format", "{{.Id}}", &y])
         .trim()
         .to_string();
-    // A final marker: once its exit arrives, everything before it has arrived too.
-    let z = e.name("marker");
-    e.run_quiet(&["run", "--network", "none", "--name", &z, &plain_img, "true"]);
-    let zid = e
-        .run(&["inspect", "--format", "{{.Id}}", &z])
-        .trim()
-        .to_string();
-
-    let mut seen: Vec<RawEvent> = Vec::new();
-    let end = Instant::now() + Duration::from_secs(30);
-    loop {
-        assert!(Instant::now() < end, "timed out; saw {seen:#?}");
-        let Some(ev) = next(Duration::from_millis(200)) else {
-            continue;
-        };
-        let done = ev.id == zid && matches!(ev.kind, RawEventKind::Exited { .. });
-        seen.push(ev);
-        if done {
-            break;
-        }
-    }
-    let of = |id: &str| -> Vec<RawEventKind> {
-        seen.iter().filter(|e| e.id == id).map(|e| e.kind).collect()
-    };
+    let seen = w.collect_until_marker(e);
     assert_eq!(
-        of(&xid),
+        kinds_of(&seen, &xid),
         vec![
             RawEventKind::Started,
             RawEventKind::Paused,
@@ -476,7 +511,7 @@ pub fn lifecycle_events(e: &Engine) {
         ]
     );
     assert_eq!(
-        of(&yid),
+        kinds_of(&seen, &yid),
         vec![
             RawEventKind::Started,
             RawEventKind::Exited {
@@ -494,18 +529,58 @@ pub fn lifecycle_events(e: &Engine) {
     assert!(xev.iter().all(|ev| now
         .duration_since(ev.time)
         .is_ok_and(|d| d < Duration::from_secs(120))));
+    w.cancel();
+}
 
-    // Cancel unblocks the reader promptly.
-    let t0 = Instant::now();
-    client.cancel();
-    loop {
-        match rx.recv_timeout(Duration::from_secs(5)) {
-            Ok(Err(Error::Cancelled)) => break,
-            Ok(Ok(_)) => continue,
-            other => panic!("expected Cancelled after cancel, got {other:?}"),
+/// A container killed by the OOM killer exits with `oom: true` (Docker sends `oom`
+/// before `die`); the flag agrees with `State.OOMKilled`. (dockerd on cgroup v1 sometimes
+/// misses an OOM kill itself; then it says neither, and we try another container.)
+pub fn oom_exit_is_flagged(e: &Engine) {
+    let w = Watch::open(e);
+    let plain_img = image("WHALEWATCHER_PLAIN_IMAGE", "busybox:local");
+    let mut flagged = false;
+    for _ in 0..5 {
+        let n = e.name("oom");
+        e.run_quiet(&[
+            "run",
+            "--network",
+            "none",
+            "--name",
+            &n,
+            "-m",
+            "8m",
+            "--memory-swap",
+            "8m",
+            &plain_img,
+            "sh",
+            "-c",
+            "x=$(head -c 200000000 /dev/zero | tr '\\0' a)",
+        ]);
+        let id = e
+            .run(&["inspect", "--format", "{{.Id}}", &n])
+            .trim()
+            .to_string();
+        let truth = e.run(&["inspect", "--format", "{{.State.OOMKilled}}", &n]);
+        let oom = truth.trim() == "true";
+        let seen = w.collect_until_marker(e);
+        assert_eq!(
+            kinds_of(&seen, &id),
+            vec![
+                RawEventKind::Started,
+                RawEventKind::Exited {
+                    exit_code: Some(137),
+                    oom
+                },
+            ]
+        );
+        if oom {
+            flagged = true;
+            break;
         }
     }
-    assert!(t0.elapsed() < Duration::from_secs(5));
-    reader.join().unwrap();
-    assert!(matches!(client.list(), Err(Error::Cancelled)));
+    assert!(
+        flagged,
+        "no container was OOM-killed according to the engine"
+    );
+    w.cancel();
 }
