@@ -12,9 +12,9 @@ pub mod engine;
 pub mod error;
 
 #[cfg(feature = "docker")]
-pub mod http;
-#[cfg(feature = "docker")]
 pub mod docker;
+#[cfg(feature = "docker")]
+pub mod http;
 
 #[cfg(feature = "grpc")]
 pub mod grpc;
