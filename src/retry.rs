@@ -62,6 +62,18 @@ impl ExponentialBackoff {
         }
     }
 
+    /// Gives up after `n` consecutive failures.
+    pub fn with_max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = Some(n);
+        self
+    }
+
+    /// Gives up once `d` has passed since the first failure.
+    pub fn with_max_elapsed(mut self, d: Duration) -> Self {
+        self.max_elapsed = Some(d);
+        self
+    }
+
     fn random_unit(&mut self) -> f64 {
         // xorshift64*: plenty for jitter
         self.rng ^= self.rng >> 12;

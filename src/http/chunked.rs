@@ -232,7 +232,7 @@ mod tests {
     fn max_size_fits_but_overlong_lines_do_not() {
         assert_eq!(parse_size(b"FFFFFFFFFFFFFFFF").unwrap(), u64::MAX);
         let mut long = b"1;".to_vec();
-        long.extend(std::iter::repeat(b'x').take(MAX_SIZE_LINE + 1));
+        long.extend(std::iter::repeat_n(b'x', MAX_SIZE_LINE + 1));
         long.extend_from_slice(b"\r\na\r\n0\r\n\r\n");
         assert!(decode(&long).is_err());
         let mut trailers = b"0\r\n".to_vec();

@@ -155,7 +155,7 @@ mod tests {
         assert!(head(b"SSH-2.0-OpenSSH\r\n\r\n").is_err());
         assert!(head(b"HTTP/1.1 abc OK\r\n\r\n").is_err());
         let mut big = b"HTTP/1.1 200 OK\r\nX: ".to_vec();
-        big.extend(std::iter::repeat(b'a').take(MAX_HEAD + 10));
+        big.extend(std::iter::repeat_n(b'a', MAX_HEAD + 10));
         big.extend_from_slice(b"\r\n\r\n");
         assert!(head(&big).is_err());
         let mut many = b"HTTP/1.1 200 OK\r\n".to_vec();

@@ -97,9 +97,7 @@ impl<V: Clone> Sharded<V> {
     }
 
     pub(crate) fn remove(&mut self, key: &str) -> Option<V> {
-        if self.get(key).is_none() {
-            return None; // don't copy a shard for nothing
-        }
+        self.get(key)?;
         self.shard_mut(key).remove(key)
     }
 

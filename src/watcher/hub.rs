@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError};
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 
 use crate::event::{ContainerEvent, EventKind};
 use crate::portfolio::Portfolio;
@@ -61,18 +61,12 @@ impl Subscription {
 
     /// Waits at most `timeout` for the next item; `None` on timeout or end.
     pub fn recv_timeout(&self, timeout: Duration) -> Option<Item> {
-        match self.rx.recv_timeout(timeout) {
-            Ok(i) => Some(i),
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
-        }
+        self.rx.recv_timeout(timeout).ok()
     }
 
     /// The next item if one is queued.
     pub fn try_recv(&self) -> Option<Item> {
-        match self.rx.try_recv() {
-            Ok(i) => Some(i),
-            Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
-        }
+        self.rx.try_recv().ok()
     }
 
     /// True once the subscription has ended and its queue is drained.
@@ -101,6 +95,8 @@ struct Subscriber {
     filter: Option<String>,
     missed: u64,
     resume_seq: u64,
+    /// The receiver was dropped.
+    gone: bool,
 }
 
 pub(crate) struct Hub {
@@ -158,9 +154,10 @@ impl Hub {
                     s.resume_seq = ev.seq;
                     continue;
                 }
-                // Full cannot happen (we checked the length, and only we send);
-                // Disconnected is handled below.
-                let _ = s.tx.try_send(Item::Event(ev.clone()));
+                // Full cannot happen: we checked the length, and only we send.
+                if let Err(TrySendError::Disconnected(_)) = s.tx.try_send(Item::Event(ev.clone())) {
+                    s.gone = true;
+                }
             }
         }
         self.subscribers.retain(|s| {
@@ -171,10 +168,7 @@ impl Hub {
                 });
                 return false;
             }
-            !matches!(
-                s.tx.try_send_probe(),
-                Err(TrySendError::Disconnected(()))
-            )
+            !s.gone
         });
     }
 
@@ -239,6 +233,7 @@ impl Hub {
                 filter,
                 missed: 0,
                 resume_seq: 0,
+                gone: false,
             });
         }
         Subscription { rx }
@@ -248,22 +243,5 @@ impl Hub {
     pub(crate) fn close(&mut self) {
         self.closed = true;
         self.subscribers.clear();
-    }
-}
-
-/// Checks whether the receiving side is gone without sending anything.
-trait Probe {
-    fn try_send_probe(&self) -> Result<(), TrySendError<()>>;
-}
-
-impl Probe for Sender<Item> {
-    fn try_send_probe(&self) -> Result<(), TrySendError<()>> {
-        // A sender cannot ask directly; a disconnected channel has no receivers, which
-        // crossbeam reports through `is_disconnected` on recent versions. Emulate it:
-        if self.receiver_count() == 0 {
-            Err(TrySendError::Disconnected(()))
-        } else {
-            Ok(())
-        }
     }
 }
