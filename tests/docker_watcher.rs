@@ -1,0 +1,234 @@
+//! The watcher against the real dockerd and podman (WHALEWATCHER_DOCKER,
+//! WHALEWATCHER_PODMAN): portfolio vs `inspect` ground truth, lifecycle events, churn
+//! during the initial sync. Tests run one at a time (they compare the whole engine).
+#![cfg(feature = "docker")]
+
+mod common;
+mod watcher_shared;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use watcher_shared::{collect, converge, drain, kinds, replay, view, Cli};
+use whalewatcher::docker::DockerClient;
+use whalewatcher::{EventKind, Watcher, WatcherOptions};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Serialises the tests of this binary: each compares the engine's whole alive set.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn docker() -> Option<Cli> {
+    common::endpoint("WHALEWATCHER_DOCKER").map(|u| Cli::new("docker", "-H", u))
+}
+
+fn podman() -> Option<Cli> {
+    common::endpoint("WHALEWATCHER_PODMAN").map(|u| Cli::new("podman", "--url", u))
+}
+
+fn watch(e: &Cli) -> Watcher {
+    let w = Watcher::new(
+        DockerClient::new(Some(&e.url)).unwrap(),
+        WatcherOptions::default(),
+    );
+    w.wait_ready(WAIT).expect("watcher syncs");
+    w
+}
+
+fn ps_equals_ground_truth(e: &Cli) {
+    let p = e.name("p");
+    let project = format!("{p}-proj");
+    let plabel = format!("com.docker.compose.project={project}");
+    let plain = e.start(&e.name("plain"), &["--label", "tier=db"]);
+    let paused = e.start(&e.name("paused"), &[]);
+    e.run(&["pause", &paused]);
+    let composed = e.start(
+        &e.name("web"),
+        &[
+            "--label",
+            &plabel,
+            "--label",
+            "com.docker.compose.service=web",
+        ],
+    );
+    let w = watch(e);
+    let t = converge(WAIT, || e.truth(), || view(&w));
+    assert!(t.contains_key(&plain) && t.contains_key(&composed));
+    assert!(t[&paused].paused);
+    let pf = w.portfolio();
+    assert_eq!(pf.get(&composed).unwrap().project, project);
+    assert_eq!(
+        pf.project(&project).map(|p| p.container_ids()),
+        Some(vec![composed.as_str()])
+    );
+    // Changes after the sync are followed, too.
+    e.run(&["unpause", &paused]);
+    e.run(&["kill", &plain]);
+    let t = converge(WAIT, || e.truth(), || view(&w));
+    assert!(!t[&paused].paused && !t.contains_key(&plain));
+    w.close();
+}
+
+#[test]
+fn docker_ps_equals_ground_truth() {
+    let _s = serial();
+    if let Some(e) = docker() {
+        ps_equals_ground_truth(&e);
+    }
+}
+
+#[test]
+fn podman_ps_equals_ground_truth() {
+    let _s = serial();
+    if let Some(e) = podman() {
+        ps_equals_ground_truth(&e);
+    }
+}
+
+/// start, pause, unpause, kill (137) and a normal exit (3), each seen once.
+fn lifecycle(e: &Cli) {
+    let w = watch(e);
+    let sub = w.subscribe();
+    let a = e.start(&e.name("a"), &[]);
+    e.run(&["pause", &a]);
+    e.run(&["unpause", &a]);
+    e.run(&["kill", &a]);
+    let b = e.start_sh(&e.name("b"), "sleep 1; exit 3");
+    let got = collect(&sub, WAIT, |ev| {
+        ev.container.id == b && matches!(ev.kind, EventKind::Exited { .. })
+    });
+    // A marker: once its start shows, everything before it has been delivered.
+    let m = e.start(&e.name("marker"), &[]);
+    let mut got = got;
+    got.extend(collect(&sub, WAIT, |ev| ev.container.id == m));
+    assert_eq!(
+        kinds(&got, &a),
+        vec![
+            EventKind::Started,
+            EventKind::Paused,
+            EventKind::Unpaused,
+            EventKind::Exited {
+                exit_code: Some(137),
+                oom: false
+            }
+        ]
+    );
+    assert_eq!(
+        kinds(&got, &b),
+        vec![
+            EventKind::Started,
+            EventKind::Exited {
+                exit_code: Some(3),
+                oom: false
+            }
+        ]
+    );
+    let ev_a = got.iter().find(|ev| ev.container.id == a).unwrap();
+    assert!(!ev_a.synthetic && ev_a.container.pid > 0);
+    replay(&got);
+    w.close();
+}
+
+#[test]
+fn docker_lifecycle_events() {
+    let _s = serial();
+    if let Some(e) = docker() {
+        lifecycle(&e);
+    }
+}
+
+#[test]
+fn podman_lifecycle_events() {
+    let _s = serial();
+    if let Some(e) = podman() {
+        lifecycle(&e);
+    }
+}
+
+/// Starts `n` containers from `threads` threads; returns their ids.
+fn start_many(e: &Arc<Cli>, n: usize, what: &str) -> Vec<String> {
+    let names: Vec<String> = (0..n).map(|i| e.name(&format!("{what}{i}"))).collect();
+    let mut handles = Vec::new();
+    for chunk in names.chunks(n.div_ceil(4).max(1)) {
+        let (e, chunk) = (e.clone(), chunk.to_vec());
+        handles.push(std::thread::spawn(move || {
+            chunk.iter().map(|n| e.start(n, &[])).collect::<Vec<_>>()
+        }));
+    }
+    handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect()
+}
+
+/// With ~30 containers present, two threads start, pause, unpause and kill others while
+/// the watcher makes its first listing; afterwards the portfolio equals the ground truth
+/// and every container's event sequence is valid and ends in its true state.
+#[test]
+fn docker_churn_during_initial_sync() {
+    let _s = serial();
+    let Some(e) = docker() else { return };
+    let e = Arc::new(e);
+    let base = start_many(&e, 30, "base");
+    for round in 0..3 {
+        // Churn material: some running containers to pause/kill, names for new ones.
+        let victims = start_many(&e, 6, &format!("v{round}-"));
+        let fresh: Vec<String> = (0..6).map(|i| e.name(&format!("n{round}-{i}"))).collect();
+        let w = Watcher::new(
+            DockerClient::new(Some(&e.url)).unwrap(),
+            WatcherOptions::default(),
+        );
+        let sub = w.subscribe();
+        let t1 = {
+            let (e, v) = (e.clone(), victims.clone());
+            std::thread::spawn(move || {
+                for id in &v[..3] {
+                    e.run(&["pause", id]);
+                }
+                e.run(&["unpause", &v[0]]);
+                e.run(&["kill", &v[1]]); // paused: kill thaws and kills
+                e.run(&["kill", &v[3]]);
+            })
+        };
+        let t2 = {
+            let (e, f, v) = (e.clone(), fresh.clone(), victims.clone());
+            std::thread::spawn(move || {
+                for n in &f {
+                    e.start(n, &[]);
+                }
+                e.run(&["kill", &f[0]]);
+                e.run(&["pause", &f[1]]);
+                e.run(&["kill", &v[4]]);
+            })
+        };
+        t1.join().unwrap();
+        t2.join().unwrap();
+        w.wait_ready(WAIT).expect("watcher syncs");
+        let truth = converge(WAIT, || e.truth(), || view(&w));
+        for id in &base {
+            assert!(truth.contains_key(id), "base container {id} died");
+        }
+        let events = drain(&sub, Duration::from_millis(500));
+        let state = replay(&events);
+        for (id, (alive, paused)) in &state {
+            match truth.get(id) {
+                Some(t) => assert!(*alive && *paused == t.paused, "round {round}: events end with alive={alive} paused={paused} for {} but truth is {t:?}", id),
+                None => assert!(!alive, "round {round}: events leave {id} alive but it is gone"),
+            }
+        }
+        for id in truth.keys() {
+            assert!(
+                state.get(id).is_some_and(|s| s.0),
+                "round {round}: no Started for {id}"
+            );
+        }
+        w.close();
+        // Clean up this round's killed containers' stragglers: leave the rest alive.
+        for id in victims.iter().chain(&fresh) {
+            let _ = e.try_run(&["rm", "-f", id]);
+        }
+    }
+}
