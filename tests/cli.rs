@@ -1,0 +1,220 @@
+//! The `whalewatch` example binary, run as a process: `ps --json` vs the docker ground
+//! truth, `events --json --count`, and one-line errors with exit status 1.
+#![cfg(all(feature = "docker", feature = "serde"))]
+
+mod common;
+mod watcher_shared;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard, Once};
+use std::time::Duration;
+
+use serde_json::Value;
+use watcher_shared::{Cli, Snap};
+
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Builds the example once (same target dir as this test) and returns its path.
+fn binary() -> PathBuf {
+    static BUILD: Once = Once::new();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+    BUILD.call_once(|| {
+        let st = Command::new(env!("CARGO"))
+            .args(["build", "--example", "whalewatch"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("CARGO_TARGET_DIR", &target)
+            .status()
+            .expect("cannot run cargo");
+        assert!(st.success(), "cargo build --example whalewatch failed");
+    });
+    target.join("debug/examples/whalewatch")
+}
+
+fn whalewatch(args: &[&str]) -> Output {
+    Command::new(binary())
+        .args(args)
+        .env_remove("DOCKER_HOST")
+        .output()
+        .expect("cannot run whalewatch")
+}
+
+/// Exit 1, exactly one line on stderr starting with `whalewatch:`, no panic, no stdout.
+fn assert_one_line_error(out: &Output, mentions: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
+    assert_eq!(err.lines().count(), 1, "stderr: {err}");
+    assert!(err.starts_with("whalewatch: "), "stderr: {err}");
+    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"));
+    assert!(
+        err.contains(mentions),
+        "{err:?} should mention {mentions:?}"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn missing_socket_is_one_line_error() {
+    let out = whalewatch(&["--docker", "unix:///nonexistent.sock", "ps"]);
+    assert_one_line_error(&out, "/nonexistent.sock");
+}
+
+#[test]
+fn bad_url_is_one_line_error() {
+    let out = whalewatch(&["--docker", "gopher://x", "ps"]);
+    assert_one_line_error(&out, "gopher://x");
+}
+
+#[test]
+fn usage_errors() {
+    assert_one_line_error(&whalewatch(&["frobnicate"]), "frobnicate");
+    assert_one_line_error(&whalewatch(&["ps", "--bogus"]), "--bogus");
+    assert_one_line_error(&whalewatch(&["events", "--count", "x"]), "--count");
+    assert_one_line_error(&whalewatch(&["--docker"]), "--docker");
+    assert_one_line_error(
+        &whalewatch(&["--cri", "/x.sock", "ps"]),
+        "--cri is not supported yet",
+    );
+    assert_one_line_error(
+        &whalewatch(&["--auto", "ps"]),
+        "--auto is not supported yet",
+    );
+    // Not an engine: a socket nobody serves HTTP on is reported, not panicked on.
+    let out = whalewatch(&["--docker", "unix:///dev/null", "ps"]);
+    assert_one_line_error(&out, "/dev/null");
+    let help = whalewatch(&["--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&help.stdout).contains("usage: whalewatch"));
+}
+
+fn snap_of(v: &Value) -> (String, Snap) {
+    let labels: BTreeMap<String, String> = v["labels"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+        .collect();
+    (
+        v["id"].as_str().unwrap().to_string(),
+        Snap {
+            name: v["name"].as_str().unwrap().to_string(),
+            pid: v["pid"].as_u64().unwrap() as u32,
+            paused: v["paused"].as_bool().unwrap(),
+            project: v["project"].as_str().unwrap().to_string(),
+            labels,
+        },
+    )
+}
+
+#[test]
+fn ps_json_equals_docker_ground_truth() {
+    let _s = serial();
+    let Some(url) = common::endpoint("WHALEWATCHER_DOCKER") else {
+        return;
+    };
+    let e = Cli::new("docker", "-H", url.clone());
+    let paused = e.start(
+        &e.name("cli-paused"),
+        &["--label", "com.docker.compose.project=cliproj"],
+    );
+    e.run(&["pause", &paused]);
+    e.start(&e.name("cli-plain"), &[]);
+    watcher_shared::converge(
+        Duration::from_secs(30),
+        || e.truth(),
+        || {
+            let out = whalewatch(&["--docker", &url, "ps", "--json"]);
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let all: Vec<Value> = serde_json::from_slice(&out.stdout).expect("ps --json is JSON");
+            for v in &all {
+                assert_eq!(v["engine"], "docker.com");
+                assert!(v["image"].is_string());
+            }
+            let keys: Vec<(String, String, String)> = all
+                .iter()
+                .map(|v| {
+                    let s = |k: &str| v[k].as_str().unwrap().to_string();
+                    (s("engine"), s("project"), s("name"))
+                })
+                .collect();
+            let mut sorted = keys.clone();
+            sorted.sort();
+            assert_eq!(keys, sorted, "sorted by engine, project, name");
+            all.iter().map(snap_of).collect::<BTreeMap<_, _>>()
+        },
+    );
+    // The table form shows the project and the paused state.
+    let out = whalewatch(&["--docker", &url, "ps"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("project cliproj") && table.contains(&paused[..12]));
+    assert!(table
+        .lines()
+        .any(|l| l.contains(&paused[..12]) && l.contains("paused")));
+}
+
+#[test]
+fn events_json_count() {
+    let _s = serial();
+    let Some(url) = common::endpoint("WHALEWATCHER_DOCKER") else {
+        return;
+    };
+    let e = Cli::new("docker", "-H", url.clone());
+    // Count the alive containers first so that --count covers the synthetic events too.
+    let alive = loop {
+        if let Some(t) = e.truth() {
+            break t.len();
+        }
+    };
+    let count = (alive + 2).to_string();
+    let mut child = Command::new(binary())
+        .args(["--docker", &url, "events", "--json", "--count", &count])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for _ in 0..alive {
+        let v: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        assert_eq!(v["type"], "started");
+        seen.push(v);
+    }
+    let id = e.start(&e.name("cli-ev"), &[]);
+    e.run(&["kill", &id]);
+    for l in lines {
+        seen.push(serde_json::from_str(&l.unwrap()).expect("a JSON line"));
+    }
+    let st = child.wait().unwrap();
+    assert!(st.success());
+    assert_eq!(seen.len(), alive + 2);
+    let ours: Vec<&Value> = seen
+        .iter()
+        .filter(|v| v["container"]["id"] == id.as_str())
+        .collect();
+    assert_eq!(ours.len(), 2, "{seen:#?}");
+    assert_eq!(ours[0]["type"], "started");
+    assert_eq!(ours[0]["exit_code"], Value::Null);
+    assert_eq!(ours[1]["type"], "exited");
+    assert_eq!(ours[1]["exit_code"], 137);
+    assert_eq!(ours[1]["oom"], false);
+    assert!(ours[1]["seq"].as_u64().unwrap() > ours[0]["seq"].as_u64().unwrap());
+    for v in &seen {
+        let t = v["time"].as_str().unwrap();
+        // 2026-12-02T14:10:00.123456789Z
+        assert_eq!(t.len(), 30, "{t}");
+        assert!(t.ends_with('Z') && &t[4..5] == "-" && &t[10..11] == "T" && &t[19..20] == ".");
+        assert!(v["container"]["labels"].is_object());
+    }
+}
