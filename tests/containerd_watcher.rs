@@ -1,0 +1,275 @@
+//! The watcher against the real containerd (WHALEWATCHER_CONTAINERD): portfolio vs `ctr`
+//! ground truth over all watched namespaces; pause/resume, exec and kill events.
+#![cfg(feature = "containerd")]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::Value;
+use whalewatcher::containerd::{ContainerdClient, DEFAULT_IGNORED_NAMESPACES};
+use whalewatcher::{ContainerEvent, EventKind, Item, Subscription, Watcher, WatcherOptions};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+struct Ctr {
+    sock: String,
+    image: String,
+    runc_root: Option<String>,
+    made: Mutex<Vec<(String, String)>>,
+}
+
+impl Ctr {
+    fn from_env() -> Option<Ctr> {
+        Some(Ctr {
+            sock: common::endpoint("WHALEWATCHER_CONTAINERD")?,
+            image: std::env::var("WHALEWATCHER_CTR_IMAGE")
+                .unwrap_or_else(|_| "docker.io/library/busybox:sleep".into()),
+            runc_root: std::env::var("WHALEWATCHER_CTR_RUNC_ROOT").ok(),
+            made: Default::default(),
+        })
+    }
+
+    fn try_run(&self, ns: &str, args: &[&str]) -> Result<String, String> {
+        let out = std::process::Command::new("ctr")
+            .args(["-a", &self.sock, "-n", ns])
+            .args(args)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    fn run(&self, ns: &str, args: &[&str]) -> String {
+        self.try_run(ns, args)
+            .unwrap_or_else(|e| panic!("ctr -n {ns} {args:?} failed: {e}"))
+    }
+
+    /// Runs a detached container `id` in the default namespace with `labels`.
+    fn start(&self, id: &str, labels: &[(&str, &str)]) {
+        self.made
+            .lock()
+            .unwrap()
+            .push(("default".into(), id.into()));
+        let mut args: Vec<String> = vec!["run".into(), "-d".into()];
+        if let Some(r) = &self.runc_root {
+            args.extend(["--runc-root".into(), r.clone()]);
+        }
+        for (k, v) in labels {
+            args.extend(["--label".into(), format!("{k}={v}")]);
+        }
+        args.extend([self.image.clone(), id.into()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.run("default", &args);
+    }
+
+    /// Ground truth: display id → (pid, paused, labels) of every RUNNING or PAUSED task in
+    /// the namespaces the client watches by default; `None` when something changed midway.
+    fn truth(&self) -> Option<BTreeMap<String, (u32, bool, BTreeMap<String, String>)>> {
+        let mut out = BTreeMap::new();
+        let nss = self.try_run("default", &["namespaces", "ls", "-q"]).ok()?;
+        for ns in nss
+            .lines()
+            .filter(|n| !DEFAULT_IGNORED_NAMESPACES.contains(n))
+        {
+            for line in self.try_run(ns, &["tasks", "ls"]).ok()?.lines().skip(1) {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                let (Some(id), Some(pid), Some(status)) = (f.first(), f.get(1), f.get(2)) else {
+                    continue;
+                };
+                if *status != "RUNNING" && *status != "PAUSED" {
+                    continue;
+                }
+                let info: Value =
+                    serde_json::from_str(&self.try_run(ns, &["containers", "info", id]).ok()?)
+                        .ok()?;
+                let labels = info["Labels"]
+                    .as_object()
+                    .map(|o| {
+                        o.iter()
+                            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let display = if ns == "default" {
+                    id.to_string()
+                } else {
+                    format!("{ns}/{id}")
+                };
+                out.insert(display, (pid.parse().ok()?, *status == "PAUSED", labels));
+            }
+        }
+        Some(out)
+    }
+}
+
+impl Drop for Ctr {
+    fn drop(&mut self) {
+        for (ns, id) in self.made.lock().unwrap().iter() {
+            let _ = self.try_run(ns, &["tasks", "resume", id]);
+            let _ = self.try_run(ns, &["tasks", "kill", "-s", "KILL", id]);
+            let end = Instant::now() + Duration::from_secs(5);
+            while self.try_run(ns, &["tasks", "rm", id]).is_err()
+                && self
+                    .try_run(ns, &["tasks", "ls", "-q"])
+                    .is_ok_and(|l| l.lines().any(|t| t == id))
+                && Instant::now() < end
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.try_run(ns, &["containers", "rm", id]);
+        }
+    }
+}
+
+fn unique(what: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("wwcw-{what}-{}-{nanos}", std::process::id())
+}
+
+fn view(w: &Watcher) -> BTreeMap<String, (u32, bool, BTreeMap<String, String>)> {
+    w.portfolio()
+        .iter()
+        .map(|c| (c.id.clone(), (c.pid, c.paused, c.labels.clone())))
+        .collect()
+}
+
+fn converge(ctr: &Ctr, w: &Watcher) -> BTreeMap<String, (u32, bool, BTreeMap<String, String>)> {
+    let end = Instant::now() + WAIT;
+    loop {
+        let t = ctr.truth();
+        let v = view(w);
+        if t.as_ref() == Some(&v) {
+            return v;
+        }
+        if Instant::now() >= end {
+            panic!("no convergence:\n truth {t:#?}\n watcher {v:#?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn watch(ctr: &Ctr) -> Watcher {
+    let w = Watcher::new(ContainerdClient::new(&ctr.sock), WatcherOptions::default());
+    w.wait_ready(WAIT).expect("watcher syncs");
+    w
+}
+
+/// The next event of container `id` (others are skipped).
+fn next_for(sub: &Subscription, id: &str, timeout: Duration) -> Option<ContainerEvent> {
+    let end = Instant::now() + timeout;
+    while let Some(left) = end.checked_duration_since(Instant::now()) {
+        match sub.recv_timeout(left)? {
+            Item::Event(e) if e.container.id == id => return Some(e),
+            Item::Event(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    None
+}
+
+#[test]
+fn ps_equals_ctr_ground_truth() {
+    let _s = serial();
+    let Some(ctr) = Ctr::from_env() else { return };
+    let tag = unique("ps");
+    let (web, db) = (format!("{tag}-web"), format!("{tag}-db"));
+    ctr.start(
+        &web,
+        &[
+            ("nerdctl/name", "web"),
+            ("com.docker.compose.project", "shop"),
+        ],
+    );
+    ctr.start(&db, &[]);
+    ctr.run("default", &["tasks", "pause", &db]);
+    let w = watch(&ctr);
+    let got = converge(&ctr, &w);
+    assert!(got[&db].1, "db is paused");
+    let pf = w.portfolio();
+    let c = pf.get(&web).expect("web in the portfolio");
+    assert_eq!((c.name.as_str(), c.project.as_str()), ("web", "shop"));
+    assert_eq!(c.image, ctr.image);
+    assert_eq!(c.engine_type(), "containerd.io");
+    assert!(pf.project("shop").is_some_and(|p| p.get(&web).is_some()));
+    w.close();
+}
+
+#[test]
+fn pause_resume_exec_kill_events() {
+    let _s = serial();
+    let Some(ctr) = Ctr::from_env() else { return };
+    let x = unique("x");
+    ctr.start(&x, &[]);
+    let w = watch(&ctr);
+    let sub = w.subscribe();
+    // The synthetic start of x comes first among x's events.
+    let ev = next_for(&sub, &x, WAIT).expect("synthetic started");
+    assert!(ev.synthetic && ev.kind == EventKind::Started && ev.container.pid > 0);
+    // Warm up: containerd's event subscription may go live a moment after the call.
+    let mut warm = false;
+    for _ in 0..10 {
+        ctr.run("default", &["tasks", "pause", &x]);
+        let ev = next_for(&sub, &x, Duration::from_secs(1));
+        ctr.run("default", &["tasks", "resume", &x]);
+        if let Some(ev) = ev {
+            assert_eq!(ev.kind, EventKind::Paused);
+            assert!(ev.container.paused);
+            let ev = next_for(&sub, &x, WAIT).expect("unpaused");
+            assert_eq!(ev.kind, EventKind::Unpaused);
+            assert!(!ev.container.paused);
+            warm = true;
+            break;
+        }
+        // Missed pause: the watcher learns of it at its next resync, if ever; wait until
+        // the portfolio says x is running again before the next try.
+        common::wait_until(WAIT, "x running", || {
+            w.portfolio().get(&x).is_some_and(|c| !c.paused)
+        });
+        while let Some(Item::Event(e)) = sub.try_recv() {
+            assert_eq!(e.container.id, x, "stray event {e:?}");
+        }
+    }
+    assert!(warm, "no Paused event after 10 tries");
+
+    // An exec'd process that ends is no exit of the container: the next event of x after
+    // the exec is the pause marker.
+    ctr.run(
+        "default",
+        &["tasks", "exec", "--exec-id", &unique("e"), &x, "true"],
+    );
+    ctr.run("default", &["tasks", "pause", &x]);
+    let ev = next_for(&sub, &x, WAIT).expect("paused marker");
+    assert_eq!(ev.kind, EventKind::Paused, "exec exit leaked as {ev:?}");
+    assert!(w.portfolio().get(&x).is_some_and(|c| c.paused));
+    ctr.run("default", &["tasks", "resume", &x]);
+    assert_eq!(next_for(&sub, &x, WAIT).unwrap().kind, EventKind::Unpaused);
+
+    let pid = w.portfolio().get(&x).unwrap().pid;
+    ctr.run("default", &["tasks", "kill", "-s", "KILL", &x]);
+    let ev = next_for(&sub, &x, WAIT).expect("exited");
+    assert_eq!(
+        ev.kind,
+        EventKind::Exited {
+            exit_code: Some(137),
+            oom: false
+        }
+    );
+    assert_eq!(ev.container.pid, pid);
+    assert!(w.portfolio().get(&x).is_none());
+    converge(&ctr, &w);
+    w.close();
+}
