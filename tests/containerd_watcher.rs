@@ -12,6 +12,9 @@ use serde_json::Value;
 use whalewatcher::containerd::{ContainerdClient, DEFAULT_IGNORED_NAMESPACES};
 use whalewatcher::{ContainerEvent, EventKind, Item, Subscription, Watcher, WatcherOptions};
 
+/// display id → (pid, paused, labels).
+type State = BTreeMap<String, (u32, bool, BTreeMap<String, String>)>;
+
 const WAIT: Duration = Duration::from_secs(30);
 
 fn serial() -> MutexGuard<'static, ()> {
@@ -75,7 +78,7 @@ impl Ctr {
 
     /// Ground truth: display id → (pid, paused, labels) of every RUNNING or PAUSED task in
     /// the namespaces the client watches by default; `None` when something changed midway.
-    fn truth(&self) -> Option<BTreeMap<String, (u32, bool, BTreeMap<String, String>)>> {
+    fn truth(&self) -> Option<State> {
         let mut out = BTreeMap::new();
         let nss = self.try_run("default", &["namespaces", "ls", "-q"]).ok()?;
         for ns in nss
@@ -140,14 +143,14 @@ fn unique(what: &str) -> String {
     format!("wwcw-{what}-{}-{nanos}", std::process::id())
 }
 
-fn view(w: &Watcher) -> BTreeMap<String, (u32, bool, BTreeMap<String, String>)> {
+fn view(w: &Watcher) -> State {
     w.portfolio()
         .iter()
         .map(|c| (c.id.clone(), (c.pid, c.paused, c.labels.clone())))
         .collect()
 }
 
-fn converge(ctr: &Ctr, w: &Watcher) -> BTreeMap<String, (u32, bool, BTreeMap<String, String>)> {
+fn converge(ctr: &Ctr, w: &Watcher) -> State {
     let end = Instant::now() + WAIT;
     loop {
         let t = ctr.truth();
