@@ -232,3 +232,65 @@ fn docker_churn_during_initial_sync() {
         }
     }
 }
+
+/// A private dockerd is SIGKILLed and restarted while a watcher watches it: the watcher
+/// reports Reconnecting, re-attaches by itself and converges to the ground truth, with
+/// Exited events for the containers that died meanwhile and, for the `--restart always`
+/// one, Exited and Started with a new pid.
+#[test]
+fn dockerd_killed_and_restarted() {
+    let _s = serial();
+    if common::endpoint("WHALEWATCHER_DOCKER").is_none() {
+        return; // no engines set up here: no busybox tarball either
+    }
+    let mut d = watcher_shared::dockerd::PrivateDockerd::start();
+    let e = Cli::new("docker", "-H", d.url.clone());
+    let plain = e.start(&e.name("plain"), &[]);
+    let always = e.start(&e.name("always"), &["--restart", "always"]);
+    let old_pid = e.truth().unwrap()[&always].pid;
+    let w = Watcher::new(
+        DockerClient::new(Some(&d.url)).unwrap(),
+        WatcherOptions::default().with_retry(|| {
+            whalewatcher::ExponentialBackoff::new(Duration::from_millis(50), Duration::from_secs(1))
+        }),
+    );
+    let sub = w.subscribe();
+    w.wait_ready(WAIT).expect("watcher syncs");
+    converge(WAIT, || e.truth(), || view(&w));
+
+    d.kill9();
+    common::wait_until(WAIT, "Health::Reconnecting", || {
+        matches!(w.health(), whalewatcher::Health::Reconnecting { .. })
+    });
+    d.launch();
+    w.wait_ready(Duration::from_secs(60))
+        .expect("watcher re-attaches");
+    let t = converge(Duration::from_secs(60), || e.truth(), || view(&w));
+    assert!(
+        !t.contains_key(&plain),
+        "plain container survived a dockerd restart"
+    );
+    let new_pid = t
+        .get(&always)
+        .expect("restart-always container is back")
+        .pid;
+    assert_ne!(new_pid, old_pid);
+
+    let events = drain(&sub, Duration::from_millis(500));
+    replay(&events);
+    let k = kinds(&events, &plain);
+    assert_eq!(k.first(), Some(&EventKind::Started));
+    assert!(matches!(k.last(), Some(EventKind::Exited { .. })), "{k:?}");
+    let a: Vec<_> = events
+        .iter()
+        .filter(|ev| ev.container.id == always)
+        .collect();
+    let n = a.len();
+    assert!(n >= 3, "{:?}", kinds(&events, &always));
+    assert!(matches!(a[n - 2].kind, EventKind::Exited { .. }));
+    assert_eq!(a[n - 2].container.pid, old_pid);
+    assert_eq!(a[n - 1].kind, EventKind::Started);
+    assert_eq!(a[n - 1].container.pid, new_pid);
+    w.close();
+    drop(e);
+}

@@ -2,6 +2,8 @@
 //! watcher's view in the same shape, convergence and event-sequence checks.
 #![allow(dead_code)]
 
+pub mod dockerd;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};

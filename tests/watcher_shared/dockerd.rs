@@ -1,0 +1,192 @@
+//! A private, throw-away dockerd for kill/restart tests: its own directory, socket,
+//! data-root, exec-root and pidfile. Dropping it removes its containers, stops it, ends
+//! every process it left behind (found by the private directory in their command line),
+//! unmounts what is left under the directory and removes it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct PrivateDockerd {
+    pub dir: PathBuf,
+    pub url: String,
+    child: Option<Child>,
+}
+
+impl PrivateDockerd {
+    /// Starts dockerd under `/tmp/ww-restart-<pid>` and imports the busybox images from
+    /// the shared engines' tarball. `None` (loudly) when dockerd cannot run here.
+    pub fn start() -> PrivateDockerd {
+        let dir = PathBuf::from(format!("/tmp/ww-restart-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("unix://{}/docker.sock", dir.display());
+        let mut d = PrivateDockerd {
+            dir,
+            url,
+            child: None,
+        };
+        d.launch();
+        let engines = std::env::var("WHALEWATCHER_ENGINES_DIR")
+            .unwrap_or_else(|_| "/tmp/whalewatcher-engines".into());
+        let tar = format!("{engines}/images/busybox.tar");
+        d.docker(&[
+            "import",
+            "--change",
+            r#"ENTRYPOINT ["/bin/sleep","2147483647"]"#,
+            &tar,
+            "busybox:sleep",
+        ])
+        .expect("import busybox:sleep");
+        d
+    }
+
+    /// (Re)starts dockerd with the same flags and waits until it answers.
+    pub fn launch(&mut self) {
+        self.forget_dead_containerd();
+        let p = |s: &str| self.dir.join(s).display().to_string();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("log"))
+            .unwrap();
+        let child = Command::new("dockerd")
+            .args([
+                "--iptables=false",
+                "--ip-masq=false",
+                "--bridge=none",
+                "--storage-driver=vfs",
+                "-H",
+                &self.url,
+                "--data-root",
+                &p("data"),
+                "--exec-root",
+                &p("exec"),
+                "--pidfile",
+                &p("docker.pid"),
+            ])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("cannot run dockerd");
+        self.child = Some(child);
+        let end = Instant::now() + Duration::from_secs(60);
+        while self.docker(&["version"]).is_err() {
+            if Instant::now() > end {
+                let log = std::fs::read_to_string(self.dir.join("log")).unwrap_or_default();
+                let log: Vec<&str> = log.lines().filter(|l| !l.contains("[core]")).collect();
+                let tail = log[log.len().saturating_sub(40)..].join("\n");
+                panic!("private dockerd did not come up; log tail:\n{tail}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// dockerd reuses the containerd named in its pidfile while that pid exists; after a
+    /// SIGKILL its containerd child may linger as an unreaped zombie (this machine's init
+    /// does not always reap), which dockerd would wait for forever: drop such a pidfile.
+    fn forget_dead_containerd(&self) {
+        let pidfile = self.dir.join("exec/containerd/containerd.pid");
+        let Ok(pid) = std::fs::read_to_string(&pidfile) else {
+            return;
+        };
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
+        let state = stat
+            .rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().next());
+        if matches!(state, None | Some("Z") | Some("X")) {
+            let _ = std::fs::remove_file(&pidfile);
+        }
+    }
+
+    /// SIGKILLs dockerd and its containerd (the containers' shims live on), as when the
+    /// engine crashes. (A containerd left behind keeps dockerd from starting again here.)
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let config = self.dir.join("exec/containerd/containerd.toml");
+        for pid in processes_with(&config.display().to_string()) {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    }
+
+    /// `docker -H <private socket> args`.
+    pub fn docker(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new("docker")
+            .args(["-H", &self.url])
+            .args(args)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+}
+
+/// PIDs of processes whose command line mentions `dir`.
+fn processes_under(dir: &Path) -> Vec<u32> {
+    processes_with(&dir.display().to_string())
+}
+
+/// PIDs of processes whose command line contains `needle`.
+fn processes_with(needle: &str) -> Vec<u32> {
+    let me = std::process::id();
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
+        })
+        .collect()
+}
+
+impl Drop for PrivateDockerd {
+    fn drop(&mut self) {
+        if let Ok(ids) = self.docker(&["ps", "-aq"]) {
+            let ids: Vec<&str> = ids.split_whitespace().collect();
+            if !ids.is_empty() {
+                let mut args = vec!["rm", "-f"];
+                args.extend(ids);
+                let _ = self.docker(&args);
+            }
+        }
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill").arg(c.id().to_string()).status();
+        }
+        if let Some(mut c) = self.child.take() {
+            let end = Instant::now() + Duration::from_secs(15);
+            while c.try_wait().ok().flatten().is_none() && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        // containerd, shims and anything else started for this directory.
+        for pid in processes_under(&self.dir) {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let prefix = self.dir.display().to_string();
+        let mut points: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|m| m.starts_with(&prefix))
+            .collect();
+        points.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in points {
+            let _ = Command::new("umount").args(["-l", m]).status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
