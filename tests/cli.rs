@@ -191,13 +191,33 @@ fn events_json_count() {
         assert_eq!(v["type"], "started");
         seen.push(v);
     }
+    // Watchdog: a hanging binary fails the test instead of blocking it forever.
+    let pid = child.id().to_string();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let dog = std::thread::spawn(move || {
+        if done_rx.recv_timeout(Duration::from_secs(60)).is_err() {
+            let _ = Command::new("kill").args(["-9", &pid]).status();
+        }
+    });
     let id = e.start(&e.name("cli-ev"), &[]);
+    // Kill only after the start is reported: a kill that lands while the watcher still
+    // inspects the new container makes it vanish without either event.
+    for l in lines.by_ref() {
+        let v: Value = serde_json::from_str(&l.unwrap()).expect("a JSON line");
+        let ours = v["container"]["id"] == id.as_str();
+        seen.push(v);
+        if ours {
+            break;
+        }
+    }
     e.run(&["kill", &id]);
     for l in lines {
         seen.push(serde_json::from_str(&l.unwrap()).expect("a JSON line"));
     }
     let st = child.wait().unwrap();
-    assert!(st.success());
+    let _ = done_tx.send(());
+    dog.join().unwrap();
+    assert!(st.success(), "whalewatch events: {st:?}");
     assert_eq!(seen.len(), alive + 2);
     let ours: Vec<&Value> = seen
         .iter()
