@@ -238,3 +238,89 @@ fn events_json_count() {
         assert!(v["container"]["labels"].is_object());
     }
 }
+
+/// `--since 0` replays the journal instead of synthetic events: the first line is a
+/// journaled (non-synthetic) start, from the initial listing or a later start.
+#[test]
+fn events_since_skips_synthetic_starts() {
+    let _s = serial();
+    let Some(url) = common::endpoint("WHALEWATCHER_DOCKER") else {
+        return;
+    };
+    let e = Cli::new("docker", "-H", url.clone());
+    let mut child = Command::new(binary())
+        .args([
+            "--docker", &url, "events", "--json", "--since", "0", "--count", "1",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let dog = std::thread::spawn(move || {
+        if done_rx.recv_timeout(Duration::from_secs(60)).is_err() {
+            let _ = Command::new("kill").args(["-9", &pid]).status();
+        }
+    });
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // The CLI subscribes only once synced; keep starting containers until one shows.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(lines.next().map(|l| l.unwrap()));
+    });
+    let mut started = Vec::new();
+    let line = loop {
+        started.push(e.start(&e.name("cli-since"), &[]));
+        if let Ok(l) = rx.recv_timeout(Duration::from_secs(2)) {
+            break l.expect("one line");
+        }
+        assert!(started.len() < 20, "no event line");
+    };
+    let st = child.wait().unwrap();
+    let _ = done_tx.send(());
+    dog.join().unwrap();
+    assert!(st.success());
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["type"], "started");
+    assert_eq!(v["synthetic"], false);
+    assert!(
+        started.iter().any(|id| v["container"]["id"] == id.as_str()),
+        "{v}"
+    );
+}
+
+/// Several engine flags: one watcher each, outputs merged and sorted by engine.
+#[test]
+fn ps_json_merges_engines() {
+    let _s = serial();
+    let (Some(d), Some(p)) = (
+        common::endpoint("WHALEWATCHER_DOCKER"),
+        common::endpoint("WHALEWATCHER_PODMAN"),
+    ) else {
+        return;
+    };
+    let dc = Cli::new("docker", "-H", d.clone());
+    let pc = Cli::new("podman", "--url", p.clone());
+    let did = dc.start(&dc.name("cli-m"), &[]);
+    let pid = pc.start(&pc.name("cli-m"), &[]);
+    let out = whalewatch(&["--docker", &d, "--docker", &p, "ps", "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let engine_of = |id: &str| {
+        all.iter()
+            .find(|v| v["id"] == id)
+            .map(|v| v["engine"].as_str().unwrap().to_string())
+    };
+    assert_eq!(engine_of(&did).as_deref(), Some("docker.com"));
+    assert_eq!(engine_of(&pid).as_deref(), Some("podman.io"));
+    let engines: Vec<&str> = all.iter().map(|v| v["engine"].as_str().unwrap()).collect();
+    let mut sorted = engines.clone();
+    sorted.sort();
+    assert_eq!(engines, sorted);
+}
