@@ -122,6 +122,8 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(20));
         s2.cancel();
         assert_eq!(t.join().unwrap().unwrap(), 0);
-        assert!(set.register(Arc::new(UnixStream::pair().unwrap().0)).is_err());
+        assert!(set
+            .register(Arc::new(UnixStream::pair().unwrap().0))
+            .is_err());
     }
 }

@@ -127,7 +127,11 @@ impl fmt::Display for Error {
             Error::Protocol { layer, message } => write!(f, "{layer} protocol error: {message}"),
             Error::Status { code, message } => write!(f, "engine error (status {code}): {message}"),
             Error::Grpc { code, message } => {
-                write!(f, "gRPC status {code} ({}): {message}", grpc_code_name(*code))
+                write!(
+                    f,
+                    "gRPC status {code} ({}): {message}",
+                    grpc_code_name(*code)
+                )
             }
             Error::Timeout { what } => write!(f, "timed out: {what}"),
             Error::Cancelled => write!(f, "cancelled"),

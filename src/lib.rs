@@ -10,11 +10,15 @@ mod cancel;
 pub mod container;
 pub mod engine;
 pub mod error;
+pub mod event;
+pub mod portfolio;
+pub mod retry;
+pub mod watcher;
 
 #[cfg(feature = "docker")]
-pub mod http;
-#[cfg(feature = "docker")]
 pub mod docker;
+#[cfg(feature = "docker")]
+pub mod http;
 
 #[cfg(feature = "grpc")]
 pub mod grpc;
@@ -31,3 +35,7 @@ pub mod cri;
 pub use container::{Container, EngineRef, Rucksack, PROJECT_LABEL};
 pub use engine::{EngineClient, EngineInfo, EventStream, RawEvent, RawEventKind, RucksackPacker};
 pub use error::{Error, Result};
+pub use event::{ContainerEvent, EventKind};
+pub use portfolio::{Portfolio, Project};
+pub use retry::{ExponentialBackoff, RetryPolicy};
+pub use watcher::{Health, Item, Since, Subscription, Watcher, WatcherOptions};

@@ -1,1 +1,23 @@
-//! containerd (work in progress).
+//! The containerd engine: containerd's native gRPC API on its Unix socket.
+//!
+//! [`ContainerdClient`] lists the alive (running or paused) containers of every containerd
+//! namespace except the ignored ones (by default `moby` and `k8s.io`, which Docker and the
+//! CRI plugin own: watch those through [`docker`](crate::docker) and [`cri`](crate::cri)),
+//! and streams the task start, exit, pause and resume events of all namespaces.
+//!
+//! - Ids are namespace-qualified, `"ns/id"`; containers of the `default` namespace keep
+//!   their plain id. Names come from nerdctl's `nerdctl/name` label (else the id), prefixed
+//!   the same way; the project from `com.docker.compose.project` (which nerdctl compose
+//!   sets too).
+//! - The engine id is the server UUID from the introspection API (containerd 1.5 and
+//!   later; empty for older releases).
+//! - The exit of an exec'd process (`/tasks/exit` whose `id` is not the container's) is
+//!   not the container's exit and produces no event. A `/tasks/oom` marks the container's
+//!   next exit with `oom: true`.
+
+mod client;
+mod convert;
+mod events;
+
+pub use client::{ContainerdClient, RawContainer, DEFAULT_IGNORED_NAMESPACES};
+pub use convert::{DEFAULT_NAMESPACE, NERDCTL_NAME_LABEL};

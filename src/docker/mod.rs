@@ -1,1 +1,17 @@
-//! docker (work in progress).
+//! The Docker and Podman engine adaptor ([`DockerClient`]), speaking the Docker Engine API
+//! over HTTP/1.1 with the crate's own [`http`](crate::http) client.
+//!
+//! Containers come from `GET /containers/json` (running and paused only), each inspected
+//! with `GET /containers/{id}/json`; lifecycle events from the `GET /events` stream
+//! (`start`, `die`, `pause`, `unpause`, and `oom` to flag the following `die`). Privileged
+//! containers get the label [`PRIVILEGED_LABEL`](crate::container::PRIVILEGED_LABEL) with
+//! an empty value, as in the Go original.
+
+mod client;
+mod events;
+mod inspect;
+mod time;
+
+pub use client::{DockerClient, API_VERSION, DEFAULT_ENDPOINT};
+pub use events::{EventDecoder, MAX_EVENT};
+pub use time::parse_rfc3339;

@@ -215,7 +215,7 @@ impl Conn {
             if left > 0 && win <= 0 {
                 // Wait for WINDOW_UPDATE (or an early response end).
                 self.poll()?;
-                if self.active.as_ref().map_or(true, |a| a.ended) {
+                if self.active.as_ref().is_none_or(|a| a.ended) {
                     return Ok(());
                 }
                 continue;

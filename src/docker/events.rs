@@ -1,0 +1,293 @@
+//! Docker's and Podman's `/events` stream: a sequence of JSON objects, decoded as they
+//! arrive (objects may be split across chunks or reads).
+
+use std::collections::HashSet;
+use std::io::Read;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+use crate::container::PROJECT_LABEL;
+use crate::engine::{EventStream, RawEvent, RawEventKind};
+use crate::error::{Error, Result};
+
+/// Largest accepted single event object.
+pub const MAX_EVENT: usize = 1024 * 1024;
+/// Most container ids remembered between an `oom` and its `die` event.
+const MAX_OOM_PENDING: usize = 4096;
+
+/// Decodes a byte stream of concatenated JSON objects into raw lifecycle events.
+pub struct EventDecoder<R> {
+    reader: R,
+    buf: Vec<u8>,
+    start: usize,
+    oom: HashSet<String>,
+    map_err: fn(&R, &std::io::Error) -> Error,
+}
+
+impl<R: Read> EventDecoder<R> {
+    /// A decoder over `reader`; `map_err` turns read errors into the crate's errors.
+    pub fn new(reader: R, map_err: fn(&R, &std::io::Error) -> Error) -> Self {
+        EventDecoder {
+            reader,
+            buf: Vec::new(),
+            start: 0,
+            oom: HashSet::new(),
+            map_err,
+        }
+    }
+
+    /// The next JSON object; `Ok(None)` at a clean end of the stream.
+    fn next_value(&mut self) -> Result<Option<Value>> {
+        let mut try_parse = true;
+        loop {
+            while self.start < self.buf.len() && self.buf[self.start].is_ascii_whitespace() {
+                self.start += 1;
+            }
+            let pending = &self.buf[self.start..];
+            if !pending.is_empty() {
+                if pending[0] != b'{' {
+                    return Err(Error::protocol(
+                        "json",
+                        "event stream holds something other than JSON objects",
+                    ));
+                }
+                if try_parse {
+                    let mut it = serde_json::Deserializer::from_slice(pending).into_iter::<Value>();
+                    match it.next() {
+                        Some(Ok(_)) if it.byte_offset() > MAX_EVENT => {
+                            return Err(Error::protocol(
+                                "json",
+                                format!("event object larger than {MAX_EVENT} bytes"),
+                            ))
+                        }
+                        Some(Ok(v)) => {
+                            self.start += it.byte_offset();
+                            return Ok(Some(v));
+                        }
+                        Some(Err(e)) if e.is_eof() => {}
+                        Some(Err(e)) => {
+                            return Err(Error::protocol("json", format!("bad event: {e}")))
+                        }
+                        None => {}
+                    }
+                }
+                if pending.len() > MAX_EVENT {
+                    return Err(Error::protocol(
+                        "json",
+                        format!("event object larger than {MAX_EVENT} bytes"),
+                    ));
+                }
+            }
+            // Need more bytes.
+            self.buf.drain(..self.start);
+            self.start = 0;
+            let old = self.buf.len();
+            self.buf.resize(old + 16 * 1024, 0);
+            let n = loop {
+                match self.reader.read(&mut self.buf[old..]) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        self.buf.truncate(old);
+                        return Err((self.map_err)(&self.reader, &e));
+                    }
+                }
+            };
+            self.buf.truncate(old + n);
+            if n == 0 {
+                if self.buf.iter().all(u8::is_ascii_whitespace) {
+                    return Ok(None);
+                }
+                return Err(Error::protocol(
+                    "json",
+                    "event stream ended in the middle of an event",
+                ));
+            }
+            // An object can only have completed if a closing brace arrived.
+            try_parse = self.buf[old..].contains(&b'}');
+        }
+    }
+
+    /// Maps one event object; `None` for events that are not lifecycle events.
+    fn map(&mut self, v: &Value) -> Option<RawEvent> {
+        let typ = v
+            .get("Type")
+            .or_else(|| v.get("type"))
+            .and_then(Value::as_str);
+        if typ.is_some_and(|t| t != "container") {
+            return None;
+        }
+        let action = v
+            .get("Action")
+            .or_else(|| v.get("status"))
+            .and_then(Value::as_str)?;
+        let actor = v.get("Actor");
+        let id = actor
+            .and_then(|a| a.get("ID"))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .or_else(|| v.get("id").and_then(Value::as_str))
+            .filter(|s| !s.is_empty());
+        let Some(id) = id else {
+            log::warn!("container event {action:?} without an id: ignored");
+            return None;
+        };
+        let attrs = actor.and_then(|a| a.get("Attributes"));
+        let attr = |k: &str| attrs.and_then(|a| a.get(k)).and_then(Value::as_str);
+        let kind = match action {
+            "start" => RawEventKind::Started,
+            "die" | "died" => {
+                let exit_code = attr("exitCode")
+                    .or_else(|| attr("containerExitCode"))
+                    .and_then(|c| c.trim().parse::<i32>().ok());
+                RawEventKind::Exited {
+                    exit_code,
+                    oom: self.oom.remove(id),
+                }
+            }
+            "pause" => RawEventKind::Paused,
+            "unpause" => RawEventKind::Unpaused,
+            "oom" => {
+                if self.oom.len() >= MAX_OOM_PENDING {
+                    self.oom.clear();
+                }
+                self.oom.insert(id.to_string());
+                return None;
+            }
+            _ => return None,
+        };
+        let time = event_time(v);
+        Some(RawEvent {
+            kind,
+            id: id.to_string(),
+            project: attr(PROJECT_LABEL).map(str::to_string),
+            time,
+        })
+    }
+}
+
+/// `timeNano`, else `time` (seconds), else now.
+fn event_time(v: &Value) -> SystemTime {
+    if let Some(ns) = v.get("timeNano").and_then(Value::as_u64).filter(|&n| n > 0) {
+        return UNIX_EPOCH + Duration::from_nanos(ns);
+    }
+    if let Some(s) = v.get("time").and_then(Value::as_u64).filter(|&n| n > 0) {
+        return UNIX_EPOCH + Duration::from_secs(s);
+    }
+    SystemTime::now()
+}
+
+impl<R: Read + Send> EventStream for EventDecoder<R> {
+    fn next_event(&mut self) -> Result<Option<RawEvent>> {
+        loop {
+            let Some(v) = self.next_value()? else {
+                return Ok(None);
+            };
+            if let Some(ev) = self.map(&v) {
+                return Ok(Some(ev));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    /// Hands out the input in pieces of `step` bytes.
+    struct Trickle(Vec<u8>, usize, usize);
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.1.min(buf.len()).min(self.0.len() - self.2);
+            buf[..n].copy_from_slice(&self.0[self.2..self.2 + n]);
+            self.2 += n;
+            Ok(n)
+        }
+    }
+
+    fn io_err<R>(_: &R, e: &std::io::Error) -> Error {
+        Error::connection("test", e)
+    }
+
+    fn all(input: &str, step: usize) -> Result<Vec<RawEvent>> {
+        let mut d = EventDecoder::new(Trickle(input.as_bytes().to_vec(), step, 0), io_err);
+        let mut out = Vec::new();
+        while let Some(e) = d.next_event()? {
+            out.push(e);
+        }
+        Ok(out)
+    }
+
+    const DOCKER: &str = r#"{"status":"start","id":"c1","Type":"container","Action":"start","Actor":{"ID":"c1","Attributes":{"com.docker.compose.project":"pp","name":"a"}},"time":1,"timeNano":1000000001}
+{"Type":"container","Action":"pause","Actor":{"ID":"c1","Attributes":{}},"timeNano":2}
+{"Type":"container","Action":"unpause","Actor":{"ID":"c1"},"time":3}
+{"Type":"container","Action":"oom","Actor":{"ID":"c1"}}
+{"Type":"container","Action":"die","Actor":{"ID":"c1","Attributes":{"exitCode":"137"}}}{"Type":"container","Action":"die","Actor":{"ID":"c2","Attributes":{"exitCode":"3"}}}
+{"Type":"network","Action":"connect","Actor":{"ID":"n"}}
+{"Type":"container","Action":"create","Actor":{"ID":"c3"}}
+"#;
+
+    #[test]
+    fn decodes_events_split_anywhere() {
+        for step in [1, 2, 7, 100, 100_000] {
+            let evs = all(DOCKER, step).unwrap();
+            let kinds: Vec<_> = evs.iter().map(|e| (e.id.as_str(), e.kind)).collect();
+            assert_eq!(
+                kinds,
+                vec![
+                    ("c1", RawEventKind::Started),
+                    ("c1", RawEventKind::Paused),
+                    ("c1", RawEventKind::Unpaused),
+                    (
+                        "c1",
+                        RawEventKind::Exited {
+                            exit_code: Some(137),
+                            oom: true
+                        }
+                    ),
+                    (
+                        "c2",
+                        RawEventKind::Exited {
+                            exit_code: Some(3),
+                            oom: false
+                        }
+                    ),
+                ],
+                "step {step}"
+            );
+            assert_eq!(evs[0].project.as_deref(), Some("pp"));
+            assert_eq!(
+                evs[0].time,
+                UNIX_EPOCH + Duration::from_nanos(1_000_000_001)
+            );
+            assert_eq!(evs[2].time, UNIX_EPOCH + Duration::from_secs(3));
+        }
+    }
+
+    #[test]
+    fn podman_style_events() {
+        let p = r#"{"status":"died","id":"p1","Type":"container","Actor":{"ID":"p1","Attributes":{"containerExitCode":"3"}},"timeNano":5}"#;
+        let evs = all(p, 3).unwrap();
+        assert_eq!(
+            evs[0].kind,
+            RawEventKind::Exited {
+                exit_code: Some(3),
+                oom: false
+            }
+        );
+    }
+
+    #[test]
+    fn rejects_garbage_truncation_and_giants() {
+        assert!(all("[1,2]", 10).is_err());
+        assert!(all("{\"a\":", 10).is_err());
+        assert!(all("{\"a\" 1}", 10).is_err());
+        let giant = format!("{{\"a\":\"{}\"}}", "x".repeat(MAX_EVENT + 10));
+        assert!(all(&giant, 1 << 20).is_err());
+        assert_eq!(all("  \n ", 1).unwrap().len(), 0);
+        let mut d = EventDecoder::new(Cursor::new(Vec::new()), io_err);
+        assert!(d.next_event().unwrap().is_none());
+    }
+}

@@ -1,0 +1,224 @@
+//! The portfolio: an immutable, consistent snapshot of the alive containers, grouped by
+//! composer project.
+//!
+//! Snapshots are persistent data structures: a watcher publishes a new one after each
+//! batch of changes by copying only the small shards that changed, so taking, holding and
+//! querying a snapshot never waits on the engine or the watcher.
+
+mod project;
+mod sharded;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::container::Container;
+pub use project::Project;
+use sharded::Sharded;
+
+/// An immutable snapshot of the alive containers of one or more engines.
+///
+/// Lookups by id are exact and O(1). Names are not unique (CRI container names repeat
+/// across pods, and a name can be reused by a new container while the old one is still
+/// being torn down), so [`by_name`](Self::by_name) returns every container of that name.
+#[derive(Clone, Default)]
+pub struct Portfolio {
+    by_id: Sharded<Arc<Container>>,
+    by_name: Sharded<Arc<[Arc<Container>]>>,
+    projects: Arc<BTreeMap<String, Project>>,
+    len: usize,
+    seq: u64,
+}
+
+impl Portfolio {
+    /// An empty portfolio.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The container with this id.
+    #[inline]
+    pub fn get(&self, id: &str) -> Option<&Arc<Container>> {
+        self.by_id.get(id)
+    }
+
+    /// All containers with this name (in no particular order); empty when none.
+    #[inline]
+    pub fn by_name(&self, name: &str) -> &[Arc<Container>] {
+        self.by_name.get(name).map(|v| &v[..]).unwrap_or(&[])
+    }
+
+    /// The container with this id or, failing that, the first one with this name
+    /// (as the Go original's `Portfolio.Container(nameorid)`).
+    pub fn lookup(&self, id_or_name: &str) -> Option<&Arc<Container>> {
+        self.get(id_or_name)
+            .or_else(|| self.by_name(id_or_name).first())
+    }
+
+    /// The project of this name; `""` is the project of standalone containers. `None` when
+    /// no alive container belongs to it: projects appear and disappear implicitly.
+    pub fn project(&self, name: &str) -> Option<&Project> {
+        self.projects.get(name)
+    }
+
+    /// The names of all projects with alive containers, sorted (`""` first when present).
+    pub fn project_names(&self) -> Vec<&str> {
+        self.projects.keys().map(String::as_str).collect()
+    }
+
+    /// All projects, sorted by name.
+    pub fn projects(&self) -> impl Iterator<Item = &Project> {
+        self.projects.values()
+    }
+
+    /// All containers, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Container>> {
+        self.by_id.values()
+    }
+
+    /// All containers sorted by project, then name, then id (for stable output).
+    pub fn sorted(&self) -> Vec<Arc<Container>> {
+        let mut v: Vec<_> = self.iter().cloned().collect();
+        v.sort_by(|a, b| (&a.project, &a.name, &a.id).cmp(&(&b.project, &b.name, &b.id)));
+        v
+    }
+
+    /// Number of containers.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when there are no containers.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The sequence number of the last event this snapshot reflects (0 before any).
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    pub(crate) fn set_seq(&mut self, seq: u64) {
+        self.seq = seq;
+    }
+
+    /// Adds a container, replacing one with the same id. Cheap: copies one shard per index.
+    /// Portfolios handed out by a watcher are shared and immutable; this is for building
+    /// your own (and for the watcher itself).
+    pub fn insert(&mut self, c: Arc<Container>) -> Option<Arc<Container>> {
+        let old = self.remove(&c.id);
+        let names: Arc<[Arc<Container>]> = match self.by_name.get(&c.name) {
+            Some(v) => v.iter().cloned().chain([c.clone()]).collect(),
+            None => Arc::from([c.clone()]),
+        };
+        self.by_name.insert(c.name.clone(), names);
+        Arc::make_mut(&mut self.projects)
+            .entry(c.project.clone())
+            .or_insert_with(|| Project::new(&c.project))
+            .insert(c.clone());
+        self.by_id.insert(c.id.clone(), c);
+        self.len += 1;
+        old
+    }
+
+    /// Removes the container with this id.
+    pub fn remove(&mut self, id: &str) -> Option<Arc<Container>> {
+        let old = self.by_id.remove(id)?;
+        self.len -= 1;
+        if let Some(v) = self.by_name.get(&old.name) {
+            let rest: Vec<_> = v.iter().filter(|c| c.id != id).cloned().collect();
+            if rest.is_empty() {
+                self.by_name.remove(&old.name);
+            } else {
+                self.by_name.insert(old.name.clone(), rest.into());
+            }
+        }
+        let projects = Arc::make_mut(&mut self.projects);
+        if let Some(p) = projects.get_mut(&old.project) {
+            p.remove(id);
+            if p.is_empty() {
+                projects.remove(&old.project);
+            }
+        }
+        Some(old)
+    }
+}
+
+impl FromIterator<Container> for Portfolio {
+    fn from_iter<I: IntoIterator<Item = Container>>(iter: I) -> Self {
+        let mut p = Portfolio::new();
+        for c in iter {
+            p.insert(Arc::new(c));
+        }
+        p
+    }
+}
+
+impl FromIterator<Arc<Container>> for Portfolio {
+    fn from_iter<I: IntoIterator<Item = Arc<Container>>>(iter: I) -> Self {
+        let mut p = Portfolio::new();
+        for c in iter {
+            p.insert(c);
+        }
+        p
+    }
+}
+
+impl std::fmt::Debug for Portfolio {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.sorted()).finish()
+    }
+}
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for Portfolio {
+    /// A sequence of containers sorted by project, name and id.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.sorted().iter().map(|c| &**c))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::container::PROJECT_LABEL;
+
+    fn c(id: &str, name: &str, project: &str) -> Container {
+        let mut labels = BTreeMap::new();
+        if !project.is_empty() {
+            labels.insert(PROJECT_LABEL.to_string(), project.to_string());
+        }
+        Container::new(id, name, 1).with_labels(labels)
+    }
+
+    #[test]
+    fn indexes_follow_inserts_and_removes() {
+        let mut p: Portfolio = [c("1", "a", "x"), c("2", "a", ""), c("3", "b", "x")]
+            .into_iter()
+            .collect();
+        assert_eq!(p.len(), 3);
+        assert_eq!(p.by_name("a").len(), 2);
+        assert_eq!(p.project_names(), vec!["", "x"]);
+        assert_eq!(p.project("x").unwrap().len(), 2);
+        let snap = p.clone();
+        p.remove("2");
+        assert_eq!(p.project_names(), vec!["x"]);
+        assert_eq!(p.by_name("a").len(), 1);
+        assert!(p.project("").is_none());
+        // the old snapshot is untouched
+        assert_eq!(snap.len(), 3);
+        assert!(snap.get("2").is_some());
+        // replacing keeps one entry per id, moves between projects
+        p.insert(Arc::new(c("1", "a2", "")));
+        assert_eq!(p.len(), 2);
+        assert!(p.by_name("a").is_empty());
+        assert_eq!(p.lookup("a2").unwrap().id, "1");
+        assert_eq!(p.project("x").unwrap().len(), 1);
+        assert_eq!(p.project("").unwrap().len(), 1);
+        p.remove("1");
+        p.remove("3");
+        assert!(p.is_empty() && p.project_names().is_empty());
+        assert!(p.remove("nope").is_none());
+    }
+}

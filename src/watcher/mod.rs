@@ -1,0 +1,193 @@
+//! The watcher: keeps a portfolio of one engine's alive containers current and fans its
+//! lifecycle events out to subscribers.
+//!
+//! Threads (three per engine): the event reader, the worker (listings and inspects) and
+//! ONE sync thread that owns all state — the algorithm is in `sync.rs`, in one place.
+//!
+//! Subscriber policy: each subscriber has a bounded queue
+//! ([`WatcherOptions::subscriber_capacity`]). The sync thread never blocks on a subscriber:
+//! when a queue is full, that subscription ends with an explicit [`Item::Lagged`] (a slot is
+//! reserved for it) while everyone else goes on; the lagging subscriber resubscribes with
+//! [`Watcher::subscribe_since`] to replay what it missed from the journal.
+
+mod health;
+mod hub;
+mod options;
+mod sync;
+mod threads;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use crossbeam_channel::Sender;
+use parking_lot::{Mutex, RwLock};
+
+pub use health::Health;
+pub use hub::{Item, Since, Subscription};
+pub use options::{RetryFactory, WatcherOptions};
+
+use crate::engine::{EngineClient, EngineInfo};
+use crate::error::{Error, Result};
+use crate::portfolio::Portfolio;
+use sync::{Msg, Shared, SyncThread};
+
+/// Watches one container engine. Dropping it closes it.
+pub struct Watcher {
+    shared: Arc<Shared>,
+    engine: Arc<dyn EngineClient>,
+    info: Arc<Mutex<Option<EngineInfo>>>,
+    tx: Sender<Msg>,
+    stop: Arc<AtomicBool>,
+    wake: Option<Sender<()>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Watcher {
+    /// Starts watching `engine`. Returns at once; use [`wait_ready`](Self::wait_ready) to
+    /// wait for the first complete picture. The watcher owns the client: closing the
+    /// watcher cancels it for good.
+    pub fn new<E: EngineClient>(engine: E, options: WatcherOptions) -> Watcher {
+        let engine: Arc<dyn EngineClient> = Arc::new(engine);
+        let shared = Arc::new(Shared {
+            hub: Mutex::new(hub::Hub::new(
+                options.subscriber_capacity,
+                options.journal_capacity,
+            )),
+            portfolio: RwLock::new(Arc::new(Portfolio::new())),
+            health: health::HealthCell::new(),
+        });
+        let info = Arc::new(Mutex::new(None));
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
+        let (wake_tx, wake_rx) = crossbeam_channel::bounded::<()>(0);
+        let stop = Arc::new(AtomicBool::new(false));
+        let name = &options.name;
+        let sync = SyncThread::new(
+            shared.clone(),
+            jobs_tx,
+            (options.retry)(),
+            options.inspect_attempts,
+        );
+        let spawn = |suffix: &str, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(format!("{name}-{suffix}"))
+                .spawn(f)
+                .expect("cannot spawn a watcher thread")
+        };
+        let threads = vec![
+            spawn("sync", Box::new(move || sync.run(rx))),
+            {
+                let (e, t, i) = (engine.clone(), tx.clone(), info.clone());
+                spawn(
+                    "worker",
+                    Box::new(move || threads::worker(e, jobs_rx, t, i)),
+                )
+            },
+            {
+                let (e, t, s, r) = (engine.clone(), tx.clone(), stop.clone(), (options.retry)());
+                spawn(
+                    "events",
+                    Box::new(move || threads::reader(e, t, r, s, wake_rx)),
+                )
+            },
+        ];
+        Watcher {
+            shared,
+            engine,
+            info,
+            tx,
+            stop,
+            wake: Some(wake_tx),
+            threads,
+        }
+    }
+
+    /// The current snapshot: a pointer copy, never waits on the engine.
+    pub fn portfolio(&self) -> Arc<Portfolio> {
+        self.shared.portfolio.read().clone()
+    }
+
+    /// Where the watcher stands with its engine.
+    pub fn health(&self) -> Health {
+        self.shared.health.get()
+    }
+
+    /// Waits until the portfolio is synced. `Err` with the final error when the watcher
+    /// failed, or [`Error::Timeout`] (naming the last connection error) on timeout.
+    pub fn wait_ready(&self, timeout: Duration) -> Result<()> {
+        self.shared.health.wait_synced(timeout)
+    }
+
+    /// What the engine said about itself at the last listing.
+    pub fn engine_info(&self) -> Option<EngineInfo> {
+        self.info.lock().clone()
+    }
+
+    /// Synthetic `Started` events for exactly the current portfolio, then live events,
+    /// with no gap and no duplicate.
+    pub fn subscribe(&self) -> Subscription {
+        self.shared.hub.lock().subscribe(Since::Now, None)
+    }
+
+    /// Journal events after `seq`, then live events (a [`Item::Gap`] first when some of
+    /// them have already fallen out of the journal).
+    pub fn subscribe_since(&self, seq: u64) -> Subscription {
+        self.shared.hub.lock().subscribe(Since::Seq(seq), None)
+    }
+
+    /// Journal events since `time`, then live events.
+    pub fn subscribe_since_time(&self, time: SystemTime) -> Subscription {
+        self.shared.hub.lock().subscribe(Since::Time(time), None)
+    }
+
+    /// Like the other subscribe calls, for the events of one container id only.
+    pub fn subscribe_container(&self, since: Since, id: &str) -> Subscription {
+        self.shared
+            .hub
+            .lock()
+            .subscribe(since, Some(id.to_string()))
+    }
+
+    /// Number of active subscriptions.
+    pub fn subscriber_count(&self) -> usize {
+        self.shared.hub.lock().subscriber_count()
+    }
+
+    /// Stops watching: cancels blocked engine calls, joins every thread, ends every
+    /// subscription. Returns promptly.
+    pub fn close(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if self.threads.is_empty() {
+            return;
+        }
+        self.stop.store(true, Ordering::SeqCst);
+        self.wake.take();
+        self.engine.cancel();
+        let _ = self.tx.send(Msg::Shutdown);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        self.shared.hub.lock().close();
+        self.shared.health.set(Health::Failed(Error::Cancelled));
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl std::fmt::Debug for Watcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watcher")
+            .field("health", &self.health())
+            .field("containers", &self.portfolio().len())
+            .finish()
+    }
+}

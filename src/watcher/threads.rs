@@ -1,0 +1,106 @@
+//! The watcher's two engine-facing threads: the event reader (never waits on anything
+//! downstream: it forwards into an unbounded channel) and the worker (listings and
+//! inspects, so that neither stalls event processing).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use parking_lot::Mutex;
+
+use super::sync::{Job, Msg, MIN_RECONNECT};
+use crate::engine::{EngineClient, EngineInfo};
+use crate::error::Error;
+use crate::retry::RetryPolicy;
+
+/// A stream that delivered events or lived this long counts as a success for the retry
+/// policy.
+const HEALTHY_STREAM: Duration = Duration::from_secs(5);
+
+pub(crate) fn reader(
+    engine: Arc<dyn EngineClient>,
+    tx: Sender<Msg>,
+    mut retry: Box<dyn RetryPolicy>,
+    stop: Arc<AtomicBool>,
+    wake: Receiver<()>,
+) {
+    let mut gen = 0u64;
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let opened = Instant::now();
+        let mut delivered = false;
+        let error = match engine.events() {
+            Ok(mut stream) => {
+                gen += 1;
+                if tx.send(Msg::StreamOpened { gen }).is_err() {
+                    return;
+                }
+                loop {
+                    match stream.next_event() {
+                        Ok(Some(event)) => {
+                            delivered = true;
+                            if tx.send(Msg::Event { gen, event }).is_err() {
+                                return;
+                            }
+                        }
+                        Ok(None) => {
+                            break Error::protocol("events", "the engine ended the event stream")
+                        }
+                        Err(e) => break e,
+                    }
+                }
+            }
+            Err(e) => e,
+        };
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        log::info!("event stream lost: {error}");
+        if delivered || opened.elapsed() >= HEALTHY_STREAM {
+            retry.reset();
+        }
+        let _ = tx.send(Msg::StreamLost {
+            gen,
+            error: error.clone(),
+        });
+        let Some(delay) = retry.next_delay() else {
+            let _ = tx.send(Msg::GaveUp { error });
+            return;
+        };
+        match wake.recv_timeout(delay.max(MIN_RECONNECT)) {
+            Err(RecvTimeoutError::Timeout) => {}
+            _ => return, // the watcher closes
+        }
+    }
+}
+
+pub(crate) fn worker(
+    engine: Arc<dyn EngineClient>,
+    jobs: Receiver<Job>,
+    tx: Sender<Msg>,
+    info: Arc<Mutex<Option<EngineInfo>>>,
+) {
+    for job in jobs {
+        let msg = match job {
+            Job::List { gen } => {
+                if let Ok(i) = engine.info() {
+                    *info.lock() = Some(i);
+                }
+                Msg::Listed {
+                    gen,
+                    result: engine.list(),
+                }
+            }
+            Job::Inspect { token, id } => {
+                let result = engine.inspect(&id);
+                Msg::Inspected { token, id, result }
+            }
+        };
+        if tx.send(msg).is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,586 @@
+//! Tests shared by tests/docker.rs and tests/podman.rs: the same Docker API, checked
+//! against each engine's own CLI as ground truth.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use whalewatcher::container::PRIVILEGED_LABEL;
+use whalewatcher::docker::DockerClient;
+use whalewatcher::{EngineClient, Error, RawEvent, RawEventKind};
+
+use crate::common;
+
+/// An engine and the CLI that gives the ground truth about it.
+pub struct Engine {
+    /// `docker` or `podman`.
+    pub cli: &'static str,
+    /// The CLI flag naming the endpoint (`-H`, `--url`).
+    pub flag: &'static str,
+    /// The endpoint URL.
+    pub url: String,
+    /// Expected engine type.
+    pub kind: &'static str,
+    /// Names of containers to remove at the end.
+    created: std::cell::RefCell<Vec<String>>,
+}
+
+impl Engine {
+    /// The engine from env var `var`, or `None` (skipped loudly).
+    pub fn from_env(
+        var: &str,
+        cli: &'static str,
+        flag: &'static str,
+        kind: &'static str,
+    ) -> Option<Self> {
+        let url = common::endpoint(var)?;
+        Some(Engine {
+            cli,
+            flag,
+            url,
+            kind,
+            created: Default::default(),
+        })
+    }
+
+    /// Runs the CLI; stdout on success, panics otherwise.
+    pub fn run(&self, args: &[&str]) -> String {
+        let mut all = vec![self.flag, self.url.as_str()];
+        all.extend_from_slice(args);
+        common::run(self.cli, &all)
+    }
+
+    /// Runs the CLI and ignores failures.
+    pub fn run_quiet(&self, args: &[&str]) {
+        let _ = std::process::Command::new(self.cli)
+            .args([self.flag, self.url.as_str()])
+            .args(args)
+            .output();
+    }
+
+    /// A unique container name, removed again when the engine value drops.
+    pub fn name(&self, what: &str) -> String {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = format!(
+            "wwt-{}-{}-{what}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        );
+        self.created.borrow_mut().push(n.clone());
+        n
+    }
+
+    /// `run -d` of the blocking image with extra args; returns the id.
+    pub fn start(&self, name: &str, extra: &[&str]) -> String {
+        let image = image("WHALEWATCHER_IMAGE", "busybox:sleep");
+        let mut args = vec!["run", "-d", "--network", "none", "--name", name];
+        args.extend_from_slice(extra);
+        args.push(&image);
+        self.run(&args).trim().to_string()
+    }
+
+    /// The client under test.
+    pub fn client(&self) -> DockerClient {
+        DockerClient::new(Some(&self.url)).unwrap()
+    }
+
+    /// `inspect` as JSON.
+    pub fn inspect(&self, ids: &[String]) -> Vec<Value> {
+        let mut args = vec!["inspect"];
+        args.extend(ids.iter().map(String::as_str));
+        serde_json::from_str(&self.run(&args)).unwrap()
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let names = self.created.borrow().clone();
+        if !names.is_empty() {
+            let mut args = vec!["rm", "-f"];
+            if self.cli == "podman" {
+                args.extend(["--time", "0"]); // rm -f would first wait 10 s for SIGTERM
+            }
+            args.extend(names.iter().map(String::as_str));
+            self.run_quiet(&args);
+        }
+    }
+}
+
+fn image(var: &str, default: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| default.to_string())
+}
+
+/// What the ground truth says an alive container looks like.
+#[derive(Debug, PartialEq, Eq)]
+struct Truth {
+    id: String,
+    name: String,
+    pid: u32,
+    paused: bool,
+    project: String,
+    image: String,
+    labels: BTreeMap<String, String>,
+}
+
+fn truth(v: &Value) -> Option<Truth> {
+    let pid = v["State"]["Pid"].as_u64().unwrap_or(0) as u32;
+    if pid == 0 {
+        return None;
+    }
+    let mut labels: BTreeMap<String, String> = v["Config"]["Labels"]
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    if v["HostConfig"]["Privileged"].as_bool() == Some(true) {
+        labels.insert(PRIVILEGED_LABEL.to_string(), String::new());
+    }
+    Some(Truth {
+        id: v["Id"].as_str().unwrap().to_string(),
+        name: v["Name"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches('/')
+            .to_string(),
+        pid,
+        paused: v["State"]["Paused"].as_bool().unwrap_or(false),
+        project: labels
+            .get("com.docker.compose.project")
+            .cloned()
+            .unwrap_or_default(),
+        image: v["Config"]["Image"]
+            .as_str()
+            .or(v["ImageName"].as_str())
+            .unwrap_or("")
+            .to_string(),
+        labels,
+    })
+}
+
+/// list() equals the ground truth: running, paused, compose-labelled and privileged
+/// containers are there; created-but-never-started and exited ones are not.
+pub fn list_equals_ground_truth(e: &Engine) {
+    let prefix = e.name("x");
+    let (plain, paused, composed, privileged, created, exited) = (
+        format!("{prefix}-plain"),
+        format!("{prefix}-paused"),
+        format!("{prefix}-composed"),
+        format!("{prefix}-priv"),
+        format!("{prefix}-created"),
+        format!("{prefix}-exited"),
+    );
+    for n in [&plain, &paused, &composed, &privileged, &created, &exited] {
+        e.created.borrow_mut().push(n.clone());
+    }
+    let project = format!("{prefix}-proj");
+    let plabel = format!("com.docker.compose.project={project}");
+    let mut ids = vec![
+        e.start(&plain, &[]),
+        e.start(&paused, &["--label", "tier=db"]),
+        e.start(
+            &composed,
+            &[
+                "--label",
+                &plabel,
+                "--label",
+                "com.docker.compose.service=web",
+            ],
+        ),
+    ];
+    // Privileged containers need capabilities this machine may not grant.
+    let img = image("WHALEWATCHER_IMAGE", "busybox:sleep");
+    let priv_ok = std::process::Command::new(e.cli)
+        .args([
+            e.flag,
+            e.url.as_str(),
+            "run",
+            "-d",
+            "--network",
+            "none",
+            "--privileged",
+        ])
+        .args(["--name", privileged.as_str(), img.as_str()])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !priv_ok {
+        eprintln!("\n*** NOTE: cannot run a --privileged container here; its label is checked by unit tests only ***\n");
+        e.run_quiet(&["rm", "-f", &privileged]);
+    } else {
+        ids.push(
+            e.run(&["inspect", "--format", "{{.Id}}", &privileged])
+                .trim()
+                .to_string(),
+        );
+    }
+    e.run(&["pause", &paused]);
+    ids.push(
+        e.run(&["create", "--network", "none", "--name", &created, &img])
+            .trim()
+            .to_string(),
+    );
+    let plain_img = image("WHALEWATCHER_PLAIN_IMAGE", "busybox:local");
+    e.run(&[
+        "run",
+        "--network",
+        "none",
+        "--name",
+        &exited,
+        &plain_img,
+        "sh",
+        "-c",
+        "exit 0",
+    ]);
+    ids.push(
+        e.run(&["inspect", "--format", "{{.Id}}", &exited])
+            .trim()
+            .to_string(),
+    );
+
+    let client = e.client();
+    let listed = client.list().unwrap();
+    let truths: Vec<Truth> = e.inspect(&ids).iter().filter_map(truth).collect();
+    let alive_n = if priv_ok { 4 } else { 3 };
+    assert_eq!(truths.len(), alive_n, "ground truth: {alive_n} alive");
+    let ours: HashSet<&str> = ids.iter().map(String::as_str).collect();
+    let mut got: Vec<Truth> = listed
+        .iter()
+        .filter(|c| ours.contains(c.id.as_str()))
+        .map(|c| {
+            assert_eq!(c.engine.kind, e.kind);
+            assert!(!c.engine.id.is_empty());
+            assert!(c.started_at.is_some(), "{} has no start time", c.name);
+            Truth {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                pid: c.pid,
+                paused: c.paused,
+                project: c.project.clone(),
+                image: c.image.clone(),
+                labels: c.labels.clone(),
+            }
+        })
+        .collect();
+    let mut want = truths;
+    got.sort_by(|a, b| a.name.cmp(&b.name));
+    want.sort_by(|a, b| a.name.cmp(&b.name));
+    assert_eq!(got, want);
+    let by_name = |n: &str| got.iter().find(|t| t.name == n).unwrap();
+    assert!(by_name(&paused).paused);
+    assert_eq!(by_name(&composed).project, project);
+    if priv_ok {
+        assert!(by_name(&privileged).labels.contains_key(PRIVILEGED_LABEL));
+    }
+    assert!(!by_name(&plain).labels.contains_key(PRIVILEGED_LABEL));
+
+    // Everything the engine itself calls running or paused is listed, nothing else.
+    let alive: HashSet<String> = e
+        .run(&[
+            "ps",
+            "-a",
+            "-q",
+            "--no-trunc",
+            "--filter",
+            "status=running",
+            "--filter",
+            "status=paused",
+        ])
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let listed_ids: HashSet<String> = client.list().unwrap().into_iter().map(|c| c.id).collect();
+    let (created_id, exited_id) = (&ids[ids.len() - 2], &ids[ids.len() - 1]);
+    for id in ids.iter().filter(|i| *i != created_id && *i != exited_id) {
+        assert!(alive.contains(id) && listed_ids.contains(id));
+    }
+    for id in [created_id, exited_id] {
+        assert!(!listed_ids.contains(id), "processless {id} listed");
+    }
+}
+
+/// inspect: by id, unknown id → NotFound, exited → Processless.
+pub fn inspect_cases(e: &Engine) {
+    let name = e.name("insp");
+    let id = e.start(&name, &["--label", "a=b"]);
+    let c = e.client();
+    let got = c.inspect(&id).unwrap();
+    let t = truth(&e.inspect(std::slice::from_ref(&id))[0]).unwrap();
+    assert_eq!(
+        (got.id.as_str(), got.name.as_str(), got.pid),
+        (t.id.as_str(), t.name.as_str(), t.pid)
+    );
+    assert_eq!(got.labels.get("a").map(String::as_str), Some("b"));
+    let unknown = "0000000000000000000000000000000000000000000000000000000000000bad";
+    assert_eq!(
+        c.inspect(unknown).unwrap_err(),
+        Error::NotFound { id: unknown.into() }
+    );
+    assert!(matches!(
+        c.inspect("../../_ping"),
+        Err(Error::NotFound { .. })
+    ));
+    e.run(&["kill", &id]);
+    common::wait_until(Duration::from_secs(20), "container exited", || {
+        e.inspect(std::slice::from_ref(&id))[0]["State"]["Pid"].as_u64() == Some(0)
+    });
+    assert_eq!(
+        c.inspect(&id).unwrap_err(),
+        Error::Processless { id: id.clone() }
+    );
+}
+
+/// info: type, id and version match the CLI's.
+pub fn info_matches(e: &Engine) {
+    let info = e.client().info().unwrap();
+    assert_eq!(info.kind, e.kind);
+    let truth: Value = serde_json::from_str(&e.run(&["info", "--format", "{{json .}}"])).unwrap();
+    let (id, version) = if e.cli == "podman" {
+        // podman's own info has no engine ID; the compat /info invents a UUID per start.
+        (
+            None,
+            truth["version"]["Version"].as_str().map(str::to_string),
+        )
+    } else {
+        (
+            truth["ID"].as_str().map(str::to_string),
+            truth["ServerVersion"].as_str().map(str::to_string),
+        )
+    };
+    if let Some(id) = id {
+        assert_eq!(info.id, id);
+    }
+    assert!(!info.id.is_empty());
+    assert_eq!(Some(info.version), version);
+    assert_eq!(info.api_path, e.url);
+}
+
+/// A live event stream read on its own thread.
+pub struct Watch {
+    pub client: std::sync::Arc<DockerClient>,
+    rx: mpsc::Receiver<Result<RawEvent, Error>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watch {
+    /// Opens the stream and makes sure the engine delivers to it: the engine may subscribe
+    /// us only after sending the response head, so start sentinels until one's start
+    /// event arrives.
+    pub fn open(e: &Engine) -> Watch {
+        let client = std::sync::Arc::new(e.client());
+        let mut stream = client.events().unwrap();
+        let (tx, rx) = mpsc::channel::<Result<RawEvent, Error>>();
+        let reader = std::thread::spawn(move || loop {
+            let r = stream.next_event();
+            let end = !matches!(r, Ok(Some(_)));
+            let _ = tx.send(r.map(|o| o.expect("the engine ended the event stream")));
+            if end {
+                return;
+            }
+        });
+        let w = Watch {
+            client,
+            rx,
+            reader: Some(reader),
+        };
+        let plain_img = image("WHALEWATCHER_PLAIN_IMAGE", "busybox:local");
+        for _ in 0..10 {
+            let n = e.name("sentinel");
+            let id = e.run(&[
+                "run",
+                "-d",
+                "--network",
+                "none",
+                "--name",
+                &n,
+                &plain_img,
+                "true",
+            ]);
+            let id = id.trim().to_string();
+            let end = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < end {
+                if let Some(ev) = w.next(Duration::from_millis(100)) {
+                    if ev.id == id && ev.kind == RawEventKind::Started {
+                        return w;
+                    }
+                }
+            }
+        }
+        panic!("never saw a sentinel's start event");
+    }
+
+    /// The next event, or `None` after `timeout`.
+    pub fn next(&self, timeout: Duration) -> Option<RawEvent> {
+        match self.rx.recv_timeout(timeout) {
+            Ok(Ok(ev)) => Some(ev),
+            Ok(Err(err)) => panic!("event stream failed: {err}"),
+            Err(_) => None,
+        }
+    }
+
+    /// Runs a marker container and collects events until its exit: then everything the
+    /// engine sent before has arrived too.
+    pub fn collect_until_marker(&self, e: &Engine) -> Vec<RawEvent> {
+        let plain_img = image("WHALEWATCHER_PLAIN_IMAGE", "busybox:local");
+        let z = e.name("marker");
+        e.run_quiet(&["run", "--network", "none", "--name", &z, &plain_img, "true"]);
+        let zid = e
+            .run(&["inspect", "--format", "{{.Id}}", &z])
+            .trim()
+            .to_string();
+        let mut seen: Vec<RawEvent> = Vec::new();
+        let end = Instant::now() + Duration::from_secs(30);
+        loop {
+            assert!(Instant::now() < end, "timed out; saw {seen:#?}");
+            let Some(ev) = self.next(Duration::from_millis(200)) else {
+                continue;
+            };
+            let done = ev.id == zid && matches!(ev.kind, RawEventKind::Exited { .. });
+            seen.push(ev);
+            if done {
+                return seen;
+            }
+        }
+    }
+
+    /// Cancels the client; the blocked reader must end with `Cancelled` promptly.
+    pub fn cancel(mut self) {
+        let t0 = Instant::now();
+        self.client.cancel();
+        loop {
+            match self.rx.recv_timeout(Duration::from_secs(5)) {
+                Ok(Err(Error::Cancelled)) => break,
+                Ok(Ok(_)) => continue,
+                other => panic!("expected Cancelled after cancel, got {other:?}"),
+            }
+        }
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        self.reader.take().unwrap().join().unwrap();
+        assert!(matches!(self.client.list(), Err(Error::Cancelled)));
+    }
+}
+
+fn kinds_of(seen: &[RawEvent], id: &str) -> Vec<RawEventKind> {
+    seen.iter().filter(|e| e.id == id).map(|e| e.kind).collect()
+}
+
+/// Events: start, pause, unpause, kill (137), `exit 3`; each once, in order, right ids.
+pub fn lifecycle_events(e: &Engine) {
+    let w = Watch::open(e);
+    let plain_img = image("WHALEWATCHER_PLAIN_IMAGE", "busybox:local");
+    let x = e.name("life");
+    let project = format!("{x}-proj");
+    let xid = e.start(
+        &x,
+        &["--label", &format!("com.docker.compose.project={project}")],
+    );
+    e.run(&["pause", &x]);
+    e.run(&["unpause", &x]);
+    e.run(&["kill", &x]);
+    let y = e.name("exit3");
+    e.run_quiet(&[
+        "run",
+        "--network",
+        "none",
+        "--name",
+        &y,
+        &plain_img,
+        "sh",
+        "-c",
+        "exit 3",
+    ]);
+    let yid = e
+        .run(&["inspect", "--format", "{{.Id}}", &y])
+        .trim()
+        .to_string();
+    let seen = w.collect_until_marker(e);
+    assert_eq!(
+        kinds_of(&seen, &xid),
+        vec![
+            RawEventKind::Started,
+            RawEventKind::Paused,
+            RawEventKind::Unpaused,
+            RawEventKind::Exited {
+                exit_code: Some(137),
+                oom: false
+            },
+        ]
+    );
+    assert_eq!(
+        kinds_of(&seen, &yid),
+        vec![
+            RawEventKind::Started,
+            RawEventKind::Exited {
+                exit_code: Some(3),
+                oom: false
+            },
+        ]
+    );
+    let xev: Vec<&RawEvent> = seen.iter().filter(|ev| ev.id == xid).collect();
+    assert!(xev
+        .iter()
+        .all(|ev| ev.project.as_deref() == Some(project.as_str())));
+    assert!(xev.windows(2).all(|w| w[0].time <= w[1].time));
+    let now = std::time::SystemTime::now();
+    assert!(xev.iter().all(|ev| now
+        .duration_since(ev.time)
+        .is_ok_and(|d| d < Duration::from_secs(120))));
+    w.cancel();
+}
+
+/// A container killed by the OOM killer exits with `oom: true` (Docker sends `oom`
+/// before `die`); the flag agrees with `State.OOMKilled`. (dockerd on cgroup v1 sometimes
+/// misses an OOM kill itself; then it says neither, and we try another container.)
+pub fn oom_exit_is_flagged(e: &Engine) {
+    let w = Watch::open(e);
+    let plain_img = image("WHALEWATCHER_PLAIN_IMAGE", "busybox:local");
+    let mut flagged = false;
+    for _ in 0..5 {
+        let n = e.name("oom");
+        e.run_quiet(&[
+            "run",
+            "--network",
+            "none",
+            "--name",
+            &n,
+            "-m",
+            "8m",
+            "--memory-swap",
+            "8m",
+            &plain_img,
+            "sh",
+            "-c",
+            "x=$(head -c 200000000 /dev/zero | tr '\\0' a)",
+        ]);
+        let id = e
+            .run(&["inspect", "--format", "{{.Id}}", &n])
+            .trim()
+            .to_string();
+        let truth = e.run(&["inspect", "--format", "{{.State.OOMKilled}}", &n]);
+        let oom = truth.trim() == "true";
+        let seen = w.collect_until_marker(e);
+        assert_eq!(
+            kinds_of(&seen, &id),
+            vec![
+                RawEventKind::Started,
+                RawEventKind::Exited {
+                    exit_code: Some(137),
+                    oom
+                },
+            ]
+        );
+        if oom {
+            flagged = true;
+            break;
+        }
+    }
+    assert!(
+        flagged,
+        "no container was OOM-killed according to the engine"
+    );
+    w.cancel();
+}

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Runs all tests against real engines: starts dockerd, podman and containerd (+CRI) with
+# tests/engines/up.sh (installing them with apt-get when missing), then cargo test with
+# WHALEWATCHER_REQUIRE_ENGINES=1 so that no engine test can silently skip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+eval "$(bash tests/engines/up.sh)"
+export WHALEWATCHER_REQUIRE_ENGINES=1
+cargo fmt --all -- --check
+cargo clippy --all-targets -- -D warnings
+cargo test --all-targets

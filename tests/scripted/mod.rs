@@ -1,0 +1,289 @@
+//! A scripted engine for deterministic race tests: the test plays the engine, changing
+//! its ground truth and emitting the matching events, and can run code in the middle of
+//! a listing or an inspect.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use parking_lot::Mutex;
+use whalewatcher::engine::{EventStream, RawEvent, RawEventKind};
+use whalewatcher::{Container, EngineClient, EngineInfo, Error, Result};
+
+type Hook = Box<dyn FnMut(&Script) + Send>;
+
+#[derive(Default)]
+struct State {
+    alive: HashMap<String, Container>,
+    streams: Vec<Sender<Option<RawEvent>>>,
+    next_pid: u32,
+}
+
+/// The engine's side, shared by the test and the client.
+#[derive(Clone, Default)]
+pub struct Script {
+    state: Arc<Mutex<State>>,
+    hooks: Arc<Mutex<Hooks>>,
+    /// Events emitted to the newest stream, taken from it, and polls of it.
+    emitted: Arc<AtomicUsize>,
+    taken: Arc<AtomicUsize>,
+    polls: Arc<AtomicUsize>,
+    pub lists: Arc<AtomicUsize>,
+    pub down: Arc<AtomicBool>,
+}
+
+#[derive(Default)]
+struct Hooks {
+    before_list_snapshot: Option<Hook>,
+    after_list_snapshot: Option<Hook>,
+    before_inspect: Option<Hook>,
+}
+
+impl Script {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn client(&self) -> ScriptedEngine {
+        ScriptedEngine {
+            script: self.clone(),
+            cancelled: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    fn emit(&self, st: &mut State, kind: RawEventKind, id: &str) {
+        let ev = RawEvent::new(kind, id);
+        st.streams.retain(|s| s.send(Some(ev.clone())).is_ok());
+        if !st.streams.is_empty() {
+            self.emitted.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Starts a container (new pid each time), emitting Started.
+    pub fn start(&self, id: &str, project: &str) {
+        let mut st = self.state.lock();
+        st.next_pid += 1;
+        let mut labels = std::collections::BTreeMap::new();
+        if !project.is_empty() {
+            labels.insert(whalewatcher::PROJECT_LABEL.to_string(), project.to_string());
+        }
+        let c = Container::new(id, format!("name-{id}"), 1000 + st.next_pid).with_labels(labels);
+        st.alive.insert(id.to_string(), c);
+        self.emit(&mut st, RawEventKind::Started, id);
+    }
+
+    /// Kills a container, emitting Exited with `code`.
+    pub fn exit(&self, id: &str, code: i32) {
+        let mut st = self.state.lock();
+        if st.alive.remove(id).is_some() {
+            self.emit(
+                &mut st,
+                RawEventKind::Exited {
+                    exit_code: Some(code),
+                    oom: false,
+                },
+                id,
+            );
+        }
+    }
+
+    /// Pauses or unpauses, emitting the event.
+    pub fn set_paused(&self, id: &str, paused: bool) {
+        let mut st = self.state.lock();
+        let Some(c) = st.alive.get_mut(id) else {
+            return;
+        };
+        if c.paused == paused {
+            return;
+        }
+        c.paused = paused;
+        let k = if paused {
+            RawEventKind::Paused
+        } else {
+            RawEventKind::Unpaused
+        };
+        self.emit(&mut st, k, id);
+    }
+
+    /// Changes the truth silently (as while the watcher is disconnected).
+    pub fn silently(&self, f: impl FnOnce(&mut HashMap<String, Container>)) {
+        f(&mut self.state.lock().alive)
+    }
+
+    /// Ends every open event stream with an error; with `down`, new calls fail too.
+    pub fn break_streams(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+        let mut st = self.state.lock();
+        for s in st.streams.drain(..) {
+            let _ = s.send(None);
+        }
+    }
+
+    pub fn set_up(&self) {
+        self.down.store(false, Ordering::SeqCst);
+    }
+
+    pub fn truth(&self) -> HashMap<String, Container> {
+        self.state.lock().alive.clone()
+    }
+
+    pub fn alive_ids(&self) -> Vec<String> {
+        let mut v: Vec<_> = self.state.lock().alive.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// Waits until the watcher's reader has forwarded every emitted event (it came back
+    /// for the next one), so that the test controls the order in which the watcher sees
+    /// events and listing results.
+    pub fn wait_delivered(&self) {
+        let end = std::time::Instant::now() + Duration::from_secs(10);
+        while !(self.taken.load(Ordering::SeqCst) >= self.emitted.load(Ordering::SeqCst)
+            && self.polls.load(Ordering::SeqCst) > self.taken.load(Ordering::SeqCst))
+        {
+            assert!(std::time::Instant::now() < end, "events not delivered");
+            std::thread::yield_now();
+        }
+    }
+
+    pub fn open_streams(&self) -> usize {
+        self.state.lock().streams.len()
+    }
+
+    pub fn before_list_snapshot(&self, f: impl FnMut(&Script) + Send + 'static) {
+        self.hooks.lock().before_list_snapshot = Some(Box::new(f));
+    }
+    pub fn after_list_snapshot(&self, f: impl FnMut(&Script) + Send + 'static) {
+        self.hooks.lock().after_list_snapshot = Some(Box::new(f));
+    }
+    pub fn before_inspect(&self, f: impl FnMut(&Script) + Send + 'static) {
+        self.hooks.lock().before_inspect = Some(Box::new(f));
+    }
+    pub fn clear_hooks(&self) {
+        *self.hooks.lock() = Hooks::default();
+    }
+
+    fn run_hook(&self, pick: fn(&mut Hooks) -> &mut Option<Hook>) {
+        let hook = pick(&mut self.hooks.lock()).take();
+        if let Some(mut h) = hook {
+            h(self);
+            let mut hooks = self.hooks.lock();
+            let slot = pick(&mut hooks);
+            if slot.is_none() {
+                *slot = Some(h);
+            }
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(Error::Connection {
+                endpoint: "scripted".into(),
+                kind: std::io::ErrorKind::ConnectionRefused,
+                message: "scripted engine is down".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The client side: implements the engine trait.
+pub struct ScriptedEngine {
+    script: Script,
+    cancelled: Arc<AtomicBool>,
+}
+
+impl ScriptedEngine {
+    fn check(&self) -> Result<()> {
+        if self.cancelled.load(Ordering::SeqCst) {
+            return Err(Error::Cancelled);
+        }
+        self.script.check()
+    }
+}
+
+struct Stream {
+    rx: Receiver<Option<RawEvent>>,
+    cancelled: Arc<AtomicBool>,
+    taken: Arc<AtomicUsize>,
+    polls: Arc<AtomicUsize>,
+}
+
+impl EventStream for Stream {
+    fn next_event(&mut self) -> Result<Option<RawEvent>> {
+        self.polls.fetch_add(1, Ordering::SeqCst);
+        loop {
+            if self.cancelled.load(Ordering::SeqCst) {
+                return Err(Error::Cancelled);
+            }
+            match self.rx.recv_timeout(Duration::from_millis(5)) {
+                Ok(Some(e)) => {
+                    self.taken.fetch_add(1, Ordering::SeqCst);
+                    return Ok(Some(e));
+                }
+                Ok(None) | Err(RecvTimeoutError::Disconnected) => {
+                    return Err(Error::protocol("scripted", "stream broken"))
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+        }
+    }
+}
+
+impl EngineClient for ScriptedEngine {
+    fn info(&self) -> Result<EngineInfo> {
+        self.check()?;
+        Ok(EngineInfo {
+            id: "scripted".into(),
+            kind: "scripted".into(),
+            ..Default::default()
+        })
+    }
+
+    fn list(&self) -> Result<Vec<Container>> {
+        self.check()?;
+        self.script.lists.fetch_add(1, Ordering::SeqCst);
+        self.script.run_hook(|h| &mut h.before_list_snapshot);
+        let snap: Vec<_> = self.script.state.lock().alive.values().cloned().collect();
+        self.script.run_hook(|h| &mut h.after_list_snapshot);
+        self.check()?;
+        Ok(snap)
+    }
+
+    fn inspect(&self, id: &str) -> Result<Container> {
+        self.check()?;
+        self.script.run_hook(|h| &mut h.before_inspect);
+        self.script
+            .state
+            .lock()
+            .alive
+            .get(id)
+            .cloned()
+            .ok_or(Error::NotFound { id: id.into() })
+    }
+
+    fn events(&self) -> Result<Box<dyn EventStream>> {
+        self.check()?;
+        let (tx, rx) = crossbeam_channel::unbounded();
+        {
+            let mut st = self.script.state.lock();
+            st.streams.push(tx);
+            self.script.emitted.store(0, Ordering::SeqCst);
+            self.script.taken.store(0, Ordering::SeqCst);
+            self.script.polls.store(0, Ordering::SeqCst);
+        }
+        Ok(Box::new(Stream {
+            rx,
+            cancelled: self.cancelled.clone(),
+            taken: self.script.taken.clone(),
+            polls: self.script.polls.clone(),
+        }))
+    }
+
+    fn cancel(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+    }
+}

@@ -1,0 +1,438 @@
+//! The sync algorithm against the scripted engine: every race of the issue, a randomized
+//! test over many seeds, the subscriber policy, the journal and leak checks.
+
+mod common;
+mod scripted;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::wait_until;
+use scripted::Script;
+use whalewatcher::{EventKind, ExponentialBackoff, Health, Item, Watcher, WatcherOptions};
+
+const T: Duration = Duration::from_secs(10);
+
+fn options() -> WatcherOptions {
+    WatcherOptions::default()
+        .with_retry(|| ExponentialBackoff::new(Duration::from_millis(5), Duration::from_millis(50)))
+}
+
+/// Replays a subscriber's items, checking each container's sequence is valid; returns the
+/// alive set (id → (pid, paused)) the stream describes.
+#[derive(Default)]
+struct Replay {
+    alive: HashMap<String, (u32, bool)>,
+    last_seq: u64,
+    events: Vec<(String, &'static str)>,
+}
+
+impl Replay {
+    fn apply(&mut self, item: Item) {
+        let Item::Event(ev) = item else {
+            panic!("unexpected {item:?}")
+        };
+        if !ev.synthetic {
+            assert!(
+                ev.seq > self.last_seq,
+                "seq not increasing: {} after {}",
+                ev.seq,
+                self.last_seq
+            );
+            self.last_seq = ev.seq;
+        }
+        let id = ev.container.id.clone();
+        self.events.push((id.clone(), ev.kind.as_str()));
+        match ev.kind {
+            EventKind::Started => {
+                assert!(
+                    self.alive
+                        .insert(id.clone(), (ev.container.pid, ev.container.paused))
+                        .is_none(),
+                    "double Started for {id}"
+                );
+            }
+            EventKind::Exited { .. } => {
+                assert!(
+                    self.alive.remove(&id).is_some(),
+                    "Exited without Started for {id}"
+                )
+            }
+            EventKind::Paused | EventKind::Unpaused => {
+                let p = ev.kind == EventKind::Paused;
+                let s = self
+                    .alive
+                    .get_mut(&id)
+                    .unwrap_or_else(|| panic!("{p} of dead {id}"));
+                assert_ne!(s.1, p, "pause state unchanged for {id}");
+                s.1 = p;
+            }
+        }
+    }
+
+    fn drain(&mut self, sub: &whalewatcher::Subscription) {
+        while let Some(i) = sub.try_recv() {
+            self.apply(i);
+        }
+    }
+}
+
+fn truth(s: &Script) -> HashMap<String, (u32, bool)> {
+    s.truth()
+        .into_iter()
+        .map(|(k, c)| (k, (c.pid, c.paused)))
+        .collect()
+}
+
+fn portfolio_state(w: &Watcher) -> HashMap<String, (u32, bool)> {
+    w.portfolio()
+        .iter()
+        .map(|c| (c.id.clone(), (c.pid, c.paused)))
+        .collect()
+}
+
+/// Waits until the watcher, and the replayed stream, equal the ground truth.
+fn converge(w: &Watcher, s: &Script, r: &mut Replay, sub: &whalewatcher::Subscription) {
+    wait_until(T, "portfolio equals the ground truth", || {
+        r.drain(sub);
+        w.health() == Health::Synced && portfolio_state(w) == truth(s) && r.alive == truth(s)
+    });
+}
+
+#[test]
+fn initial_sync_and_synthetic_subscription() {
+    let s = Script::new();
+    s.start("a", "shop");
+    s.start("b", "");
+    s.set_paused("b", true);
+    let w = Watcher::new(s.client(), options());
+    w.wait_ready(T).unwrap();
+    let p = w.portfolio();
+    assert_eq!(p.len(), 2);
+    assert_eq!(p.project_names(), vec!["", "shop"]);
+    assert!(p.get("b").unwrap().paused);
+    let sub = w.subscribe();
+    let mut r = Replay::default();
+    r.drain(&sub);
+    assert_eq!(r.alive, truth(&s));
+    assert!(r.events.iter().all(|(_, k)| *k == "started"));
+    // then live
+    s.exit("a", 3);
+    let Some(Item::Event(ev)) = sub.recv_timeout(T) else {
+        panic!()
+    };
+    assert_eq!(
+        ev.kind,
+        EventKind::Exited {
+            exit_code: Some(3),
+            oom: false
+        }
+    );
+    assert_eq!(ev.container.id, "a");
+    w.close();
+}
+
+#[test]
+fn die_during_listing_is_not_added() {
+    let s = Script::new();
+    s.start("a", "");
+    s.start("b", "");
+    s.after_list_snapshot(|s| {
+        s.exit("a", 1);
+        s.wait_delivered();
+    });
+    let w = Watcher::new(s.client(), options());
+    let sub = w.subscribe();
+    w.wait_ready(T).unwrap();
+    let mut r = Replay::default();
+    converge(&w, &s, &mut r, &sub);
+    assert!(w.portfolio().get("a").is_none());
+    assert!(!r.events.iter().any(|(id, _)| id == "a"), "{:?}", r.events);
+}
+
+#[test]
+fn pause_changes_during_listing_are_replayed() {
+    let s = Script::new();
+    s.start("a", "");
+    s.start("b", "");
+    s.set_paused("b", true);
+    s.after_list_snapshot(|s| {
+        s.set_paused("a", true);
+        s.set_paused("b", false);
+        s.wait_delivered();
+    });
+    let w = Watcher::new(s.client(), options());
+    let sub = w.subscribe();
+    w.wait_ready(T).unwrap();
+    let mut r = Replay::default();
+    converge(&w, &s, &mut r, &sub);
+    assert!(w.portfolio().get("a").unwrap().paused);
+    assert!(!w.portfolio().get("b").unwrap().paused);
+}
+
+#[test]
+fn start_during_listing_is_no_duplicate() {
+    let s = Script::new();
+    s.before_list_snapshot(|s| {
+        if s.truth().is_empty() {
+            s.start("a", "");
+            s.wait_delivered();
+        }
+    });
+    s.after_list_snapshot(|s| {
+        if !s.truth().contains_key("late") {
+            s.start("late", "");
+            s.wait_delivered();
+        }
+    });
+    let w = Watcher::new(s.client(), options());
+    let sub = w.subscribe();
+    w.wait_ready(T).unwrap();
+    let mut r = Replay::default();
+    converge(&w, &s, &mut r, &sub);
+    let starts_a = r.events.iter().filter(|e| e.0 == "a").count();
+    assert_eq!(starts_a, 1, "{:?}", r.events);
+    assert!(w.portfolio().get("late").is_some());
+}
+
+#[test]
+fn die_while_inspect_in_flight_wins() {
+    let s = Script::new();
+    let w = Watcher::new(s.client(), options());
+    w.wait_ready(T).unwrap();
+    let sub = w.subscribe();
+    // the container dies after the start event but before the inspect answers
+    s.before_inspect(|s| s.exit("x", 0));
+    s.start("x", "");
+    s.start("y", "");
+    let mut r = Replay::default();
+    converge(&w, &s, &mut r, &sub);
+    assert!(w.portfolio().get("x").is_none());
+    assert!(!r.events.iter().any(|(id, _)| id == "x"));
+    assert!(w.portfolio().get("y").is_some());
+}
+
+#[test]
+fn reconnect_emits_the_exact_diff() {
+    let s = Script::new();
+    for id in ["stay", "dies", "pauses", "restarts"] {
+        s.start(id, "p");
+    }
+    let w = Watcher::new(s.client(), options());
+    w.wait_ready(T).unwrap();
+    let sub = w.subscribe();
+    let mut r = Replay::default();
+    r.drain(&sub);
+    s.break_streams(true);
+    wait_until(T, "Reconnecting", || {
+        matches!(w.health(), Health::Reconnecting { .. })
+    });
+    // the old portfolio stays visible while away
+    assert_eq!(w.portfolio().len(), 4);
+    s.silently(|alive| {
+        alive.remove("dies");
+        alive.get_mut("pauses").unwrap().paused = true;
+        alive.get_mut("restarts").unwrap().pid += 1000;
+        let mut n = alive["stay"].clone();
+        n.id = "new".into();
+        n.pid = 4242;
+        alive.insert("new".into(), n);
+    });
+    s.set_up();
+    converge(&w, &s, &mut r, &sub);
+    let live: Vec<_> = r.events[4..].to_vec();
+    let count = |id: &str, k: &str| live.iter().filter(|e| e.0 == id && e.1 == k).count();
+    assert_eq!(count("stay", "started"), 0, "{live:?}");
+    assert_eq!(count("dies", "exited"), 1);
+    assert_eq!(count("pauses", "paused"), 1);
+    assert_eq!(count("restarts", "exited"), 1);
+    assert_eq!(count("restarts", "started"), 1);
+    assert_eq!(count("new", "started"), 1);
+    assert_eq!(live.len(), 5, "{live:?}");
+}
+
+#[test]
+fn starts_before_the_engine_and_attaches_later() {
+    let s = Script::new();
+    s.break_streams(true);
+    let w = Watcher::new(s.client(), options());
+    wait_until(T, "Reconnecting", || {
+        matches!(w.health(), Health::Reconnecting { .. })
+    });
+    assert!(w.wait_ready(Duration::from_millis(50)).is_err());
+    s.start("a", "");
+    s.set_up();
+    w.wait_ready(T).unwrap();
+    assert!(w.portfolio().get("a").is_some());
+}
+
+#[test]
+fn gives_up_when_the_policy_says_so() {
+    let s = Script::new();
+    s.break_streams(true);
+    let opts = WatcherOptions::default().with_retry(|| {
+        ExponentialBackoff::new(Duration::from_millis(1), Duration::from_millis(2))
+            .with_max_attempts(2)
+    });
+    let w = Watcher::new(s.client(), opts);
+    let err = w.wait_ready(T).unwrap_err();
+    assert!(matches!(err, whalewatcher::Error::GaveUp { .. }), "{err}");
+    assert!(matches!(w.health(), Health::Failed(_)));
+}
+
+/// A tiny deterministic PRNG for the randomized test.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+fn random_op(s: &Script, rng: &mut Rng) {
+    let id = format!("c{}", rng.next(12));
+    match rng.next(5) {
+        0 | 1 => {
+            if !s.truth().contains_key(&id) {
+                s.start(&id, if rng.next(2) == 0 { "p" } else { "" })
+            }
+        }
+        2 => s.exit(&id, rng.next(255) as i32),
+        3 => s.set_paused(&id, true),
+        _ => s.set_paused(&id, false),
+    }
+}
+
+#[test]
+fn randomized_races_converge_with_valid_sequences() {
+    for seed in 1..=40u64 {
+        let s = Script::new();
+        let mut rng = Rng(seed * 0x9e37_79b9);
+        for _ in 0..6 {
+            random_op(&s, &mut rng);
+        }
+        let hook_rng = Arc::new(parking_lot::Mutex::new(Rng(seed + 7)));
+        let (h1, h2, h3) = (hook_rng.clone(), hook_rng.clone(), hook_rng.clone());
+        s.before_list_snapshot(move |s| {
+            for _ in 0..3 {
+                random_op(s, &mut h1.lock())
+            }
+        });
+        s.after_list_snapshot(move |s| {
+            for _ in 0..3 {
+                random_op(s, &mut h2.lock())
+            }
+        });
+        s.before_inspect(move |s| {
+            let mut r = h3.lock();
+            if r.next(3) == 0 {
+                random_op(s, &mut r)
+            }
+        });
+        let w = Watcher::new(s.client(), options());
+        let sub = w.subscribe();
+        let mut r = Replay::default();
+        for round in 0..4 {
+            for _ in 0..20 {
+                random_op(&s, &mut rng);
+            }
+            if round == 2 {
+                s.break_streams(false);
+            }
+        }
+        converge(&w, &s, &mut r, &sub);
+        s.clear_hooks();
+        w.close();
+    }
+}
+
+#[test]
+fn slow_subscriber_lags_without_stalling_others() {
+    let s = Script::new();
+    let w = Watcher::new(s.client(), options().with_subscriber_capacity(1024));
+    w.wait_ready(T).unwrap();
+    for i in 0..10 {
+        s.start(&format!("c{i}"), "");
+    }
+    wait_until(T, "10 containers", || w.portfolio().len() == 10);
+    let slow = w.subscribe();
+    let fast = w.subscribe();
+    // the fast subscriber reads on its own thread while 5000 events flow
+    let progress = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = progress.clone();
+    let reader = std::thread::spawn(move || {
+        let mut r = Replay::default();
+        let mut live = 0;
+        while live < 5000 {
+            let item = fast.recv_timeout(T).expect("fast subscriber starved");
+            let synthetic = matches!(&item, Item::Event(e) if e.synthetic);
+            r.apply(item);
+            if !synthetic {
+                live += 1;
+                seen.store(live, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        r.alive
+    });
+    for i in 0..5000 {
+        // a fast subscriber keeps up: stay at most 200 events ahead of it
+        wait_until(T, "fast subscriber progress", || {
+            i < progress.load(std::sync::atomic::Ordering::SeqCst) + 200
+        });
+        s.set_paused(&format!("c{}", i % 10), (i / 10) % 2 == 0);
+    }
+    assert_eq!(reader.join().unwrap(), truth(&s));
+    let items: Vec<_> = std::iter::from_fn(|| slow.try_recv()).collect();
+    assert!(items.len() <= 10 + 1024 + 1, "{}", items.len());
+    let Some(Item::Lagged { missed, resume_seq }) = items.last() else {
+        panic!("no Lagged marker: {:?}", items.last())
+    };
+    assert!(*missed >= 1 && *resume_seq >= 1);
+    assert!(slow.is_ended());
+    // resubscribing from the journal catches up exactly
+    let again = w.subscribe_since(*resume_seq - 1);
+    let first = again.try_recv().unwrap();
+    let Item::Event(ev) = first else {
+        panic!("{first:?}")
+    };
+    assert_eq!(ev.seq, *resume_seq);
+}
+
+#[test]
+fn journal_replay_and_gap_marker() {
+    let s = Script::new();
+    let w = Watcher::new(s.client(), options().with_journal_capacity(10));
+    w.wait_ready(T).unwrap();
+    for i in 0..30 {
+        s.start(&format!("c{i}"), "");
+    }
+    wait_until(T, "30 containers", || w.portfolio().len() == 30);
+    let sub = w.subscribe_since(25);
+    let seqs: Vec<u64> = std::iter::from_fn(|| sub.try_recv())
+        .map(|i| match i {
+            Item::Event(e) => e.seq,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(seqs, (26..=30).collect::<Vec<_>>());
+    let sub = w.subscribe_since(5);
+    assert!(matches!(
+        sub.try_recv(),
+        Some(Item::Gap { from: 6, to: 20 })
+    ));
+    let Some(Item::Event(e)) = sub.try_recv() else {
+        panic!()
+    };
+    assert_eq!(e.seq, 21);
+    // filtered by container
+    let one = w.subscribe_container(whalewatcher::Since::Seq(0), "c29");
+    assert!(matches!(one.try_recv(), Some(Item::Gap { .. })));
+    let Some(Item::Event(e)) = one.try_recv() else {
+        panic!()
+    };
+    assert_eq!(e.container.id, "c29");
+    assert!(one.try_recv().is_none());
+}
