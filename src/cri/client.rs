@@ -86,6 +86,10 @@ fn strip_unix(s: &str) -> PathBuf {
 
 /// The engine id: the host name (`/proc/sys/kernel/hostname`, else `/etc/hostname`), as
 /// CRI runtimes have no identity of their own and serve one node each. Empty when unknown.
+///
+/// The Go original uses the UTS host name of the engine process (switching into its UTS
+/// namespace); without `setns` we use our own, which is the same unless the engine runs
+/// in another UTS namespace than the watching process.
 fn host_id() -> String {
     ["/proc/sys/kernel/hostname", "/etc/hostname"]
         .iter()
@@ -103,6 +107,13 @@ fn pod_meta(m: &MessageField<PodSandboxMetadata>) -> PodMeta {
             namespace: m.namespace.clone(),
         })
         .unwrap_or_default()
+}
+
+impl Default for CriClient {
+    /// A client of `CONTAINER_RUNTIME_ENDPOINT` or the first existing well-known socket.
+    fn default() -> Self {
+        CriClient::new(None::<PathBuf>)
+    }
 }
 
 /// What one verbose status call of a listing is about.
@@ -404,7 +415,9 @@ impl EngineClient for CriClient {
         if id.is_empty() {
             return Err(Error::NotFound { id: id.into() });
         }
-        if let Some(c) = self.rpc.running_containers(Some(id))?.into_iter().next() {
+        // (containerd resolves the id filter as a unique prefix: insist on the exact id.)
+        let found = self.rpc.running_containers(Some(id))?;
+        if let Some(c) = found.into_iter().find(|c| c.id == id) {
             let pod = match self.sandbox_status(&c.pod_sandbox_id) {
                 Ok(r) => r.status.as_ref().map(|s| pod_meta(&s.metadata)),
                 Err(e) if vanished(&e) => return Err(Error::Processless { id: id.into() }),
@@ -442,5 +455,34 @@ impl EngineClient for CriClient {
 
     fn cancel(&self) {
         self.rpc.cancel.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_argument_wins_and_loses_its_scheme() {
+        assert_eq!(
+            resolve_endpoint(Some("unix:///x/cri.sock".into())),
+            PathBuf::from("/x/cri.sock")
+        );
+        assert_eq!(
+            resolve_endpoint(Some("/y/cri.sock".into())),
+            PathBuf::from("/y/cri.sock")
+        );
+        let c = CriClient::new(Some("unix:///nowhere/cri.sock"));
+        assert_eq!(c.path(), Path::new("/nowhere/cri.sock"));
+        assert_eq!(c.interval, DEFAULT_RELIST_INTERVAL);
+    }
+
+    #[test]
+    fn a_down_engine_fails_calls_not_construction() {
+        let c = CriClient::new(Some("/nonexistent/whalewatcher/cri.sock"));
+        assert!(matches!(c.list(), Err(Error::Connection { .. })));
+        c.cancel();
+        assert_eq!(c.list(), Err(Error::Cancelled));
+        assert!(matches!(c.events(), Err(Error::Cancelled)));
     }
 }
