@@ -14,8 +14,8 @@ use whalewatcher::{Container, Portfolio, PROJECT_LABEL};
 fn container(i: usize) -> Container {
     let mut labels = BTreeMap::new();
     labels.insert(PROJECT_LABEL.to_string(), format!("project-{}", i % 20));
-    let mut c = Container::new(format!("{i:064x}"), format!("name-{i}"), i as u32 + 1)
-        .with_labels(labels);
+    let mut c =
+        Container::new(format!("{i:064x}"), format!("name-{i}"), i as u32 + 1).with_labels(labels);
     c.image = "busybox:local".into();
     c
 }
@@ -33,8 +33,12 @@ fn queries(c: &mut Criterion) {
     let mut g = c.benchmark_group("portfolio");
     for n in [100usize, 1_000, 10_000, 100_000] {
         let p = portfolio(n);
-        let ids: Vec<String> = (0..1024).map(|i| format!("{:064x}", (i * 7919) % n)).collect();
-        let names: Vec<String> = (0..1024).map(|i| format!("name-{}", (i * 7919) % n)).collect();
+        let ids: Vec<String> = (0..1024)
+            .map(|i| format!("{:064x}", (i * 7919) % n))
+            .collect();
+        let names: Vec<String> = (0..1024)
+            .map(|i| format!("name-{}", (i * 7919) % n))
+            .collect();
         g.throughput(Throughput::Elements(1));
         g.bench_with_input(BenchmarkId::new("get_by_id", n), &n, |b, _| {
             let mut i = 0;
@@ -108,8 +112,11 @@ fn contended(c: &mut Criterion) {
                         }
                     })
                 };
-                let ids: Arc<Vec<String>> =
-                    Arc::new((0..1000).map(|i| format!("{:064x}", (i * 7919) % n)).collect());
+                let ids: Arc<Vec<String>> = Arc::new(
+                    (0..1000)
+                        .map(|i| format!("{:064x}", (i * 7919) % n))
+                        .collect(),
+                );
                 let start = Instant::now();
                 let hs: Vec<_> = (0..readers)
                     .map(|_| {
