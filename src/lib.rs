@@ -69,6 +69,8 @@ pub mod container;
 pub mod engine;
 pub mod error;
 pub mod event;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod portfolio;
 pub mod retry;
 pub mod watcher;
