@@ -260,3 +260,31 @@ fn churn_during_initial_sync_converges() {
     });
     w.close();
 }
+
+#[test]
+fn rucksack_packer_gets_the_verbose_info_map() {
+    let Some(cri) = client() else { return };
+    let packer = |c: &Container, raw: &dyn std::any::Any| -> Option<whalewatcher::Rucksack> {
+        let info = raw.downcast_ref::<whalewatcher::cri::RawInfo>()?;
+        let v: serde_json::Value = serde_json::from_str(info.get("info")?).ok()?;
+        // The packer sees the finished container and the runtime's JSON side by side.
+        (v["pid"].as_u64() == Some(c.pid as u64)).then(|| Arc::new(c.id.clone()) as _)
+    };
+    let cri = cri.with_rucksack_packer(Arc::new(packer));
+    let pod = Pod::run(&cri, "rucksack");
+    let id = pod.run_container("web");
+    let mine: Vec<_> = cri
+        .list()
+        .expect("list")
+        .into_iter()
+        .filter(|c| c.id == id || c.id == pod.id)
+        .collect();
+    assert_eq!(mine.len(), 2);
+    for c in mine {
+        assert_eq!(c.rucksack::<String>(), Some(&c.id), "{c:?}");
+    }
+    assert_eq!(
+        cri.inspect(&id).expect("inspect").rucksack::<String>(),
+        Some(&id)
+    );
+}
