@@ -1,5 +1,6 @@
 //! 50 watcher open/close cycles against the real dockerd leave no thread and no fd
 //! behind (a test binary of its own, so nothing else runs in this process meanwhile).
+#![cfg(feature = "docker")]
 
 mod common;
 

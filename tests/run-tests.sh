@@ -9,7 +9,7 @@ export WHALEWATCHER_REQUIRE_ENGINES=1
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
 for f in docker containerd cri serde; do
-  cargo check --quiet --no-default-features --features "$f"
+  cargo clippy --quiet --all-targets --no-default-features --features "$f" -- -D warnings
 done
 cargo test --all-targets
 cargo test --doc
