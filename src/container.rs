@@ -30,8 +30,10 @@ pub struct EngineRef {
 /// An alive (running or paused) container.
 ///
 /// Containers are immutable: a state change (pause, unpause) produces a new `Container`.
+///
+/// With the `serde` feature it serializes as the `whalewatch ps --json` object:
+/// `{"engine": TYPE, "id", "name", "pid", "project", "paused", "image", "labels"}`.
 #[derive(Clone, Default)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Container {
     /// Unique id on its engine (containerd: namespace-qualified, `"ns/id"`, the default
     /// namespace unprefixed).
@@ -49,13 +51,10 @@ pub struct Container {
     /// Image reference as the engine reports it.
     pub image: String,
     /// When the container's process started, if the engine says.
-    #[cfg_attr(feature = "serde", serde(skip))]
     pub started_at: Option<SystemTime>,
     /// The engine this container lives on.
-    #[cfg_attr(feature = "serde", serde(skip))]
     pub engine: Arc<EngineRef>,
     /// Application data filled in by a rucksack packer.
-    #[cfg_attr(feature = "serde", serde(skip))]
     pub rucksack: Option<Rucksack>,
 }
 
@@ -109,6 +108,23 @@ impl fmt::Debug for Container {
             .field("labels", &self.labels)
             .field("rucksack", &self.rucksack.is_some())
             .finish()
+    }
+}
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for Container {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Container", 8)?;
+        st.serialize_field("engine", &self.engine.kind)?;
+        st.serialize_field("id", &self.id)?;
+        st.serialize_field("name", &self.name)?;
+        st.serialize_field("pid", &self.pid)?;
+        st.serialize_field("project", &self.project)?;
+        st.serialize_field("paused", &self.paused)?;
+        st.serialize_field("image", &self.image)?;
+        st.serialize_field("labels", &self.labels)?;
+        st.end()
     }
 }
 

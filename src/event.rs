@@ -52,3 +52,73 @@ pub struct ContainerEvent {
     /// True for the `Started` events that describe the portfolio at subscription time.
     pub synthetic: bool,
 }
+
+/// Formats a time as RFC 3339 in UTC with nanoseconds, e.g.
+/// `2026-12-02T14:10:00.123456789Z` (times before 1970 are clamped to the epoch).
+pub fn rfc3339_nanos(t: SystemTime) -> String {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // civil-from-days (H. Hinnant's algorithm), for days since 1970-01-01
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_nanos()
+    )
+}
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for ContainerEvent {
+    /// The `whalewatch events --json` line: `{"seq", "time", "type", "exit_code", "oom",
+    /// "container"}`.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let (exit_code, oom) = match self.kind {
+            EventKind::Exited { exit_code, oom } => (exit_code, oom),
+            _ => (None, false),
+        };
+        let mut st = s.serialize_struct("ContainerEvent", 6)?;
+        st.serialize_field("seq", &self.seq)?;
+        st.serialize_field("time", &rfc3339_nanos(self.time))?;
+        st.serialize_field("type", self.kind.as_str())?;
+        st.serialize_field("exit_code", &exit_code)?;
+        st.serialize_field("oom", &oom)?;
+        st.serialize_field("container", &*self.container)?;
+        st.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn rfc3339_formats_known_dates() {
+        let t = |s: u64, n: u32| UNIX_EPOCH + Duration::new(s, n);
+        assert_eq!(rfc3339_nanos(t(0, 0)), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(
+            rfc3339_nanos(t(951_782_400, 5)),
+            "2000-02-29T00:00:00.000000005Z"
+        );
+        assert_eq!(
+            rfc3339_nanos(t(1_796_220_451, 789_821_149)),
+            "2026-12-02T14:07:31.789821149Z"
+        );
+        assert_eq!(
+            rfc3339_nanos(t(4_102_444_799, 999_999_999)),
+            "2099-12-31T23:59:59.999999999Z"
+        );
+    }
+}

@@ -2,7 +2,65 @@
 //!
 //! A synchronous library that keeps an always-current, nearly free-to-query picture of
 //! the **alive** (running or paused) containers of container engines, grouped by composer
-//! project, plus a lifecycle event stream that begins with the correct current picture.
+//! project (`com.docker.compose.project`), plus a lifecycle event stream (started, exited,
+//! paused, unpaused) that begins with the correct current picture.
+//!
+//! Engines: Docker and Podman ([`docker`], HTTP/1.1 on a Unix socket), containerd
+//! ([`containerd`], native gRPC API). No async runtime: blocking engine clients feed ONE
+//! sync thread per [`Watcher`] that owns the state and publishes immutable [`Portfolio`]
+//! snapshots; queries never touch the engine.
+//!
+//! ## Example
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use whalewatcher::{docker::DockerClient, Item, Watcher, WatcherOptions};
+//!
+//! # fn main() -> Result<(), whalewatcher::Error> {
+//! let engine = DockerClient::new(None)?; // DOCKER_HOST or /var/run/docker.sock
+//! let watcher = Watcher::new(engine, WatcherOptions::default());
+//! watcher.wait_ready(Duration::from_secs(10))?;
+//! for name in watcher.portfolio().project_names() {
+//!     println!("project {name:?}");
+//! }
+//! let events = watcher.subscribe(); // first: Started for every alive container
+//! while let Some(Item::Event(ev)) = events.recv_timeout(Duration::from_secs(1)) {
+//!     println!("{} {} {}", ev.seq, ev.kind.as_str(), ev.container.name);
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Portfolios are plain values, cheap to clone and to query:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use whalewatcher::{Container, Portfolio};
+//!
+//! let mut p = Portfolio::new();
+//! p.insert(Arc::new(Container::new("c1", "web", 4242)));
+//! let snapshot = p.clone(); // a few reference-count increments
+//! p.remove("c1");
+//! assert_eq!(snapshot.get("c1").unwrap().pid, 4242);
+//! assert!(p.lookup("web").is_none());
+//! assert_eq!(snapshot.project("").unwrap().len(), 1); // "" = standalone containers
+//! ```
+//!
+//! ## Known problems
+//!
+//! - Docker drops an event listener that does not take an event within 100 ms; the
+//!   watcher's event reader therefore never waits on anything but the socket.
+//! - Podman's compat `/events` filter matches its internal action name `died`, not `die`:
+//!   the Docker client asks for both. Podman 4.3 sends no `oom` events, so its exits never
+//!   carry the OOM flag.
+//! - Podman closes a rootless `/events` stream after about 90 s; reconnecting (with a
+//!   resync diff) is normal operation.
+//! - containerd publishes `/tasks/exit` for exec'd processes too; only an exit whose
+//!   process id equals the container id ends a container.
+//! - containerd 1.6's CRI plugin answers `GetContainerEvents` with UNIMPLEMENTED: CRI
+//!   watchers fall back to relisting.
+//! - A container that restarts while the watcher is disconnected keeps its id but gets a
+//!   new PID: the resync reports Exited + Started for it.
+//! - Names are not unique (CRI names repeat across pods): look containers up by id.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -11,6 +69,8 @@ pub mod container;
 pub mod engine;
 pub mod error;
 pub mod event;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod portfolio;
 pub mod retry;
 pub mod watcher;

@@ -8,4 +8,9 @@ eval "$(bash tests/engines/up.sh)"
 export WHALEWATCHER_REQUIRE_ENGINES=1
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
+for f in docker containerd cri serde; do
+  cargo clippy --quiet --all-targets --no-default-features --features "$f" -- -D warnings
+done
 cargo test --all-targets
+cargo test --doc
+cargo bench --no-run --quiet

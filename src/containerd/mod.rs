@@ -17,7 +17,7 @@
 
 mod client;
 mod convert;
-mod events;
+pub(crate) mod events;
 
 pub use client::{ContainerdClient, RawContainer, DEFAULT_IGNORED_NAMESPACES};
 pub use convert::{DEFAULT_NAMESPACE, NERDCTL_NAME_LABEL};

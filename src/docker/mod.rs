@@ -8,8 +8,8 @@
 //! an empty value, as in the Go original.
 
 mod client;
-mod events;
-mod inspect;
+pub(crate) mod events;
+pub(crate) mod inspect;
 mod time;
 
 pub use client::{DockerClient, API_VERSION, DEFAULT_ENDPOINT};

@@ -29,8 +29,8 @@ use std::time::Duration;
 mod channel;
 mod conn;
 pub mod frame;
-mod hpack;
-mod message;
+pub(crate) mod hpack;
+pub(crate) mod message;
 mod status;
 
 pub use channel::{Channel, MessageStream};

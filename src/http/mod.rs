@@ -8,12 +8,12 @@
 //! cancellation of blocked reads from another thread through a
 //! [`CancelSet`](crate::engine::CancelSet).
 
-mod body;
+pub(crate) mod body;
 mod chunked;
 mod client;
 mod conn;
 mod endpoint;
-mod head;
+pub(crate) mod head;
 mod malformed;
 mod response;
 mod stream;

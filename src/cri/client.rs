@@ -1,0 +1,488 @@
+//! The CRI engine client.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use protobuf::{EnumOrUnknown, Message, MessageField};
+
+use crate::container::{Container, EngineRef};
+use crate::engine::{CancelSet, EngineClient, EngineInfo, EventStream, RucksackPacker, CRI};
+use crate::error::{Error, Result};
+use crate::grpc::Channel;
+use crate::proto::cri_api::{
+    Container as ProtoContainer, ContainerFilter, ContainerState, ContainerStateValue,
+    ContainerStatusRequest, ContainerStatusResponse, ListContainersRequest, ListContainersResponse,
+    ListPodSandboxRequest, ListPodSandboxResponse, PodSandbox, PodSandboxFilter,
+    PodSandboxMetadata, PodSandboxState, PodSandboxStateValue, PodSandboxStatusRequest,
+    PodSandboxStatusResponse, VersionRequest, VersionResponse,
+};
+
+use super::convert::{self, PodMeta};
+use super::events;
+
+pub(crate) const SERVICE: &str = "/runtime.v1.RuntimeService/";
+
+/// gRPC status codes we interpret.
+pub(crate) const NOT_FOUND: u32 = 5;
+
+/// Deadline of every unary call.
+const CALL_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Verbose status calls in flight at once during a listing.
+const STATUS_WORKERS: usize = 4;
+
+/// Well-known CRI sockets, tried in this order when neither an argument nor
+/// `CONTAINER_RUNTIME_ENDPOINT` names one.
+pub const DEFAULT_ENDPOINTS: [&str; 2] = ["/run/containerd/containerd.sock", "/run/crio/crio.sock"];
+
+/// Default interval of the relisting fallback event source.
+pub const DEFAULT_RELIST_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The raw data handed to a [`RucksackPacker`]: the verbose status `info` map
+/// (`HashMap<String, String>`; `info["info"]` is the runtime's JSON).
+pub type RawInfo = HashMap<String, String>;
+
+/// A client of a CRI runtime service (containerd's CRI plugin, cri-o).
+///
+/// Lists the running containers and the ready pod sandboxes; sandboxes are containers too
+/// (named by their id, marked with [`SANDBOX_LABEL`](super::SANDBOX_LABEL)). See the
+/// [module documentation](super) for the label scheme and the event modes.
+pub struct CriClient {
+    path: PathBuf,
+    pub(crate) rpc: Rpc,
+    pub(crate) interval: Duration,
+    packer: Option<Arc<dyn RucksackPacker>>,
+    pid: Option<u32>,
+    engine: Mutex<Option<Arc<EngineRef>>>,
+    /// `""` until [`events`](EngineClient::events) decided, then `"evented"` or `"relist"`.
+    pub(crate) mode: Arc<Mutex<String>>,
+}
+
+/// The socket path: `path`, else `CONTAINER_RUNTIME_ENDPOINT` (an optional `unix://`
+/// stripped), else the first existing of [`DEFAULT_ENDPOINTS`], else the first of them.
+pub fn resolve_endpoint(path: Option<PathBuf>) -> PathBuf {
+    if let Some(p) = path {
+        return strip_unix(&p.to_string_lossy());
+    }
+    if let Ok(e) = std::env::var("CONTAINER_RUNTIME_ENDPOINT") {
+        if !e.is_empty() {
+            return strip_unix(&e);
+        }
+    }
+    DEFAULT_ENDPOINTS
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_ENDPOINTS[0]))
+}
+
+fn strip_unix(s: &str) -> PathBuf {
+    PathBuf::from(s.strip_prefix("unix://").unwrap_or(s))
+}
+
+/// The engine id: the host name (`/proc/sys/kernel/hostname`, else `/etc/hostname`), as
+/// CRI runtimes have no identity of their own and serve one node each. Empty when unknown.
+///
+/// The Go original uses the UTS host name of the engine process (switching into its UTS
+/// namespace); without `setns` we use our own, which is the same unless the engine runs
+/// in another UTS namespace than the watching process.
+fn host_id() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .map(|s| s.trim().to_string())
+        .find(|s| !s.is_empty())
+        .unwrap_or_default()
+}
+
+fn pod_meta(m: &MessageField<PodSandboxMetadata>) -> PodMeta {
+    m.as_ref()
+        .map(|m| PodMeta {
+            name: m.name.clone(),
+            uid: m.uid.clone(),
+            namespace: m.namespace.clone(),
+        })
+        .unwrap_or_default()
+}
+
+impl Default for CriClient {
+    /// A client of `CONTAINER_RUNTIME_ENDPOINT` or the first existing well-known socket.
+    fn default() -> Self {
+        CriClient::new(None::<PathBuf>)
+    }
+}
+
+/// What one verbose status call of a listing is about.
+enum Job<'a> {
+    Sandbox(&'a PodSandbox),
+    Container(&'a ProtoContainer, &'a PodSandbox),
+}
+
+/// The calls shared by the client and its relisting event source. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Rpc {
+    pub(crate) channel: Channel,
+    pub(crate) cancel: CancelSet,
+}
+
+impl Rpc {
+    pub(crate) fn call<Req: Message, Resp: Message>(
+        &self,
+        method: &str,
+        req: &Req,
+    ) -> Result<Resp> {
+        self.cancel.check()?;
+        let path = format!("{SERVICE}{method}");
+        self.channel
+            .unary_msg(&path, &[], req, Some(CALL_DEADLINE))
+            .map_err(|e| self.map_err(e))
+    }
+
+    pub(crate) fn map_err(&self, e: Error) -> Error {
+        if self.cancel.is_cancelled() {
+            Error::Cancelled
+        } else {
+            e
+        }
+    }
+
+    pub(crate) fn ready_sandboxes(&self) -> Result<Vec<PodSandbox>> {
+        let mut state = PodSandboxStateValue::new();
+        state.state = EnumOrUnknown::new(PodSandboxState::SANDBOX_READY);
+        let mut filter = PodSandboxFilter::new();
+        filter.state = MessageField::some(state);
+        let mut req = ListPodSandboxRequest::new();
+        req.filter = MessageField::some(filter);
+        let r: ListPodSandboxResponse = self.call("ListPodSandbox", &req)?;
+        Ok(r.items)
+    }
+
+    pub(crate) fn running_containers(&self, id: Option<&str>) -> Result<Vec<ProtoContainer>> {
+        let mut state = ContainerStateValue::new();
+        state.state = EnumOrUnknown::new(ContainerState::CONTAINER_RUNNING);
+        let mut filter = ContainerFilter::new();
+        filter.state = MessageField::some(state);
+        if let Some(id) = id {
+            filter.id = id.to_string();
+        }
+        let mut req = ListContainersRequest::new();
+        req.filter = MessageField::some(filter);
+        let r: ListContainersResponse = self.call("ListContainers", &req)?;
+        Ok(r.containers)
+    }
+
+    /// The ids of the running containers and ready sandboxes (the relist source).
+    pub(crate) fn alive_ids(&self) -> Result<BTreeSet<String>> {
+        let mut ids: BTreeSet<String> = self.ready_sandboxes()?.into_iter().map(|s| s.id).collect();
+        ids.extend(self.running_containers(None)?.into_iter().map(|c| c.id));
+        Ok(ids)
+    }
+}
+
+impl CriClient {
+    /// A client of the CRI socket at `path`, else of `CONTAINER_RUNTIME_ENDPOINT`, else of
+    /// the first existing of [`DEFAULT_ENDPOINTS`]. Lazy: connects on the first call, so
+    /// this never fails, even when the runtime is down.
+    pub fn new(path: Option<impl Into<PathBuf>>) -> Self {
+        let path = resolve_endpoint(path.map(Into::into));
+        let cancel = CancelSet::new();
+        CriClient {
+            rpc: Rpc {
+                channel: Channel::new(path.clone(), cancel.clone()),
+                cancel,
+            },
+            path,
+            interval: DEFAULT_RELIST_INTERVAL,
+            packer: None,
+            pid: None,
+            engine: Mutex::new(None),
+            mode: Arc::new(Mutex::new(String::new())),
+        }
+    }
+
+    /// Sets the interval of the relisting fallback event source (default 1 s).
+    pub fn with_relist_interval(mut self, interval: Duration) -> Self {
+        self.interval = interval;
+        self
+    }
+
+    /// Fills each container's rucksack; the packer gets a [`RawInfo`].
+    pub fn with_rucksack_packer(mut self, packer: Arc<dyn RucksackPacker>) -> Self {
+        self.packer = Some(packer);
+        self
+    }
+
+    /// Sets the engine's PID, reported by [`info`](EngineClient::info).
+    pub fn with_pid(mut self, pid: u32) -> Self {
+        self.pid = Some(pid);
+        self
+    }
+
+    /// The gRPC channel (shared with the test support that creates pods).
+    #[doc(hidden)]
+    pub fn channel(&self) -> &Channel {
+        &self.rpc.channel
+    }
+
+    /// The socket path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn call<Req: Message, Resp: Message>(&self, method: &str, req: &Req) -> Result<Resp> {
+        self.rpc.call(method, req)
+    }
+
+    fn map_err(&self, e: Error) -> Error {
+        self.rpc.map_err(e)
+    }
+
+    fn engine_ref(&self) -> Arc<EngineRef> {
+        let mut e = self.engine.lock();
+        e.get_or_insert_with(|| {
+            Arc::new(EngineRef {
+                kind: CRI.to_string(),
+                id: host_id(),
+            })
+        })
+        .clone()
+    }
+
+    fn sandbox_status(&self, id: &str) -> Result<PodSandboxStatusResponse> {
+        let mut req = PodSandboxStatusRequest::new();
+        req.pod_sandbox_id = id.to_string();
+        req.verbose = true;
+        self.call("PodSandboxStatus", &req)
+    }
+
+    fn container_status(&self, id: &str) -> Result<ContainerStatusResponse> {
+        let mut req = ContainerStatusRequest::new();
+        req.container_id = id.to_string();
+        req.verbose = true;
+        self.call("ContainerStatus", &req)
+    }
+
+    fn finish(&self, mut c: Container, info: &RawInfo, engine: &Arc<EngineRef>) -> Container {
+        c.engine = engine.clone();
+        if let Some(p) = &self.packer {
+            c.rucksack = p.pack(&c, info);
+        }
+        c
+    }
+
+    /// A ready sandbox as a container, from its verbose status.
+    fn sandbox_container(&self, id: &str, engine: &Arc<EngineRef>) -> Result<Container> {
+        let r = self.sandbox_status(id)?;
+        let st = r.status.as_ref().ok_or_else(|| {
+            Error::protocol("cri", format!("{id}: PodSandboxStatus without status"))
+        })?;
+        if st.state.enum_value() != Ok(PodSandboxState::SANDBOX_READY) {
+            return Err(Error::Processless { id: id.into() });
+        }
+        let pid = convert::pid_from_info(id, &r.info)?;
+        let labels = convert::build_labels(&st.labels, &st.annotations, &pod_meta(&st.metadata));
+        let c = convert::sandbox(id, pid, labels, convert::time_from_nanos(st.created_at));
+        Ok(self.finish(c, &r.info, engine))
+    }
+
+    /// A running container of pod `pod`, from its verbose status.
+    fn container_container(
+        &self,
+        id: &str,
+        pod: &PodMeta,
+        engine: &Arc<EngineRef>,
+    ) -> Result<Container> {
+        let r = self.container_status(id)?;
+        let st = r.status.as_ref().ok_or_else(|| {
+            Error::protocol("cri", format!("{id}: ContainerStatus without status"))
+        })?;
+        if st.state.enum_value() != Ok(ContainerState::CONTAINER_RUNNING) {
+            return Err(Error::Processless { id: id.into() });
+        }
+        let pid = convert::pid_from_info(id, &r.info)?;
+        let name = st
+            .metadata
+            .as_ref()
+            .map(|m| m.name.clone())
+            .unwrap_or_default();
+        let image = st
+            .image
+            .as_ref()
+            .map(|i| i.image.clone())
+            .filter(|i| !i.is_empty())
+            .unwrap_or_else(|| st.image_ref.clone());
+        let labels = convert::build_labels(&st.labels, &st.annotations, pod);
+        let c = convert::container(
+            id,
+            &name,
+            pid,
+            labels,
+            &image,
+            convert::time_from_nanos(st.started_at),
+        );
+        Ok(self.finish(c, &r.info, engine))
+    }
+
+    fn run_job(&self, job: &Job<'_>, engine: &Arc<EngineRef>) -> Result<Container> {
+        match job {
+            Job::Sandbox(s) => self.sandbox_container(&s.id, engine),
+            Job::Container(c, s) => self.container_container(&c.id, &pod_meta(&s.metadata), engine),
+        }
+    }
+}
+
+/// Whether an error only says that the thing went away meanwhile.
+fn vanished(e: &Error) -> bool {
+    e.is_not_alive()
+        || matches!(
+            e,
+            Error::Grpc {
+                code: NOT_FOUND,
+                ..
+            }
+        )
+}
+
+impl EngineClient for CriClient {
+    fn info(&self) -> Result<EngineInfo> {
+        let v: VersionResponse = self.call("Version", &VersionRequest::new())?;
+        let engine = self.engine_ref();
+        let version = if v.runtime_version.is_empty() {
+            v.runtime_name.clone()
+        } else {
+            format!("{} {}", v.runtime_name, v.runtime_version)
+        };
+        Ok(EngineInfo {
+            id: engine.id.clone(),
+            kind: CRI.to_string(),
+            version,
+            api_path: self.rpc.channel.endpoint(),
+            pid: self.pid,
+            mode: self.mode.lock().clone(),
+        })
+    }
+
+    fn list(&self) -> Result<Vec<Container>> {
+        let engine = self.engine_ref();
+        // One sandbox listing per listing; containers of sandboxes that are not ready
+        // (going away) are skipped.
+        let sandboxes = self.rpc.ready_sandboxes()?;
+        let containers = self.rpc.running_containers(None)?;
+        let by_id: HashMap<&str, &PodSandbox> =
+            sandboxes.iter().map(|s| (s.id.as_str(), s)).collect();
+        let mut jobs: Vec<Job<'_>> = sandboxes.iter().map(Job::Sandbox).collect();
+        jobs.extend(containers.iter().filter_map(|c| {
+            by_id
+                .get(c.pod_sandbox_id.as_str())
+                .map(|s| Job::Container(c, s))
+        }));
+        let next = AtomicUsize::new(0);
+        let results: Mutex<Vec<Option<Result<Container>>>> =
+            Mutex::new((0..jobs.len()).map(|_| None).collect());
+        let workers = STATUS_WORKERS.min(jobs.len());
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(job) = jobs.get(i) else { break };
+                    let r = self.run_job(job, &engine);
+                    let fatal = r.is_err();
+                    results.lock()[i] = Some(r);
+                    if fatal && self.rpc.cancel.is_cancelled() {
+                        break;
+                    }
+                });
+            }
+        });
+        let mut out = Vec::with_capacity(jobs.len());
+        for r in results.into_inner().into_iter().flatten() {
+            match r {
+                Ok(c) => out.push(c),
+                Err(e) if vanished(&e) => {}
+                Err(e) => return Err(self.map_err(e)),
+            }
+        }
+        self.rpc.cancel.check()?;
+        Ok(out)
+    }
+
+    fn inspect(&self, id: &str) -> Result<Container> {
+        let engine = self.engine_ref();
+        if id.is_empty() {
+            return Err(Error::NotFound { id: id.into() });
+        }
+        // (containerd resolves the id filter as a unique prefix: insist on the exact id.)
+        let found = self.rpc.running_containers(Some(id))?;
+        if let Some(c) = found.into_iter().find(|c| c.id == id) {
+            let pod = match self.sandbox_status(&c.pod_sandbox_id) {
+                Ok(r) => r.status.as_ref().map(|s| pod_meta(&s.metadata)),
+                Err(e) if vanished(&e) => return Err(Error::Processless { id: id.into() }),
+                Err(e) => return Err(e),
+            }
+            .unwrap_or_default();
+            return match self.container_container(id, &pod, &engine) {
+                Err(e) if vanished(&e) && !e.is_not_alive() => {
+                    Err(Error::Processless { id: id.into() })
+                }
+                r => r,
+            };
+        }
+        match self.sandbox_container(id, &engine) {
+            Err(Error::Grpc {
+                code: NOT_FOUND, ..
+            }) => {
+                // Neither a running container nor a sandbox; a container that exists but
+                // does not run is processless.
+                match self.container_status(id) {
+                    Ok(_) => Err(Error::Processless { id: id.into() }),
+                    Err(Error::Grpc {
+                        code: NOT_FOUND, ..
+                    }) => Err(Error::NotFound { id: id.into() }),
+                    Err(e) => Err(e),
+                }
+            }
+            r => r,
+        }
+    }
+
+    fn events(&self) -> Result<Box<dyn EventStream>> {
+        events::open(self)
+    }
+
+    fn cancel(&self) {
+        self.rpc.cancel.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_argument_wins_and_loses_its_scheme() {
+        assert_eq!(
+            resolve_endpoint(Some("unix:///x/cri.sock".into())),
+            PathBuf::from("/x/cri.sock")
+        );
+        assert_eq!(
+            resolve_endpoint(Some("/y/cri.sock".into())),
+            PathBuf::from("/y/cri.sock")
+        );
+        let c = CriClient::new(Some("unix:///nowhere/cri.sock"));
+        assert_eq!(c.path(), Path::new("/nowhere/cri.sock"));
+        assert_eq!(c.interval, DEFAULT_RELIST_INTERVAL);
+    }
+
+    #[test]
+    fn a_down_engine_fails_calls_not_construction() {
+        let c = CriClient::new(Some("/nonexistent/whalewatcher/cri.sock"));
+        assert!(matches!(c.list(), Err(Error::Connection { .. })));
+        c.cancel();
+        assert_eq!(c.list(), Err(Error::Cancelled));
+        assert!(matches!(c.events(), Err(Error::Cancelled)));
+    }
+}

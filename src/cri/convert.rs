@@ -1,0 +1,199 @@
+//! Pure conversions from CRI messages to the crate's [`Container`] model.
+//!
+//! Label scheme (as in the Go original `thediveo/whalewatcher/engineclient/cri`): the
+//! CRI labels are kept as they are, annotations are added with the key prefix
+//! [`ANNOTATION_KEY_PREFIX`], and the pod metadata is added under the `io.kubernetes.*`
+//! keys below. Pod sandboxes are listed as containers too: id and name are the sandbox
+//! id, and they carry [`SANDBOX_LABEL`]. CRI knows no composer project (always `""`) and
+//! no pausing.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::container::Container;
+use crate::error::{Error, Result};
+
+/// Prefix of annotation keys mapped into the labels (as in the Go original).
+pub const ANNOTATION_KEY_PREFIX: &str = "annotation.k8s/";
+/// Label with the name of a container's pod.
+pub const POD_NAME_LABEL: &str = "io.kubernetes.pod.name";
+/// Label with the namespace of a container's pod.
+pub const POD_NAMESPACE_LABEL: &str = "io.kubernetes.pod.namespace";
+/// Label with the UID of a container's pod.
+pub const POD_UID_LABEL: &str = "io.kubernetes.pod.uid";
+/// Label with the container's name inside its pod.
+pub const CONTAINER_NAME_LABEL: &str = "io.kubernetes.container.name";
+/// Marker label (value `"true"`) on pod sandboxes listed as containers.
+pub const SANDBOX_LABEL: &str = "io.kubernetes.sandbox";
+
+/// Longest `info` JSON accepted from a verbose status (bounded parsing).
+const MAX_INFO_LEN: usize = 16 << 20;
+
+/// The pod metadata of a sandbox.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct PodMeta {
+    pub name: String,
+    pub uid: String,
+    pub namespace: String,
+}
+
+/// Builds the label map: labels, prefixed annotations, pod metadata.
+pub(crate) fn build_labels(
+    labels: &HashMap<String, String>,
+    annotations: &HashMap<String, String>,
+    pod: &PodMeta,
+) -> BTreeMap<String, String> {
+    let mut out: BTreeMap<String, String> =
+        labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    for (k, v) in annotations {
+        out.insert(format!("{ANNOTATION_KEY_PREFIX}{k}"), v.clone());
+    }
+    out.insert(POD_NAME_LABEL.into(), pod.name.clone());
+    out.insert(POD_NAMESPACE_LABEL.into(), pod.namespace.clone());
+    out.insert(POD_UID_LABEL.into(), pod.uid.clone());
+    out
+}
+
+/// The PID in a verbose status' `info["info"]` JSON (`{"pid": 1234, ...}`).
+pub(crate) fn pid_from_info(id: &str, info: &HashMap<String, String>) -> Result<u32> {
+    let raw = info
+        .get("info")
+        .ok_or_else(|| Error::protocol("cri", format!("{id}: verbose status has no info")))?;
+    if raw.len() > MAX_INFO_LEN {
+        return Err(Error::protocol("cri", format!("{id}: info JSON too large")));
+    }
+    let v: serde_json::Value = serde_json::from_str(raw)
+        .map_err(|e| Error::protocol("json", format!("{id}: info is not JSON: {e}")))?;
+    let pid = v
+        .get("pid")
+        .and_then(|p| p.as_u64())
+        .ok_or_else(|| Error::protocol("cri", format!("{id}: info JSON has no integer pid")))?;
+    match u32::try_from(pid) {
+        Ok(0) => Err(Error::Processless { id: id.into() }),
+        Ok(p) => Ok(p),
+        Err(_) => Err(Error::protocol(
+            "cri",
+            format!("{id}: pid {pid} out of range"),
+        )),
+    }
+}
+
+/// Nanoseconds since the epoch (CRI timestamps) as a time; `None` for 0 or negative.
+pub(crate) fn time_from_nanos(ns: i64) -> Option<SystemTime> {
+    (ns > 0).then(|| UNIX_EPOCH + Duration::from_nanos(ns as u64))
+}
+
+/// A pod's container.
+pub(crate) fn container(
+    id: &str,
+    name: &str,
+    pid: u32,
+    labels: BTreeMap<String, String>,
+    image: &str,
+    started_at: Option<SystemTime>,
+) -> Container {
+    let mut labels = labels;
+    labels.insert(CONTAINER_NAME_LABEL.into(), name.into());
+    Container {
+        id: id.into(),
+        name: name.into(),
+        pid,
+        labels,
+        project: String::new(),
+        paused: false,
+        image: image.into(),
+        started_at,
+        ..Default::default()
+    }
+}
+
+/// A pod sandbox as a container: named by its id, marked with [`SANDBOX_LABEL`].
+pub(crate) fn sandbox(
+    id: &str,
+    pid: u32,
+    labels: BTreeMap<String, String>,
+    created_at: Option<SystemTime>,
+) -> Container {
+    let mut labels = labels;
+    labels.insert(SANDBOX_LABEL.into(), "true".into());
+    Container {
+        id: id.into(),
+        name: id.into(),
+        pid,
+        labels,
+        project: String::new(),
+        paused: false,
+        started_at: created_at,
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(s: &str) -> HashMap<String, String> {
+        HashMap::from([("info".to_string(), s.to_string())])
+    }
+
+    #[test]
+    fn pid_parsing() {
+        assert_eq!(
+            pid_from_info("c", &info(r#"{"pid": 42, "x": [1]}"#)),
+            Ok(42)
+        );
+        assert!(matches!(
+            pid_from_info("c", &info(r#"{"pid": 0}"#)),
+            Err(Error::Processless { .. })
+        ));
+        for bad in [
+            r#"{"pid": "1"}"#,
+            r#"{"pid": -1}"#,
+            "nope",
+            r#"{"pid": 99999999999}"#,
+        ] {
+            assert!(matches!(
+                pid_from_info("c", &info(bad)),
+                Err(Error::Protocol { .. })
+            ));
+        }
+        assert!(pid_from_info("c", &HashMap::new()).is_err());
+    }
+
+    #[test]
+    fn labels_and_sandbox_marker() {
+        let pod = PodMeta {
+            name: "p".into(),
+            uid: "u".into(),
+            namespace: "ns".into(),
+        };
+        let l = build_labels(
+            &HashMap::from([("a".into(), "1".into())]),
+            &HashMap::from([("note".into(), "n".into())]),
+            &pod,
+        );
+        let c = container("id1", "web", 7, l.clone(), "img", None);
+        assert_eq!(c.labels["a"], "1");
+        assert_eq!(c.labels["annotation.k8s/note"], "n");
+        assert_eq!(c.labels[POD_NAME_LABEL], "p");
+        assert_eq!(c.labels[POD_NAMESPACE_LABEL], "ns");
+        assert_eq!(c.labels[POD_UID_LABEL], "u");
+        assert_eq!(c.labels[CONTAINER_NAME_LABEL], "web");
+        assert!(!c.labels.contains_key(SANDBOX_LABEL));
+        assert_eq!(c.project, "");
+        let s = sandbox("sb", 8, l, None);
+        assert_eq!(s.name, "sb");
+        assert_eq!(s.labels[SANDBOX_LABEL], "true");
+        assert!(!s.labels.contains_key(CONTAINER_NAME_LABEL));
+    }
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(time_from_nanos(0), None);
+        assert_eq!(time_from_nanos(-5), None);
+        assert_eq!(
+            time_from_nanos(1_500_000_000),
+            Some(UNIX_EPOCH + Duration::from_millis(1500))
+        );
+    }
+}
