@@ -94,6 +94,7 @@ fn connect(index: usize, spec: &EngineSpec) -> Result<Engine, String> {
             start(label, name, client)
         }
         EngineSpec::Containerd(path) => containerd(name, path),
+        EngineSpec::Cri(path) => cri(name, path),
     }
 }
 
@@ -106,6 +107,17 @@ fn containerd(name: String, path: &str) -> Result<Engine, String> {
 #[cfg(not(feature = "containerd"))]
 fn containerd(_name: String, _path: &str) -> Result<Engine, String> {
     Err("--containerd needs whalewatch built with the containerd feature".into())
+}
+
+#[cfg(feature = "cri")]
+fn cri(name: String, path: &str) -> Result<Engine, String> {
+    let client = whalewatcher::cri::CriClient::new(Some(path));
+    start(format!("cri {path}"), name, client)
+}
+
+#[cfg(not(feature = "cri"))]
+fn cri(_name: String, _path: &str) -> Result<Engine, String> {
+    Err("--cri is not supported by this build (needs the cri feature)".into())
 }
 
 fn start(label: String, name: String, client: impl EngineClient) -> Result<Engine, String> {

@@ -79,8 +79,8 @@ fn usage_errors() {
     assert_one_line_error(&whalewatch(&["events", "--count", "x"]), "--count");
     assert_one_line_error(&whalewatch(&["--docker"]), "--docker");
     assert_one_line_error(
-        &whalewatch(&["--cri", "/x.sock", "ps"]),
-        "--cri is not supported yet",
+        &whalewatch(&["--cri", "/nonexistent/cri.sock", "ps"]),
+        "/nonexistent/cri.sock",
     );
     assert_one_line_error(
         &whalewatch(&["--auto", "ps"]),
@@ -301,7 +301,19 @@ fn ps_json_merges_engines() {
     let pc = Cli::new("podman", "--url", p.clone());
     let did = dc.start(&dc.name("cli-m"), &[]);
     let pid = pc.start(&pc.name("cli-m"), &[]);
-    let out = whalewatch(&["--docker", &d, "--docker", &p, "ps", "--json"]);
+    let mut args = vec!["--docker", d.as_str(), "--docker", p.as_str()];
+    let (c, cri) = (
+        std::env::var("WHALEWATCHER_CONTAINERD").unwrap_or_default(),
+        std::env::var("WHALEWATCHER_CRI").unwrap_or_default(),
+    );
+    if !c.is_empty() {
+        args.extend(["--containerd", c.as_str()]);
+    }
+    if !cri.is_empty() {
+        args.extend(["--cri", cri.as_str()]);
+    }
+    args.extend(["ps", "--json"]);
+    let out = whalewatch(&args);
     assert_eq!(
         out.status.code(),
         Some(0),

@@ -7,6 +7,8 @@ pub enum EngineSpec {
     Docker(Option<String>),
     /// containerd at this socket path.
     Containerd(String),
+    /// A CRI engine (containerd's CRI plugin, cri-o) at this socket path.
+    Cri(String),
 }
 
 /// What to do.
@@ -47,7 +49,7 @@ usage: whalewatch [--docker URL]... [--containerd PATH]... [--cri PATH]... [--au
 Engines (several flags give several watchers; without any: DOCKER_HOST or the default socket):
   --docker URL        Docker or Podman API, e.g. unix:///var/run/docker.sock
   --containerd PATH   containerd socket, e.g. /run/containerd/containerd.sock
-  --cri PATH          CRI socket (not supported yet)
+  --cri PATH          CRI socket, e.g. /run/containerd/containerd.sock
   --auto              discover engines (not supported yet)
 
 Commands:
@@ -83,10 +85,7 @@ pub fn parse(argv: &[String]) -> Result<Args, String> {
             }
             "--docker" => engines.push(EngineSpec::Docker(Some(value("--docker")?))),
             "--containerd" => engines.push(EngineSpec::Containerd(value("--containerd")?)),
-            "--cri" => {
-                value("--cri")?;
-                return Err("--cri is not supported yet".into());
-            }
+            "--cri" => engines.push(EngineSpec::Cri(value("--cri")?)),
             "--auto" => return Err("--auto is not supported yet".into()),
             "--json" => json = true,
             "--count" => count = Some(number("--count", &value("--count")?)?),
