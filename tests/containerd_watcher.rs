@@ -1,6 +1,6 @@
 //! The watcher against the real containerd (WHALEWATCHER_CONTAINERD): portfolio vs `ctr`
 //! ground truth over all watched namespaces; pause/resume, exec and kill events.
-#![cfg(feature = "containerd")]
+#![cfg(all(feature = "containerd", feature = "serde"))]
 
 mod common;
 
