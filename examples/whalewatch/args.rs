@@ -128,3 +128,69 @@ fn number(flag: &str, v: &str) -> Result<u64, String> {
     v.parse()
         .map_err(|_| format!("{flag} wants a non-negative number, not {v:?}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<Args, String> {
+        parse(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn engines_and_commands() {
+        let a = p(&["ps"]).unwrap();
+        assert_eq!(a.engines, vec![EngineSpec::Docker(None)]);
+        assert_eq!(a.command, Command::Ps { json: false });
+        let a = p(&[
+            "--docker",
+            "unix:///a.sock",
+            "--containerd=/c.sock",
+            "--cri",
+            "/r.sock",
+            "events",
+            "--json",
+            "--count",
+            "3",
+            "--since=7",
+        ])
+        .unwrap();
+        assert_eq!(
+            a.engines,
+            vec![
+                EngineSpec::Docker(Some("unix:///a.sock".into())),
+                EngineSpec::Containerd("/c.sock".into()),
+                EngineSpec::Cri("/r.sock".into()),
+            ]
+        );
+        assert_eq!(
+            a.command,
+            Command::Events {
+                json: true,
+                count: Some(3),
+                since: Some(7)
+            }
+        );
+        assert_eq!(p(&["watch"]).unwrap().command, Command::Watch);
+        assert_eq!(p(&["--help", "bogus"]).unwrap().command, Command::Help);
+    }
+
+    #[test]
+    fn errors() {
+        for (args, needle) in [
+            (&[][..], "no command"),
+            (&["nope"][..], "unknown command nope"),
+            (&["ps", "extra"][..], "unexpected argument extra"),
+            (&["ps", "-x"][..], "unknown flag -x"),
+            (&["--docker"][..], "--docker needs a value"),
+            (&["--docker="][..], "--docker needs a value"),
+            (&["events", "--count", "-1"][..], "--count wants"),
+            (&["ps", "--count", "1"][..], "only go with the events"),
+            (&["watch", "--json"][..], "--json does not go"),
+            (&["--auto", "ps"][..], "--auto is not supported yet"),
+        ] {
+            let e = p(args).unwrap_err();
+            assert!(e.contains(needle), "{args:?}: {e}");
+        }
+    }
+}
