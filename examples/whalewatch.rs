@@ -211,7 +211,9 @@ fn forward(
 }
 
 fn merged(engines: &[Engine], since: Option<u64>) -> crossbeam_channel::Receiver<Merged> {
-    let (tx, rx) = crossbeam_channel::unbounded();
+    // Bounded: when stdout stalls, the forwarders block, their subscriptions lag, and they
+    // catch up from the journal (with a warning) instead of piling events up in memory.
+    let (tx, rx) = crossbeam_channel::bounded(1024);
     for e in engines {
         forward(e.label.clone(), e.watcher.clone(), since, tx.clone());
     }
