@@ -53,13 +53,16 @@
 //!   the Docker client asks for both. Podman 4.3 sends no `oom` events, so its exits never
 //!   carry the OOM flag.
 //! - Podman closes a rootless `/events` stream after about 90 s; reconnecting (with a
-//!   resync diff) is normal operation.
+//!   resync diff) is normal operation. Podman 4.3's compat `/events` stream may also go live
+//!   a second or so after it answered; events in that window reach no client.
 //! - containerd publishes `/tasks/exit` for exec'd processes too; only an exit whose
 //!   process id equals the container id ends a container.
 //! - containerd 1.6's CRI plugin answers `GetContainerEvents` with UNIMPLEMENTED: CRI
 //!   watchers fall back to relisting.
 //! - A container that restarts while the watcher is disconnected keeps its id but gets a
 //!   new PID: the resync reports Exited + Started for it.
+//! - A pause or unpause that happens while the watcher is still inspecting a newly
+//!   started container is folded into its `Started` event (see its `paused` flag).
 //! - Names are not unique (CRI names repeat across pods): look containers up by id.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -91,6 +94,11 @@ mod proto {
 pub mod containerd;
 #[cfg(feature = "cri")]
 pub mod cri;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 
 pub use container::{Container, EngineRef, Rucksack, PROJECT_LABEL};
 pub use engine::{EngineClient, EngineInfo, EventStream, RawEvent, RawEventKind, RucksackPacker};
