@@ -3,6 +3,9 @@
 
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "docker")]
+pub mod inspect;
+
 /// True when CI demands that every engine test really runs.
 pub fn engines_required() -> bool {
     std::env::var("WHALEWATCHER_REQUIRE_ENGINES").is_ok_and(|v| v == "1")

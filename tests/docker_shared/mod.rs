@@ -130,17 +130,7 @@ fn truth(v: &Value) -> Option<Truth> {
     if pid == 0 {
         return None;
     }
-    let mut labels: BTreeMap<String, String> = v["Config"]["Labels"]
-        .as_object()
-        .map(|o| {
-            o.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
-                .collect()
-        })
-        .unwrap_or_default();
-    if v["HostConfig"]["Privileged"].as_bool() == Some(true) {
-        labels.insert(PRIVILEGED_LABEL.to_string(), String::new());
-    }
+    let labels = common::inspect::docker_labels(v);
     Some(Truth {
         id: v["Id"].as_str().unwrap().to_string(),
         name: v["Name"]

@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use whalewatcher::container::PRIVILEGED_LABEL;
 use whalewatcher::{ContainerEvent, EventKind, Item, Subscription, Watcher};
 
 /// What the tests compare of an alive container.
@@ -130,17 +129,7 @@ impl Cli {
             if pid == 0 {
                 return None; // exited in between
             }
-            let mut labels: BTreeMap<String, String> = v["Config"]["Labels"]
-                .as_object()
-                .map(|o| {
-                    o.iter()
-                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            if v["HostConfig"]["Privileged"].as_bool() == Some(true) {
-                labels.insert(PRIVILEGED_LABEL.to_string(), String::new());
-            }
+            let labels = crate::common::inspect::docker_labels(v);
             let snap = Snap {
                 name: v["Name"].as_str()?.trim_start_matches('/').to_string(),
                 pid,
