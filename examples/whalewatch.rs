@@ -13,8 +13,6 @@
 mod args;
 #[path = "whalewatch/output.rs"]
 mod output;
-#[path = "whalewatch/time.rs"]
-mod time;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -161,6 +159,12 @@ fn ps(engines: &[Engine], json: bool) -> Result<(), String> {
         emit(&format!("{}\n", output::ps_json(&all)));
     } else {
         emit(&output::ps_table(&all));
+        for e in engines {
+            let mode = engine_mode(e);
+            if !mode.is_empty() {
+                emit(&format!("{}{mode}\n", e.label));
+            }
+        }
     }
     Ok(())
 }
@@ -260,10 +264,19 @@ fn health_line(e: &Engine) -> String {
         Health::Failed(err) => format!("failed ({err})"),
     };
     format!(
-        "{}: {h}, {} containers",
+        "{}{}: {h}, {} containers",
         e.label,
+        engine_mode(e),
         e.watcher.portfolio().len()
     )
+}
+
+/// The engine's event mode when it has one (CRI: "evented" or "relist"), as " (mode)".
+fn engine_mode(e: &Engine) -> String {
+    match e.watcher.engine_info() {
+        Some(i) if !i.mode.is_empty() => format!(" ({} events)", i.mode),
+        _ => String::new(),
+    }
 }
 
 fn watch(engines: &[Engine]) -> Result<(), String> {

@@ -81,19 +81,20 @@ pub fn rfc3339_nanos(t: SystemTime) -> String {
 #[cfg(feature = "serde")]
 impl serde::Serialize for ContainerEvent {
     /// The `whalewatch events --json` line: `{"seq", "time", "type", "exit_code", "oom",
-    /// "container"}`.
+    /// "synthetic", "container"}`.
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
         let (exit_code, oom) = match self.kind {
             EventKind::Exited { exit_code, oom } => (exit_code, oom),
             _ => (None, false),
         };
-        let mut st = s.serialize_struct("ContainerEvent", 6)?;
+        let mut st = s.serialize_struct("ContainerEvent", 7)?;
         st.serialize_field("seq", &self.seq)?;
         st.serialize_field("time", &rfc3339_nanos(self.time))?;
         st.serialize_field("type", self.kind.as_str())?;
         st.serialize_field("exit_code", &exit_code)?;
         st.serialize_field("oom", &oom)?;
+        st.serialize_field("synthetic", &self.synthetic)?;
         st.serialize_field("container", &*self.container)?;
         st.end()
     }

@@ -2,24 +2,9 @@
 
 use std::sync::Arc;
 
-use serde_json::{json, Value};
 use whalewatcher::{Container, ContainerEvent, EventKind};
 
-use crate::time::rfc3339;
-
-/// The JSON object of one container.
-pub fn container_json(c: &Container) -> Value {
-    json!({
-        "engine": c.engine_type(),
-        "id": c.id,
-        "name": c.name,
-        "pid": c.pid,
-        "project": c.project,
-        "paused": c.paused,
-        "image": c.image,
-        "labels": c.labels,
-    })
-}
+use whalewatcher::event::rfc3339_nanos as rfc3339;
 
 /// Sorts by engine, project, name (and id, for a total order).
 pub fn sort(all: &mut [Arc<Container>]) {
@@ -35,7 +20,7 @@ pub fn sort(all: &mut [Arc<Container>]) {
 
 /// The JSON array of `ps --json`.
 pub fn ps_json(all: &[Arc<Container>]) -> String {
-    let v: Vec<Value> = all.iter().map(|c| container_json(c)).collect();
+    let v: Vec<&Container> = all.iter().map(|c| &**c).collect();
     serde_json::to_string_pretty(&v).unwrap_or_else(|_| "[]".into())
 }
 
@@ -116,22 +101,9 @@ pub fn ps_table(all: &[Arc<Container>]) -> String {
     out
 }
 
-/// The JSON line of one event.
+/// The JSON line of one event (the library's serde form).
 pub fn event_json(e: &ContainerEvent) -> String {
-    let (exit_code, oom) = match e.kind {
-        EventKind::Exited { exit_code, oom } => (exit_code, oom),
-        _ => (None, false),
-    };
-    json!({
-        "seq": e.seq,
-        "time": rfc3339(e.time),
-        "type": e.kind.as_str(),
-        "exit_code": exit_code,
-        "oom": oom,
-        "synthetic": e.synthetic,
-        "container": container_json(&e.container),
-    })
-    .to_string()
+    serde_json::to_string(e).unwrap_or_default()
 }
 
 /// The human line of one event.
