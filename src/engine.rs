@@ -112,41 +112,30 @@ pub trait EngineClient: Send + Sync + 'static {
     fn cancel(&self);
 }
 
-impl<E: EngineClient + ?Sized> EngineClient for Arc<E> {
-    fn info(&self) -> Result<EngineInfo> {
-        (**self).info()
-    }
-    fn list(&self) -> Result<Vec<Container>> {
-        (**self).list()
-    }
-    fn inspect(&self, id: &str) -> Result<Container> {
-        (**self).inspect(id)
-    }
-    fn events(&self) -> Result<Box<dyn EventStream>> {
-        (**self).events()
-    }
-    fn cancel(&self) {
-        (**self).cancel()
-    }
+/// Smart pointers to an engine client are engine clients too.
+macro_rules! forward_engine_client {
+    ($($ptr:ident),*) => {$(
+        impl<E: EngineClient + ?Sized> EngineClient for $ptr<E> {
+            fn info(&self) -> Result<EngineInfo> {
+                (**self).info()
+            }
+            fn list(&self) -> Result<Vec<Container>> {
+                (**self).list()
+            }
+            fn inspect(&self, id: &str) -> Result<Container> {
+                (**self).inspect(id)
+            }
+            fn events(&self) -> Result<Box<dyn EventStream>> {
+                (**self).events()
+            }
+            fn cancel(&self) {
+                (**self).cancel()
+            }
+        }
+    )*};
 }
 
-impl<E: EngineClient + ?Sized> EngineClient for Box<E> {
-    fn info(&self) -> Result<EngineInfo> {
-        (**self).info()
-    }
-    fn list(&self) -> Result<Vec<Container>> {
-        (**self).list()
-    }
-    fn inspect(&self, id: &str) -> Result<Container> {
-        (**self).inspect(id)
-    }
-    fn events(&self) -> Result<Box<dyn EventStream>> {
-        (**self).events()
-    }
-    fn cancel(&self) {
-        (**self).cancel()
-    }
-}
+forward_engine_client!(Arc, Box);
 
 /// Fills a container's rucksack from the engine's raw inspection data.
 ///
