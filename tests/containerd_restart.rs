@@ -1,0 +1,145 @@
+//! A private containerd is SIGKILLed while a watcher watches it; a task dies while
+//! containerd is down; containerd comes back with the same config. The watcher must report
+//! Reconnecting, re-attach by itself, converge to `ctr tasks ls`, report the death as
+//! Exited, keep the survivors without a second Started, and get live events again.
+#![cfg(all(feature = "containerd", feature = "docker"))]
+
+mod common;
+mod watcher_shared;
+
+use std::time::Duration;
+
+use watcher_shared::containerd::{view_ns, PrivateContainerd};
+use watcher_shared::{converge, drain, kinds, replay};
+use whalewatcher::containerd::ContainerdClient;
+use whalewatcher::{EventKind, ExponentialBackoff, Health, Item, Watcher, WatcherOptions};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// True once `pid` is gone or a zombie.
+fn dead(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat
+        .rsplit(')')
+        .next()
+        .and_then(|r| r.split_whitespace().next());
+    matches!(state, None | Some("Z") | Some("X"))
+}
+
+#[test]
+fn containerd_killed_and_restarted() {
+    let Some(shared) = common::endpoint("WHALEWATCHER_CONTAINERD") else {
+        return;
+    };
+    let mut p = PrivateContainerd::start(&shared);
+    let ctr = p.ctr();
+    let tag = &p.ns; // unique across instances: cgroup paths are /<ns>/<id>
+    let (gone, keep, frozen) = (
+        format!("{tag}-gone"),
+        format!("{tag}-keep"),
+        format!("{tag}-frozen"),
+    );
+    for id in [&gone, &keep, &frozen] {
+        ctr.start(id, &[("nerdctl/name", id)]);
+    }
+    ctr.run(&["tasks", "pause", &frozen]);
+    let w = Watcher::new(
+        ContainerdClient::new(&p.sock),
+        WatcherOptions::default().with_retry(|| {
+            ExponentialBackoff::new(Duration::from_millis(50), Duration::from_secs(1))
+        }),
+    );
+    let sub = w.subscribe();
+    w.wait_ready(WAIT).expect("watcher syncs");
+    let before = converge(WAIT, || ctr.truth(), || view_ns(&w, &p.ns));
+    assert_eq!(before.len(), 3, "{before:?}");
+    assert!(before[&ctr.display(&frozen)].1, "frozen is paused");
+    let victim_pid = before[&ctr.display(&gone)].0;
+
+    p.kill9();
+    common::wait_until(WAIT, "Health::Reconnecting", || {
+        matches!(w.health(), Health::Reconnecting { .. })
+    });
+    // The shims keep the tasks alive; kill one task behind containerd's back.
+    assert!(!dead(victim_pid), "task {victim_pid} died with containerd");
+    common::run("kill", &["-9", &victim_pid.to_string()]);
+    common::wait_until(WAIT, "victim task gone", || dead(victim_pid));
+    assert!(
+        matches!(w.health(), Health::Reconnecting { .. }),
+        "{:?} while containerd is down",
+        w.health()
+    );
+
+    p.launch();
+    w.wait_ready(Duration::from_secs(60))
+        .expect("watcher re-attaches by itself");
+    let after = converge(WAIT, || ctr.truth(), || view_ns(&w, &p.ns));
+    assert!(!after.contains_key(&ctr.display(&gone)), "{after:?}");
+    for id in [&keep, &frozen] {
+        let d = ctr.display(id);
+        assert_eq!(after.get(&d), before.get(&d), "survivor {id} changed");
+    }
+
+    let events = drain(&sub, Duration::from_millis(500));
+    replay(&events);
+    assert_eq!(kinds(&events, &ctr.display(&keep)), [EventKind::Started]);
+    assert_eq!(kinds(&events, &ctr.display(&frozen)), [EventKind::Started]);
+    let k = kinds(&events, &ctr.display(&gone));
+    assert!(
+        matches!(k[..], [EventKind::Started, EventKind::Exited { .. }]),
+        "events of the task killed while containerd was down: {k:?}"
+    );
+    let exit = events
+        .iter()
+        .rfind(|e| e.container.id == ctr.display(&gone))
+        .unwrap();
+    assert_eq!(exit.container.pid, victim_pid);
+
+    // Live events flow again. containerd's event subscription may go live a moment after
+    // the call: a pause the watcher misses is retried (the watcher only learns of it at
+    // its next resync).
+    let keep_d = ctr.display(&keep);
+    let mut live = false;
+    for _ in 0..10 {
+        ctr.run(&["tasks", "pause", &keep]);
+        let got = next_for(&sub, &keep_d, Duration::from_secs(1));
+        ctr.run(&["tasks", "resume", &keep]);
+        match got {
+            Some(EventKind::Paused) => {
+                assert_eq!(next_for(&sub, &keep_d, WAIT), Some(EventKind::Unpaused));
+                live = true;
+                break;
+            }
+            Some(other) => panic!("unexpected {other:?} of {keep}"),
+            None => {
+                // Missed; the resume may still come through: drop keep's events.
+                while let Some(item) = sub.recv_timeout(Duration::from_millis(300)) {
+                    match item {
+                        Item::Event(e) if e.container.id == keep_d => {}
+                        other => panic!("unexpected {other:?}"),
+                    }
+                }
+            }
+        }
+    }
+    assert!(live, "no live Paused event after the restart (10 tries)");
+    ctr.run(&["tasks", "kill", "-s", "KILL", &keep]);
+    assert_eq!(
+        next_for(&sub, &keep_d, WAIT),
+        Some(EventKind::Exited {
+            exit_code: Some(137),
+            oom: false
+        })
+    );
+    converge(WAIT, || ctr.truth(), || view_ns(&w, &p.ns));
+    w.close();
+}
+
+/// The kind of the next event of container `id`; other containers' events are errors
+/// (nothing else lives in this private containerd).
+fn next_for(sub: &whalewatcher::Subscription, id: &str, timeout: Duration) -> Option<EventKind> {
+    match sub.recv_timeout(timeout)? {
+        Item::Event(e) if e.container.id == id => Some(e.kind),
+        other => panic!("unexpected {other:?}"),
+    }
+}
