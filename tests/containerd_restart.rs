@@ -34,12 +34,13 @@ fn containerd_killed_and_restarted() {
     let mut p = PrivateContainerd::start(&shared);
     let ctr = p.ctr();
     let tag = &p.ns; // unique across instances: cgroup paths are /<ns>/<id>
-    let (gone, keep, frozen) = (
+    let (gone, shimless, keep, frozen) = (
         format!("{tag}-gone"),
+        format!("{tag}-shimless"),
         format!("{tag}-keep"),
         format!("{tag}-frozen"),
     );
-    for id in [&gone, &keep, &frozen] {
+    for id in [&gone, &shimless, &keep, &frozen] {
         ctr.start(id, &[("nerdctl/name", id)]);
     }
     ctr.run(&["tasks", "pause", &frozen]);
@@ -52,9 +53,11 @@ fn containerd_killed_and_restarted() {
     let sub = w.subscribe();
     w.wait_ready(WAIT).expect("watcher syncs");
     let before = converge(WAIT, || ctr.truth(), || view_ns(&w, &p.ns));
-    assert_eq!(before.len(), 3, "{before:?}");
+    assert_eq!(before.len(), 4, "{before:?}");
     assert!(before[&ctr.display(&frozen)].1, "frozen is paused");
     let victim_pid = before[&ctr.display(&gone)].0;
+    let shimless_pid = before[&ctr.display(&shimless)].0;
+    let shim = p.shim_pid(&shimless).expect("shim of shimless");
 
     p.kill9();
     common::wait_until(WAIT, "Health::Reconnecting", || {
@@ -64,6 +67,9 @@ fn containerd_killed_and_restarted() {
     assert!(!dead(victim_pid), "task {victim_pid} died with containerd");
     common::run("kill", &["-9", &victim_pid.to_string()]);
     common::wait_until(WAIT, "victim task gone", || dead(victim_pid));
+    // Another task loses its shim: the restarted containerd cleans up after the dead shim
+    // (kills the orphaned task, publishes its exit) while the watcher also resyncs.
+    common::run("kill", &["-9", &shim.to_string()]);
     assert!(
         matches!(w.health(), Health::Reconnecting { .. }),
         "{:?} while containerd is down",
@@ -75,6 +81,10 @@ fn containerd_killed_and_restarted() {
         .expect("watcher re-attaches by itself");
     let after = converge(WAIT, || ctr.truth(), || view_ns(&w, &p.ns));
     assert!(!after.contains_key(&ctr.display(&gone)), "{after:?}");
+    assert!(!after.contains_key(&ctr.display(&shimless)), "{after:?}");
+    common::wait_until(WAIT, "orphaned task of the dead shim gone", || {
+        dead(shimless_pid)
+    });
     for id in [&keep, &frozen] {
         let d = ctr.display(id);
         assert_eq!(after.get(&d), before.get(&d), "survivor {id} changed");
@@ -84,16 +94,18 @@ fn containerd_killed_and_restarted() {
     replay(&events);
     assert_eq!(kinds(&events, &ctr.display(&keep)), [EventKind::Started]);
     assert_eq!(kinds(&events, &ctr.display(&frozen)), [EventKind::Started]);
-    let k = kinds(&events, &ctr.display(&gone));
-    assert!(
-        matches!(k[..], [EventKind::Started, EventKind::Exited { .. }]),
-        "events of the task killed while containerd was down: {k:?}"
-    );
-    let exit = events
-        .iter()
-        .rfind(|e| e.container.id == ctr.display(&gone))
-        .unwrap();
-    assert_eq!(exit.container.pid, victim_pid);
+    for (id, pid) in [(&gone, victim_pid), (&shimless, shimless_pid)] {
+        let k = kinds(&events, &ctr.display(id));
+        assert!(
+            matches!(k[..], [EventKind::Started, EventKind::Exited { .. }]),
+            "events of {id}, killed while containerd was down: {k:?}"
+        );
+        let exit = events
+            .iter()
+            .rfind(|e| e.container.id == ctr.display(id))
+            .unwrap();
+        assert_eq!(exit.container.pid, pid);
+    }
 
     // Live events flow again. containerd's event subscription may go live a moment after
     // the call: a pause the watcher misses is retried (the watcher only learns of it at

@@ -305,6 +305,25 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         }
     }
 
+    /// The PID of the shim of task `id` (of this instance's namespace), from /proc.
+    pub fn shim_pid(&self, id: &str) -> Option<u32> {
+        let want = ["-namespace", &self.ns, "-id", id, "-address", &self.sock];
+        std::fs::read_dir("/proc")
+            .ok()?
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .find(|pid| {
+                let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let args: Vec<&[u8]> = cmd.split(|&b| b == 0).collect();
+                args.first()
+                    .is_some_and(|a| a.ends_with(b"containerd-shim-runc-v2"))
+                    && want.windows(2).step_by(2).all(|kv| {
+                        args.windows(2)
+                            .any(|a| a[0] == kv[0].as_bytes() && a[1] == kv[1].as_bytes())
+                    })
+            })
+    }
+
     /// Ends our containerd child: SIGTERM, then SIGKILL after 10 s.
     fn stop(&mut self) {
         let Some(mut c) = self.child.take() else {
@@ -350,6 +369,7 @@ impl Drop for PrivateContainerd {
             let _ = self.try_launch();
         }
         let ctr = self.ctr();
+        let ids = ctr.try_run(&["containers", "ls", "-q"]).unwrap_or_default();
         if ctr.alive() {
             ctr.clear_namespace();
         }
@@ -384,6 +404,32 @@ impl Drop for PrivateContainerd {
             }
             let _ = std::fs::remove_dir(&ns_dir);
         }
+        // A shim that was killed leaves its socket behind.
+        for id in ids.lines().filter(|l| !l.is_empty()) {
+            if let Some(path) = shim_socket(&self.sock, &self.ns, id) {
+                let _ = std::fs::remove_file(path);
+            }
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// containerd 1.6 puts a shim's socket at /run/containerd/s/<sha256 of "address/ns/id">.
+fn shim_socket(address: &str, ns: &str, id: &str) -> Option<PathBuf> {
+    let out = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin
+                .take()
+                .expect("piped stdin")
+                .write_all(format!("{address}/{ns}/{id}").as_bytes())?;
+            c.wait_with_output()
+        })
+        .ok()?;
+    let hex = String::from_utf8_lossy(&out.stdout);
+    let hex = hex.split_whitespace().next()?;
+    (hex.len() == 64).then(|| PathBuf::from(format!("/run/containerd/s/{hex}")))
 }
