@@ -1,13 +1,14 @@
 //! A private containerd is SIGKILLed while a watcher watches it; a task dies while
 //! containerd is down; containerd comes back with the same config. The watcher must report
-//! Reconnecting, re-attach by itself, converge to `ctr tasks ls`, report the death as
-//! Exited, keep the survivors without a second Started, and get live events again.
+//! Reconnecting, re-attach by itself, converge to `ctr tasks ls`, report the deaths as
+//! Exited, keep the survivors without a second Started, and get live events again. And a
+//! watcher made while containerd is down attaches when it comes up.
 #![cfg(all(feature = "containerd", feature = "docker"))]
 
 mod common;
 mod watcher_shared;
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use watcher_shared::containerd::{view_ns, PrivateContainerd};
 use watcher_shared::{converge, drain, kinds, replay};
@@ -59,10 +60,20 @@ fn containerd_killed_and_restarted() {
     let shimless_pid = before[&ctr.display(&shimless)].0;
     let shim = p.shim_pid(&shimless).expect("shim of shimless");
 
+    let killed_at = SystemTime::now();
     p.kill9();
     common::wait_until(WAIT, "Health::Reconnecting", || {
         matches!(w.health(), Health::Reconnecting { .. })
     });
+    let Health::Reconnecting { since, .. } = w.health() else {
+        unreachable!()
+    };
+    assert!(
+        since >= killed_at && since <= SystemTime::now(),
+        "{since:?}"
+    );
+    // The portfolio stays (stale) while the engine is away.
+    assert_eq!(view_ns(&w, &p.ns), before);
     // The shims keep the tasks alive; kill one task behind containerd's back.
     assert!(!dead(victim_pid), "task {victim_pid} died with containerd");
     common::run("kill", &["-9", &victim_pid.to_string()]);
@@ -154,4 +165,38 @@ fn next_for(sub: &whalewatcher::Subscription, id: &str, timeout: Duration) -> Op
         Item::Event(e) if e.container.id == id => Some(e.kind),
         other => panic!("unexpected {other:?}"),
     }
+}
+
+/// A watcher made while containerd is down attaches as soon as it appears, with the
+/// containers that were there all along.
+#[test]
+fn watcher_started_before_containerd() {
+    let Some(shared) = common::endpoint("WHALEWATCHER_CONTAINERD") else {
+        return;
+    };
+    let mut p = PrivateContainerd::start(&shared);
+    let ctr = p.ctr();
+    let id = format!("{}-early", p.ns);
+    ctr.start(&id, &[]);
+    let truth = ctr.truth().unwrap();
+    p.kill9();
+    let w = Watcher::new(
+        ContainerdClient::new(&p.sock),
+        WatcherOptions::default().with_retry(|| {
+            ExponentialBackoff::new(Duration::from_millis(50), Duration::from_secs(1))
+        }),
+    );
+    let sub = w.subscribe();
+    common::wait_until(WAIT, "Health::Reconnecting without an engine", || {
+        matches!(w.health(), Health::Reconnecting { .. })
+    });
+    assert!(w.portfolio().is_empty());
+    p.launch();
+    w.wait_ready(Duration::from_secs(60))
+        .expect("watcher attaches once containerd is up");
+    assert_eq!(converge(WAIT, || ctr.truth(), || view_ns(&w, &p.ns)), truth);
+    let events = drain(&sub, Duration::from_millis(500));
+    replay(&events);
+    assert_eq!(kinds(&events, &ctr.display(&id)), [EventKind::Started]);
+    w.close();
 }

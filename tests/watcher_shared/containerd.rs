@@ -206,8 +206,8 @@ pub fn view_ns(w: &Watcher, ns: &str) -> Tasks {
         .collect()
 }
 
-/// A private containerd under `/tmp/ww-ctrd-<pid>`: own root, state, runc root, gRPC and
-/// ttrpc sockets, no CRI plugin. Its tests use namespace `wwr-<pid>` only, so that
+/// A private containerd under `/tmp/ww-ctrd-<pid>-<n>`: own root, state, runc root, gRPC
+/// and ttrpc sockets, no CRI plugin. Its tests use namespace `wwr-<pid>-<n>` only, so that
 /// container cgroups (`/<ns>/<id>`, shared by all containerd instances) never collide.
 pub struct PrivateContainerd {
     pub dir: PathBuf,
@@ -220,8 +220,10 @@ impl PrivateContainerd {
     /// Writes the config, starts containerd and imports the test image from the shared
     /// containerd at `shared_sock` (namespace `default`).
     pub fn start(shared_sock: &str) -> PrivateContainerd {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let pid = std::process::id();
-        let dir = PathBuf::from(format!("/tmp/ww-ctrd-{pid}"));
+        let dir = PathBuf::from(format!("/tmp/ww-ctrd-{pid}-{n}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let d = dir.display().to_string();
@@ -242,7 +244,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         std::fs::write(dir.join("config.toml"), config).unwrap();
         let mut p = PrivateContainerd {
             sock: format!("{d}/containerd.sock"),
-            ns: format!("wwr-{pid}"),
+            ns: format!("wwr-{pid}-{n}"),
             dir,
             child: None,
         };
