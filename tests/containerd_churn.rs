@@ -47,15 +47,20 @@ fn containerd_churn_during_initial_sync() {
     let base: Vec<String> = (0..20).map(|i| format!("base{i}")).collect();
     start_many(&ctr, &base);
     for round in 0..3 {
-        // Churn material: running containers to pause, exec into and kill; ids of new ones.
-        let victims: Vec<String> = (0..6).map(|i| format!("v{round}-{i}")).collect();
+        // Churn material: running containers to pause, exec into, kill and re-create under
+        // the same id; ids of new ones.
+        let victims: Vec<String> = (0..7).map(|i| format!("v{round}-{i}")).collect();
         let fresh: Vec<String> = (0..6).map(|i| format!("n{round}-{i}")).collect();
         start_many(&ctr, &victims);
+        let old_pid = ctr.truth().unwrap()[&ctr.display(&victims[6])].0;
         let go = Arc::new(Barrier::new(3));
         let t1 = {
             let (ctr, v, go) = (ctr.clone(), victims.clone(), go.clone());
             std::thread::spawn(move || {
                 go.wait();
+                // Same id, new task: to the watcher an exit and a start, never one container.
+                ctr.remove(&v[6]);
+                ctr.start(&v[6], &[("nerdctl/name", &v[6])]);
                 for id in &v[..3] {
                     ctr.run(&["tasks", "pause", id]);
                 }
@@ -116,6 +121,11 @@ fn containerd_churn_during_initial_sync() {
         }
         assert!(truth[&d(&victims[1])].1 && truth[&d(&fresh[1])].1);
         assert!(!truth[&d(&victims[0])].1 && !truth[&d(&victims[4])].1);
+        assert_ne!(
+            truth[&d(&victims[6])].0,
+            old_pid,
+            "round {round}: not re-created"
+        );
         let pf = w.portfolio();
         for (id, _) in truth.iter() {
             let c = pf.get(id).unwrap();
@@ -155,6 +165,12 @@ fn containerd_churn_during_initial_sync() {
                 .unwrap();
             assert_eq!(started.container.pid, *pid, "round {round}: pid of {id}");
         }
+        let v6 = kinds(&events, &d(&victims[6]));
+        let exited = |k: &EventKind| matches!(k, EventKind::Exited { .. });
+        assert!(
+            matches!(v6[..], [EventKind::Started]) || (v6.len() == 3 && exited(&v6[1])),
+            "round {round}: re-created container: {v6:?}"
+        );
         let v4 = kinds(&events, &d(&victims[4]));
         assert_eq!(v4, [EventKind::Started], "round {round}: exec leaked");
         for id in killed {
