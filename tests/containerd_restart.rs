@@ -34,7 +34,7 @@ fn containerd_killed_and_restarted() {
     };
     let mut p = PrivateContainerd::start(&shared);
     let ctr = p.ctr();
-    let tag = &p.ns; // unique across instances: cgroup paths are /<ns>/<id>
+    let tag = p.ns.clone(); // unique across instances: cgroup paths are /<ns>/<id>
     let (gone, shimless, keep, frozen) = (
         format!("{tag}-gone"),
         format!("{tag}-shimless"),
@@ -88,9 +88,13 @@ fn containerd_killed_and_restarted() {
     );
 
     p.launch();
+    // Started while the watcher re-attaches: seen by its listing or as an event.
+    let newcomer = format!("{tag}-newcomer");
+    ctr.start(&newcomer, &[]);
     w.wait_ready(Duration::from_secs(60))
         .expect("watcher re-attaches by itself");
     let after = converge(WAIT, || ctr.truth(), || view_ns(&w, &p.ns));
+    assert!(after.contains_key(&ctr.display(&newcomer)), "{after:?}");
     assert!(!after.contains_key(&ctr.display(&gone)), "{after:?}");
     assert!(!after.contains_key(&ctr.display(&shimless)), "{after:?}");
     common::wait_until(WAIT, "orphaned task of the dead shim gone", || {
@@ -105,6 +109,10 @@ fn containerd_killed_and_restarted() {
     replay(&events);
     assert_eq!(kinds(&events, &ctr.display(&keep)), [EventKind::Started]);
     assert_eq!(kinds(&events, &ctr.display(&frozen)), [EventKind::Started]);
+    assert_eq!(
+        kinds(&events, &ctr.display(&newcomer)),
+        [EventKind::Started]
+    );
     for (id, pid) in [(&gone, victim_pid), (&shimless, shimless_pid)] {
         let k = kinds(&events, &ctr.display(id));
         assert!(
@@ -198,5 +206,55 @@ fn watcher_started_before_containerd() {
     let events = drain(&sub, Duration::from_millis(500));
     replay(&events);
     assert_eq!(kinds(&events, &ctr.display(&id)), [EventKind::Started]);
+    w.close();
+}
+
+/// containerd flaps: killed and restarted three times in a row without waiting for the
+/// watcher in between, a task dying during the second outage. The watcher ends at the
+/// ground truth with one Started per survivor and one Exited for the dead task.
+#[test]
+fn containerd_flapping() {
+    let Some(shared) = common::endpoint("WHALEWATCHER_CONTAINERD") else {
+        return;
+    };
+    let mut p = PrivateContainerd::start(&shared);
+    let ctr = p.ctr();
+    let (stays, dies) = (format!("{}-stays", p.ns), format!("{}-dies", p.ns));
+    ctr.start(&stays, &[]);
+    ctr.start(&dies, &[]);
+    let w = Watcher::new(
+        ContainerdClient::new(&p.sock),
+        WatcherOptions::default().with_retry(|| {
+            ExponentialBackoff::new(Duration::from_millis(20), Duration::from_millis(200))
+        }),
+    );
+    let sub = w.subscribe();
+    w.wait_ready(WAIT).expect("watcher syncs");
+    let before = converge(WAIT, || ctr.truth(), || view_ns(&w, &p.ns));
+    let dies_pid = before[&ctr.display(&dies)].0;
+    for cycle in 0..3 {
+        p.kill9();
+        if cycle == 1 {
+            common::run("kill", &["-9", &dies_pid.to_string()]);
+            common::wait_until(WAIT, "task gone", || dead(dies_pid));
+        }
+        p.launch();
+    }
+    w.wait_ready(Duration::from_secs(60))
+        .expect("watcher re-attaches by itself");
+    let after = converge(WAIT, || ctr.truth(), || view_ns(&w, &p.ns));
+    assert_eq!(
+        after.get(&ctr.display(&stays)),
+        before.get(&ctr.display(&stays))
+    );
+    assert_eq!(after.len(), 1, "{after:?}");
+    let events = drain(&sub, Duration::from_millis(500));
+    replay(&events);
+    assert_eq!(kinds(&events, &ctr.display(&stays)), [EventKind::Started]);
+    let k = kinds(&events, &ctr.display(&dies));
+    assert!(
+        matches!(k[..], [EventKind::Started, EventKind::Exited { .. }]),
+        "{k:?}"
+    );
     w.close();
 }
