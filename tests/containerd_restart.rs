@@ -8,7 +8,7 @@
 mod common;
 mod watcher_shared;
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use watcher_shared::containerd::{view_ns, PrivateContainerd};
 use watcher_shared::{converge, drain, kinds, replay};
@@ -88,11 +88,13 @@ fn containerd_killed_and_restarted() {
     );
 
     p.launch();
+    let up = Instant::now();
     // Started while the watcher re-attaches: seen by its listing or as an event.
     let newcomer = format!("{tag}-newcomer");
     ctr.start(&newcomer, &[]);
     w.wait_ready(Duration::from_secs(60))
         .expect("watcher re-attaches by itself");
+    eprintln!("re-attached {:?} after containerd answered", up.elapsed());
     let after = converge(WAIT, || ctr.truth(), || view_ns(&w, &p.ns));
     assert!(after.contains_key(&ctr.display(&newcomer)), "{after:?}");
     assert!(!after.contains_key(&ctr.display(&gone)), "{after:?}");
