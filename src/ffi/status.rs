@@ -119,3 +119,35 @@ pub extern "C" fn ww_last_error() -> *const c_char {
         .flatten()
         .unwrap_or(c"".as_ptr())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CStr;
+
+    fn last() -> String {
+        // SAFETY: ww_last_error never returns NULL and the string lives until the next call.
+        unsafe { CStr::from_ptr(ww_last_error()) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    #[test]
+    fn panics_become_a_status_and_a_message() {
+        assert_eq!(call(|| panic!("boom {}", 42)), WW_ERR_PANIC);
+        assert_eq!(last(), "internal panic in whalewatcher: boom 42");
+        assert_eq!(call(|| panic!("static")), WW_ERR_PANIC);
+        assert!(last().ends_with("static"));
+        assert_eq!(call(|| Ok(WW_OK)), WW_OK);
+        assert_eq!(last(), "");
+    }
+
+    #[test]
+    fn messages_with_nul_bytes_survive() {
+        assert_eq!(
+            call(|| Err(Fail::new(WW_ERR_ENGINE, "a\0b"))),
+            WW_ERR_ENGINE
+        );
+        assert_eq!(last(), "a\\0b");
+    }
+}
