@@ -212,3 +212,33 @@ impl Drop for S {
         unsafe { ww_subscription_free(self.0) };
     }
 }
+
+/// The directory with the built `libwhalewatcher.so` and `.a` (`WHALEWATCHER_FFI_LIB_DIR`,
+/// set by tests/run-tests.sh after `cargo rustc --lib --features ffi --crate-type
+/// cdylib,staticlib`), or `None` after a loud skip message (a failure under
+/// `WHALEWATCHER_REQUIRE_ENGINES=1`).
+pub fn lib_dir() -> Option<std::path::PathBuf> {
+    match std::env::var("WHALEWATCHER_FFI_LIB_DIR") {
+        Ok(d) if !d.is_empty() => {
+            let d = std::path::PathBuf::from(d);
+            assert!(
+                d.join("libwhalewatcher.so").exists() && d.join("libwhalewatcher.a").exists(),
+                "no libwhalewatcher.so/.a in {d:?}"
+            );
+            Some(d)
+        }
+        _ => {
+            let msg = "WHALEWATCHER_FFI_LIB_DIR is not set (build with `cargo rustc --lib --features ffi --crate-type cdylib,staticlib` and point it at target/debug)";
+            if common::engines_required() {
+                panic!("{msg}, but WHALEWATCHER_REQUIRE_ENGINES=1");
+            }
+            eprintln!("\n*** SKIPPING: {msg} ***\n");
+            None
+        }
+    }
+}
+
+/// The crate's root directory.
+pub fn root() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
