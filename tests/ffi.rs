@@ -19,7 +19,7 @@ fn version_is_the_crate_version() {
 
 #[test]
 fn bad_arguments_are_errors_with_messages() {
-    let mut out: *mut WwWatcher = std::ptr::dangling_mut();
+    let mut out: *mut WwWatcher = std::ptr::NonNull::dangling().as_ptr();
     let st = unsafe { ww_watcher_new(std::ptr::null(), std::ptr::null(), &mut out) };
     assert_eq!(st, WW_ERR_NULL);
     assert!(out.is_null());
@@ -49,7 +49,7 @@ fn bad_arguments_are_errors_with_messages() {
     assert!(msg.contains("ftp://example.com"), "{msg}");
 
     // NULL handles and out-parameters, for every function that takes them.
-    let mut json: *mut c_char = std::ptr::dangling_mut();
+    let mut json: *mut c_char = std::ptr::NonNull::dangling().as_ptr();
     let null_w: *const WwWatcher = std::ptr::null();
     unsafe {
         assert_eq!(ww_watcher_wait_ready(null_w, 0), WW_ERR_NULL);
@@ -65,7 +65,7 @@ fn bad_arguments_are_errors_with_messages() {
             ww_watcher_health(null_w, std::ptr::null_mut(), &mut json),
             WW_ERR_NULL
         );
-        let mut sub: *mut WwSubscription = std::ptr::dangling_mut();
+        let mut sub: *mut WwSubscription = std::ptr::NonNull::dangling().as_ptr();
         assert_eq!(ww_watcher_subscribe(null_w, &mut sub), WW_ERR_NULL);
         assert!(sub.is_null());
         assert_eq!(ww_watcher_subscribe_since(null_w, 0, &mut sub), WW_ERR_NULL);

@@ -47,6 +47,10 @@ pub(crate) unsafe fn borrow<'a>(w: *const WwWatcher) -> Result<&'a Watcher, Fail
     Ok(unsafe { &(*w).watcher })
 }
 
+#[cfg_attr(
+    not(any(feature = "docker", feature = "containerd", feature = "cri")),
+    allow(unused_variables)
+)]
 fn start(engine: &str, endpoint: Option<&str>) -> Result<Watcher, Fail> {
     let options = WatcherOptions::default().with_name(format!("ww-{engine}"));
     match engine {

@@ -119,7 +119,7 @@ impl W {
     pub fn new(engine: &str, endpoint: Option<&str>) -> Result<W, (i32, String)> {
         let e = c(engine);
         let ep = endpoint.map(c);
-        let mut out: *mut WwWatcher = std::ptr::dangling_mut();
+        let mut out: *mut WwWatcher = std::ptr::NonNull::dangling().as_ptr();
         let st = unsafe {
             ww_watcher_new(
                 e.as_ptr(),
