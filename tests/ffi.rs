@@ -293,3 +293,102 @@ fn concurrent_use_and_close_ends_blocked_subscribers() {
         "an ended subscription stays ended"
     );
 }
+
+/// `ctr -a SOCK -n default ARGS...`, success or not.
+#[cfg(feature = "containerd")]
+fn ctr(sock: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("ctr")
+        .args(["-a", sock, "-n", "default"])
+        .args(args)
+        .output()
+        .expect("cannot run ctr")
+}
+
+/// A containerd watcher through the C ABI sees an own container with the PID `ctr` reports.
+#[cfg(feature = "containerd")]
+#[test]
+fn containerd_portfolio_matches_ctr() {
+    let Some(sock) = common::endpoint("WHALEWATCHER_CONTAINERD") else {
+        return;
+    };
+    let image = std::env::var("WHALEWATCHER_CTR_IMAGE")
+        .unwrap_or_else(|_| "docker.io/library/busybox:sleep".into());
+    let id = format!("ffi-ctr-{}", std::process::id());
+    struct Cleanup<'a>(&'a str, &'a str);
+    impl Drop for Cleanup<'_> {
+        fn drop(&mut self) {
+            let _ = ctr(self.0, &["tasks", "kill", "-s", "KILL", self.1]);
+            for _ in 0..250 {
+                if ctr(self.0, &["tasks", "rm", self.1]).status.success()
+                    || !ctr(self.0, &["tasks", "ls", "-q"])
+                        .stdout
+                        .split(|b| *b == b'\n')
+                        .any(|l| l == self.1.as_bytes())
+                {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = ctr(self.0, &["containers", "rm", self.1]);
+        }
+    }
+    let mut args = vec!["run", "-d"];
+    let runc_root = std::env::var("WHALEWATCHER_CTR_RUNC_ROOT").ok();
+    if let Some(r) = &runc_root {
+        args.extend(["--runc-root", r]);
+    }
+    args.extend([image.as_str(), id.as_str()]);
+    let _cleanup = Cleanup(&sock, &id);
+    common::run(
+        "ctr",
+        &[&["-a", sock.as_str(), "-n", "default"][..], &args].concat(),
+    );
+    let out = String::from_utf8(ctr(&sock, &["tasks", "ls"]).stdout).unwrap();
+    let pid: u64 = out
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.first() == Some(&id.as_str())).then(|| f[1].parse().unwrap())
+        })
+        .expect("own task in ctr tasks ls");
+
+    let w = W::new("containerd", Some(&sock)).unwrap();
+    assert_eq!(w.wait_ready(30_000), WW_OK, "{}", last_error());
+    common::wait_until(
+        Duration::from_secs(20),
+        "own container in the portfolio",
+        || w.lookup(&id).0 == WW_OK,
+    );
+    let c: Value = serde_json::from_str(&w.lookup(&id).1.unwrap()).unwrap();
+    assert_eq!(c["pid"].as_u64(), Some(pid));
+    assert_eq!(c["engine"], "containerd.io");
+    assert_eq!(c["id"], id.as_str()); // the default namespace is unprefixed
+    let mut info = std::ptr::null_mut();
+    assert_eq!(
+        unsafe { ww_watcher_engine_info_json(w.0, &mut info) },
+        WW_OK
+    );
+    let info: Value = serde_json::from_str(&take(info).unwrap()).unwrap();
+    assert_eq!(info["type"], "containerd.io");
+}
+
+/// A CRI watcher through the C ABI syncs and reports CRI containers only.
+#[cfg(feature = "cri")]
+#[test]
+fn cri_watcher_syncs() {
+    let Some(sock) = common::endpoint("WHALEWATCHER_CRI") else {
+        return;
+    };
+    let w = W::new("cri", Some(&sock)).unwrap();
+    assert_eq!(w.wait_ready(30_000), WW_OK, "{}", last_error());
+    let mut info = std::ptr::null_mut();
+    assert_eq!(
+        unsafe { ww_watcher_engine_info_json(w.0, &mut info) },
+        WW_OK
+    );
+    let info: Value = serde_json::from_str(&take(info).unwrap()).unwrap();
+    assert_eq!(info["type"], "k8s.io/cri-api");
+    for c in w.portfolio_value() {
+        assert_eq!(c["engine"], "k8s.io/cri-api", "{c}");
+    }
+}
