@@ -15,15 +15,26 @@ const EVENTS: usize = 5;
 
 /// Compiles examples/c/portfolio_events.c against the shared or the static library.
 fn build_c(lib: &Path, static_link: bool) -> PathBuf {
-    let exe = Path::new(env!("CARGO_TARGET_TMPDIR")).join(if static_link {
+    let name = if static_link {
         "portfolio_events_static"
     } else {
         "portfolio_events_shared"
-    });
+    };
+    build(
+        lib,
+        &root().join("examples/c/portfolio_events.c"),
+        name,
+        static_link,
+    )
+}
+
+/// Compiles one C file against the shared or the static library.
+fn build(lib: &Path, source: &Path, name: &str, static_link: bool) -> PathBuf {
+    let exe = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     let mut cmd = Command::new("gcc");
     cmd.args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-g", "-I"])
         .arg(root().join("include"))
-        .arg(root().join("examples/c/portfolio_events.c"))
+        .arg(source)
         .arg("-o")
         .arg(&exe);
     if static_link {
@@ -126,19 +137,19 @@ fn run(cmd: &mut Command) -> Output {
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
 }
 
-#[test]
-fn c_example_under_valgrind() {
-    let (Some(docker), Some(lib)) = (Docker::from_env(), lib_dir()) else {
-        return;
-    };
-    if Command::new("valgrind").arg("--version").output().is_err() {
-        let msg = "valgrind is not installed (apt-get install -y valgrind)";
-        assert!(!common::engines_required(), "{msg}");
-        eprintln!("\n*** SKIPPING: {msg} ***\n");
-        return;
+/// True when valgrind is there; else a loud skip (a failure when engines are required).
+fn have_valgrind() -> bool {
+    if Command::new("valgrind").arg("--version").output().is_ok() {
+        return true;
     }
-    let exe = build_c(&lib, false);
-    let own = own_containers(&docker, "cvg");
+    let msg = "valgrind is not installed (apt-get install -y valgrind)";
+    assert!(!common::engines_required(), "{msg}");
+    eprintln!("\n*** SKIPPING: {msg} ***\n");
+    false
+}
+
+/// Runs `exe args` under valgrind: exit status 99 on any memory error or definite leak.
+fn valgrind(exe: &Path, args: &[&str]) -> Output {
     let out = run(Command::new("valgrind")
         .args([
             "-q",
@@ -146,15 +157,50 @@ fn c_example_under_valgrind() {
             "--errors-for-leak-kinds=definite",
             "--error-exitcode=99",
         ])
-        .arg(&exe)
-        .args(["docker", &docker.url, &EVENTS.to_string(), "60"]));
+        .arg(exe)
+        .args(args));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains("definitely lost"), "valgrind:\n{stderr}");
-    assert!(
-        !stderr.contains("Invalid read") && !stderr.contains("Invalid write"),
-        "valgrind:\n{stderr}"
+    assert_ne!(
+        out.status.code(),
+        Some(99),
+        "valgrind found errors:\n{stderr}"
     );
+    assert!(!stderr.contains("definitely lost"), "valgrind:\n{stderr}");
+    out
+}
+
+#[test]
+fn c_example_under_valgrind() {
+    let (Some(docker), Some(lib)) = (Docker::from_env(), lib_dir()) else {
+        return;
+    };
+    if !have_valgrind() {
+        return;
+    }
+    let exe = build_c(&lib, false);
+    let own = own_containers(&docker, "cvg");
+    let out = valgrind(&exe, &["docker", &docker.url, &EVENTS.to_string(), "60"]);
     check_output(&out, &docker, &own);
+}
+
+/// The ABI's edge paths from C (tests/ffi_support/abi.c), under valgrind.
+#[test]
+fn c_abi_edges_under_valgrind() {
+    let (Some(docker), Some(lib)) = (Docker::from_env(), lib_dir()) else {
+        return;
+    };
+    if !have_valgrind() {
+        return;
+    }
+    let exe = build(&lib, &root().join("tests/ffi_support/abi.c"), "abi", false);
+    let out = valgrind(&exe, &[&docker.url]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
 }
 
 #[test]
