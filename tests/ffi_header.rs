@@ -141,7 +141,10 @@ fn rust_to_c(t: &str) -> String {
     let Some((&innermost, outer)) = layers.split_last() else {
         return base.to_string();
     };
-    assert!(outer.iter().all(|c| !c), "{t}: only the pointee may be const");
+    assert!(
+        outer.iter().all(|c| !c),
+        "{t}: only the pointee may be const"
+    );
     let konst = if innermost { "const " } else { "" };
     format!("{konst}{base} {}", "*".repeat(layers.len()))
 }
@@ -154,7 +157,9 @@ fn rust_functions() -> BTreeMap<String, (String, Vec<String>)> {
     let mut rest = src.as_str();
     while let Some(i) = rest.find("extern \"C\" fn ") {
         let before = &rest[..i];
-        let attr = before.rfind("#[no_mangle]").expect("extern fn without #[no_mangle]");
+        let attr = before
+            .rfind("#[no_mangle]")
+            .expect("extern fn without #[no_mangle]");
         assert!(
             !before[attr..].contains("\n}\n") && before[attr..].lines().count() <= 2,
             "the extern fn after {:?} is not #[no_mangle]",
@@ -193,7 +198,10 @@ fn header_declares_exactly_the_rust_functions() {
         }
     }
     for name in h.keys() {
-        assert!(r.contains_key(name), "{name} is declared in the header but not in src/ffi");
+        assert!(
+            r.contains_key(name),
+            "{name} is declared in the header but not in src/ffi"
+        );
     }
 }
 
@@ -203,7 +211,9 @@ fn header_constants_match_the_rust_constants() {
     for line in strip_c_comments(&header()).lines() {
         let mut w = line.split_whitespace();
         if w.next() == Some("#define") {
-            let (Some(name), Some(val)) = (w.next(), w.next()) else { continue };
+            let (Some(name), Some(val)) = (w.next(), w.next()) else {
+                continue;
+            };
             if name.starts_with("WW_") {
                 let v: i32 = val.trim_matches(|c| c == '(' || c == ')').parse().unwrap();
                 h.insert(name.to_string(), v);
@@ -251,7 +261,16 @@ fn header_compiles_as_c_and_cxx() {
     for (cc, std) in [("gcc", "-std=c99"), ("g++", "-std=c++11")] {
         let lang = if cc == "gcc" { "c" } else { "c++" };
         let out = Command::new(cc)
-            .args([std, "-Wall", "-Wextra", "-pedantic", "-Werror", "-fsyntax-only", "-x", lang])
+            .args([
+                std,
+                "-Wall",
+                "-Wextra",
+                "-pedantic",
+                "-Werror",
+                "-fsyntax-only",
+                "-x",
+                lang,
+            ])
             .arg(&h)
             .output()
             .unwrap_or_else(|e| panic!("cannot run {cc}: {e}"));
@@ -269,7 +288,11 @@ fn exported(lib: &std::path::Path, dynamic: bool) -> Vec<String> {
         cmd.arg("-D");
     }
     let out = cmd.arg("--defined-only").arg(lib).output().expect("nm");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut syms: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| {
@@ -287,6 +310,14 @@ fn exported(lib: &std::path::Path, dynamic: bool) -> Vec<String> {
 fn libraries_export_exactly_the_header_functions() {
     let Some(dir) = lib_dir() else { return };
     let declared: Vec<String> = header_functions().into_keys().collect();
-    assert_eq!(exported(&dir.join("libwhalewatcher.so"), true), declared, "libwhalewatcher.so");
-    assert_eq!(exported(&dir.join("libwhalewatcher.a"), false), declared, "libwhalewatcher.a");
+    assert_eq!(
+        exported(&dir.join("libwhalewatcher.so"), true),
+        declared,
+        "libwhalewatcher.so"
+    );
+    assert_eq!(
+        exported(&dir.join("libwhalewatcher.a"), false),
+        declared,
+        "libwhalewatcher.a"
+    );
 }

@@ -141,7 +141,7 @@ pub unsafe extern "C" fn ww_watcher_close(w: *mut WwWatcher) {
 }
 
 /// Waits at most `timeout_ms` milliseconds for the first complete picture: [`WW_OK`] when
-/// synced, [`WW_TIMEOUT`] (the message names the last connection error), or
+/// synced, [`WW_TIMEOUT`](super::WW_TIMEOUT) (the message names the last connection error), or
 /// [`WW_ERR_ENGINE`](super::WW_ERR_ENGINE) when the watcher failed.
 ///
 /// # Safety
