@@ -3,6 +3,7 @@
 //! An engine client is blocking: every call may wait on the engine's socket. The watcher
 //! calls it from its own threads and uses [`EngineClient::cancel`] from another thread to
 //! abort calls that are blocked in a read.
+#![forbid(unsafe_code)]
 
 use std::any::Any;
 use std::sync::Arc;
