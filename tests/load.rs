@@ -161,32 +161,52 @@ fn churned_containers_converge_with_valid_event_sequences() {
             }
         });
         let ids: Vec<String> = per.into_iter().flatten().collect();
-        // Convergence of the portfolio.
-        let t = watcher_shared::converge(WAIT, || truth(&cli, &ids), || view(&w, &ids));
-        // The project lists exactly the alive ones.
-        let mut in_project: Vec<String> = w
-            .portfolio()
-            .project(&project)
-            .map(|p| p.container_ids().iter().map(|s| s.to_string()).collect())
-            .unwrap_or_default();
-        in_project.sort();
-        assert_eq!(in_project, t.keys().cloned().collect::<Vec<_>>());
-        // The events, replayed, end in the true state.
-        common::wait_until(WAIT, "event replay equals the ground truth", || {
-            let evs: Vec<ContainerEvent> = events
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|e| ids.contains(&e.container.id))
-                .cloned()
-                .collect();
-            let alive: BTreeMap<String, bool> = replay(&evs)
-                .into_iter()
-                .filter(|(_, (alive, _))| *alive)
-                .map(|(id, (_, paused))| (id, paused))
-                .collect();
-            alive == t.iter().map(|(id, (_, p))| (id.clone(), *p)).collect()
-        });
+        // Convergence: portfolio, project and replayed events all equal one ground truth
+        // (a `docker kill` may return before the container is dead: retry until stable).
+        let mut last = String::new();
+        common::wait_until(
+            WAIT,
+            "portfolio, project and events equal the ground truth",
+            || {
+                let Some(t) = truth(&cli, &ids) else {
+                    return false;
+                };
+                let v = view(&w, &ids);
+                let mut in_project: Vec<String> = w
+                    .portfolio()
+                    .project(&project)
+                    .map(|p| p.container_ids().iter().map(|s| s.to_string()).collect())
+                    .unwrap_or_default();
+                in_project.sort();
+                let evs: Vec<ContainerEvent> = events
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .filter(|e| ids.contains(&e.container.id))
+                    .cloned()
+                    .collect();
+                let replayed: BTreeMap<String, bool> = replay(&evs)
+                    .into_iter()
+                    .filter(|(_, (alive, _))| *alive)
+                    .map(|(id, (_, paused))| (id, paused))
+                    .collect();
+                let want: BTreeMap<String, bool> =
+                    t.iter().map(|(id, (_, p))| (id.clone(), *p)).collect();
+                let ok = v == t
+                    && in_project == t.keys().cloned().collect::<Vec<_>>()
+                    && replayed == want;
+                if !ok {
+                    let now = format!(
+                        "truth {t:?}\nview {v:?}\nproject {in_project:?}\nreplayed {replayed:?}"
+                    );
+                    if now != last {
+                        eprintln!("not yet:\n{now}");
+                        last = now;
+                    }
+                }
+                ok
+            },
+        );
         done.store(true, Ordering::SeqCst);
         ids
     });
