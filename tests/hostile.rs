@@ -92,23 +92,19 @@ fn server(handler: impl Fn(UnixStream) + Send + Sync + 'static) -> Server {
     }
 }
 
-/// Answers the connection's first HTTP request with `response`, then closes it (so that
-/// every request is a connection of its own and the server's count counts requests).
+/// Answers the connection's first HTTP request head with `response`, then closes it (so
+/// that every request is a connection of its own and the server's count counts requests).
 fn answer_all(response: String) -> impl Fn(UnixStream) + Send + Sync + 'static {
     move |mut s: UnixStream| {
         let mut buf = Vec::new();
         let mut chunk = [0u8; 4096];
-        loop {
-            while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                buf.drain(..end + 4);
-                let _ = s.write_all(response.as_bytes());
-                return;
-            }
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
             match s.read(&mut chunk) {
                 Ok(0) | Err(_) => return,
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
         }
+        let _ = s.write_all(response.as_bytes());
     }
 }
 

@@ -129,7 +129,7 @@ fn churned_containers_converge_with_valid_event_sequences() {
                 let (cli, ops, failed_ops) = (&cli, &ops, &failed_ops);
                 cs.spawn(move || {
                     let mut st = vec![St::Running; mine.len()];
-                    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (t as u64 + 1) * 7919);
+                    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ ((t as u64 + 1) * 7919));
                     while Instant::now() < end {
                         let i = rng.next(mine.len() as u64) as usize;
                         let id = mine[i].as_str();
