@@ -331,3 +331,28 @@ fn close_before_any_answer_is_reported_and_heals() {
     converge_until(&s, &ids, |t| t.is_empty());
     s.watcher.close();
 }
+
+#[test]
+fn close_returns_promptly_while_the_engine_stalls() {
+    let Some(sock) = common::endpoint("WHALEWATCHER_CONTAINERD") else {
+        return;
+    };
+    let proxy = Proxy::start(&sock);
+    let w = Watcher::new(
+        ContainerdClient::new(proxy.path()),
+        WatcherOptions::default(),
+    );
+    w.wait_ready(WAIT).unwrap();
+    proxy.set(Fault::Stall);
+    let before = proxy.accepted();
+    proxy.cut();
+    common::wait_until(WAIT, "a stalled reconnect", || proxy.accepted() > before);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        w.close();
+        let _ = tx.send(());
+    });
+    // Under the channel's 5 s handshake timeout: only cancellation can end it this soon.
+    rx.recv_timeout(Duration::from_secs(4))
+        .expect("close() returns while a call is stalled");
+}

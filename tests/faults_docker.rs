@@ -365,3 +365,28 @@ fn close_before_the_response_head_is_reported_and_heals() {
     converge_until(&s, &ids, |t| t.is_empty());
     s.watcher.close();
 }
+
+#[test]
+fn close_returns_promptly_while_the_engine_stalls() {
+    // Default request timeout (30 s): only cancellation can end the stalled reads.
+    let Some(url) = common::endpoint("WHALEWATCHER_DOCKER") else {
+        return;
+    };
+    let proxy = Proxy::start(&url);
+    let w = Watcher::new(
+        DockerClient::new(Some(&proxy.url())).unwrap(),
+        WatcherOptions::default(),
+    );
+    w.wait_ready(WAIT).unwrap();
+    proxy.set(Fault::Stall);
+    let before = proxy.accepted();
+    proxy.cut();
+    common::wait_until(WAIT, "a stalled reconnect", || proxy.accepted() > before);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        w.close();
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("close() returns while a request is stalled");
+}
