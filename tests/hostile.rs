@@ -273,7 +273,10 @@ fn permission_denied_as_an_unprivileged_user() {
     let s = server(answer_all(http_response("200 OK", "text/plain", "OK")));
     std::fs::set_permissions(&s._dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&s.path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let exe = std::env::current_exe().unwrap();
+    // A copy of this test binary that nobody can run wherever the target dir lives.
+    let exe = s._dir.join("hostile-test");
+    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
     let out = std::process::Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
         .arg(&exe)
