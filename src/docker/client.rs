@@ -329,7 +329,10 @@ fn parse_version(v: &str) -> Option<(u32, u32)> {
 }
 
 fn parse_json(body: &[u8], what: &str) -> Result<Value> {
-    serde_json::from_slice(body).map_err(|e| Error::protocol("json", format!("{what}: {e}")))
+    serde_json::from_slice(body).map_err(|e| {
+        let excerpt = crate::http::error_message(body);
+        Error::protocol("json", format!("{what}: {e}; the body was: {excerpt:?}"))
+    })
 }
 
 fn status_error(r: &Response) -> Error {

@@ -167,13 +167,16 @@ impl<R: Read> EventDecoder<R> {
     }
 }
 
-/// `timeNano`, else `time` (seconds), else now.
+/// `timeNano`, else `time` (seconds), else now. A time beyond what `SystemTime` holds
+/// (a hostile or broken peer) counts as absent.
 fn event_time(v: &Value) -> SystemTime {
-    if let Some(ns) = v.get("timeNano").and_then(Value::as_u64).filter(|&n| n > 0) {
-        return UNIX_EPOCH + Duration::from_nanos(ns);
+    let nanos = v.get("timeNano").and_then(Value::as_u64).filter(|&n| n > 0);
+    if let Some(t) = nanos.and_then(|ns| UNIX_EPOCH.checked_add(Duration::from_nanos(ns))) {
+        return t;
     }
-    if let Some(s) = v.get("time").and_then(Value::as_u64).filter(|&n| n > 0) {
-        return UNIX_EPOCH + Duration::from_secs(s);
+    let secs = v.get("time").and_then(Value::as_u64).filter(|&n| n > 0);
+    if let Some(t) = secs.and_then(|s| UNIX_EPOCH.checked_add(Duration::from_secs(s))) {
+        return t;
     }
     SystemTime::now()
 }
@@ -277,6 +280,15 @@ mod tests {
                 oom: false
             }
         );
+    }
+
+    #[test]
+    fn times_beyond_systemtime_do_not_panic() {
+        // found by fuzzing: `time` of 1.7e19 s overflowed `UNIX_EPOCH + Duration`
+        let e = r#"{"Type":"container","Action":"start","Actor":{"ID":"abc","Attributes":{}},"time":17000000000123456789}"#;
+        let evs = all(e, 5).unwrap();
+        assert_eq!(evs.len(), 1);
+        assert!(evs[0].time > UNIX_EPOCH);
     }
 
     #[test]

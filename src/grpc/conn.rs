@@ -104,7 +104,20 @@ impl Conn {
         c.write_all(&out)?;
         // Wait for the server's SETTINGS so that a non-HTTP/2 peer fails here, clearly.
         while !c.got_settings {
-            c.poll()?;
+            c.poll().map_err(|e| match e {
+                Error::Connection {
+                    endpoint,
+                    kind: io::ErrorKind::UnexpectedEof,
+                    ..
+                } => Error::Connection {
+                    endpoint,
+                    kind: io::ErrorKind::UnexpectedEof,
+                    message: "connection closed by the server during the HTTP/2 handshake \
+                              (before its SETTINGS)"
+                        .into(),
+                },
+                e => e,
+            })?;
         }
         Ok(c)
     }

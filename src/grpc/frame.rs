@@ -119,7 +119,7 @@ pub fn read_frame<R: Read>(
     map_io: &dyn Fn(io::Error) -> Error,
 ) -> Result<Frame> {
     let mut head = [0u8; 9];
-    r.read_exact(&mut head).map_err(map_io)?;
+    read_full(r, &mut head, "frame header", true, map_io)?;
     if head.starts_with(b"HTTP/") {
         return Err(not_http2());
     }
@@ -131,13 +131,48 @@ pub fn read_frame<R: Read>(
         ));
     }
     let mut payload = vec![0u8; len];
-    r.read_exact(&mut payload).map_err(map_io)?;
+    if len > 0 {
+        read_full(r, &mut payload, "frame payload", false, map_io)?;
+    }
     Ok(Frame {
         kind: head[3],
         flags: head[4],
         stream: u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff,
         payload,
     })
+}
+
+/// Fills `buf`. A close before the first byte of a frame header goes through `map_io` (a
+/// clean close); a close after part of a frame is a truncated frame: a protocol error that
+/// says how much arrived.
+fn read_full<R: Read>(
+    r: &mut R,
+    buf: &mut [u8],
+    what: &str,
+    at_frame_start: bool,
+    map_io: &dyn Fn(io::Error) -> Error,
+) -> Result<()> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) if got == 0 && at_frame_start => {
+                return Err(map_io(io::ErrorKind::UnexpectedEof.into()))
+            }
+            Ok(0) => {
+                return Err(Error::protocol(
+                    "http2",
+                    format!(
+                        "connection closed in the middle of a frame ({got} of {} {what} bytes)",
+                        buf.len()
+                    ),
+                ))
+            }
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(map_io(e)),
+        }
+    }
+    Ok(())
 }
 
 /// The error for a peer that is not an HTTP/2 server.
@@ -201,9 +236,15 @@ mod tests {
         let h = b"HTTP/1.1 400 Bad Request\r\n\r\n";
         let e = read_frame(&mut &h[..], 16384, &io_err).unwrap_err();
         assert!(e.to_string().contains("does not speak HTTP/2"));
-        let short = &f[..20];
+        // A truncated frame (header or payload) is a protocol error; a close between
+        // frames goes through map_io.
+        for cut in [4, 20] {
+            let e = read_frame(&mut &f[..cut], 16384, &io_err).unwrap_err();
+            assert!(matches!(e, Error::Protocol { layer: "http2", .. }), "{e:?}");
+            assert!(e.to_string().contains("middle of a frame"), "{e}");
+        }
         assert!(matches!(
-            read_frame(&mut &short[..], 16384, &io_err),
+            read_frame(&mut &f[..0], 16384, &io_err),
             Err(Error::Connection { .. })
         ));
     }
