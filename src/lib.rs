@@ -69,6 +69,7 @@
 
 mod cancel;
 pub mod container;
+pub mod discover;
 pub mod engine;
 pub mod error;
 pub mod event;
