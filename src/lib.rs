@@ -73,6 +73,7 @@ pub mod discover;
 pub mod engine;
 pub mod error;
 pub mod event;
+pub mod fleet;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod portfolio;
