@@ -6,8 +6,22 @@ mod common;
 
 use whalewatcher::discover::{self, DiscoverOptions, Found, Kind, Source};
 
-/// The PID an engines-script env variable names.
+/// The PID of an engine the engines script started, from its pidfile (an engine may
+/// have been restarted since the env file was written), else from the env variable.
 fn pid_var(var: &str) -> u32 {
+    let dir = std::env::var("WHALEWATCHER_ENGINES_DIR")
+        .unwrap_or_else(|_| "/tmp/whalewatcher-engines".into());
+    let file = match var {
+        "WHALEWATCHER_DOCKERD_PID" => "docker/docker.pid",
+        "WHALEWATCHER_PODMAN_PID" => "podman/podman.pid",
+        _ => "containerd/containerd.pid",
+    };
+    if let Some(pid) = std::fs::read_to_string(format!("{dir}/{file}"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+    {
+        return pid;
+    }
     let v = std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set"));
     v.trim()
         .parse()
