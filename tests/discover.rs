@@ -130,3 +130,265 @@ fn a_found_engine_client_carries_the_pid() {
     assert!(info.pid.is_some());
     assert_eq!(info.kind, whalewatcher::engine::DOCKER);
 }
+
+// ---- `whalewatch --auto ps --json` vs the union of the engines' ground truths ----
+
+#[cfg(all(feature = "docker", feature = "serde", feature = "containerd"))]
+mod cli_auto {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::path::PathBuf;
+    use std::process::Command;
+    use std::sync::Once;
+
+    use super::common;
+    use whalewatcher::discover::Kind;
+
+    /// Builds the example once (same target dir as this test) and returns its path.
+    fn binary() -> PathBuf {
+        static BUILD: Once = Once::new();
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+        BUILD.call_once(|| {
+            let st = Command::new(env!("CARGO"))
+                .args(["build", "--example", "whalewatch"])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .env("CARGO_TARGET_DIR", &target)
+                .status()
+                .expect("cannot run cargo");
+            assert!(st.success(), "cargo build --example whalewatch failed");
+        });
+        target.join("debug/examples/whalewatch")
+    }
+
+    fn try_run(cmd: &str, args: &[&str]) -> Result<String, String> {
+        let out = Command::new(cmd)
+            .args(args)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// Alive container ids -> pid of one engine, or None while it cannot be asked.
+    type Truth = BTreeMap<String, u32>;
+
+    /// Docker and Podman alike, through the docker CLI (Podman serves the compat API);
+    /// an engine that does not answer (it just went away) has nothing alive.
+    fn docker_truth(flag: &str, url: &str) -> Truth {
+        let cli = "docker";
+        let Ok(ids) = try_run(cli, &[flag, url, "ps", "-q", "--no-trunc"]) else {
+            return Truth::new();
+        };
+        let mut t = Truth::new();
+        for id in ids.split_whitespace() {
+            // It may exit between ps and inspect: then it is simply not alive.
+            if let Ok(pid) = try_run(cli, &[flag, url, "inspect", "-f", "{{.State.Pid}}", id]) {
+                if let Ok(pid) = pid.trim().parse::<u32>() {
+                    if pid != 0 {
+                        t.insert(id.to_string(), pid);
+                    }
+                }
+            }
+        }
+        t
+    }
+
+    /// Tasks of the watched namespaces (containerd's default ignore list: moby, k8s.io),
+    /// with the whalewatcher id form: "ns/id", the default namespace unprefixed.
+    fn ctr_truth(sock: &str) -> Truth {
+        let mut t = Truth::new();
+        let Ok(namespaces) = try_run("ctr", &["-a", sock, "namespaces", "ls", "-q"]) else {
+            return t;
+        };
+        for ns in namespaces.split_whitespace() {
+            if ns == "moby" || ns == "k8s.io" {
+                continue;
+            }
+            let Ok(tasks) = try_run("ctr", &["-a", sock, "-n", ns, "tasks", "ls"]) else {
+                continue;
+            };
+            for line in tasks.lines().skip(1) {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                if f.len() >= 3 && (f[2] == "RUNNING" || f[2] == "PAUSED") {
+                    let id = if ns == "default" {
+                        f[0].to_string()
+                    } else {
+                        format!("{ns}/{}", f[0])
+                    };
+                    if let Ok(pid) = f[1].parse::<u32>() {
+                        t.insert(id, pid);
+                    }
+                }
+            }
+        }
+        t
+    }
+
+    struct Mine {
+        docker: String,
+        podman: String,
+        ctr_sock: String,
+        ctr_id: String,
+        ids: Vec<String>,
+    }
+
+    impl Drop for Mine {
+        fn drop(&mut self) {
+            if let Some(id) = self.ids.first() {
+                let _ = try_run("docker", &["-H", &self.docker, "rm", "-f", id]);
+            }
+            if let Some(id) = self.ids.get(1) {
+                let _ = try_run(
+                    "podman",
+                    &["--url", &self.podman, "rm", "-f", "-t", "0", id],
+                );
+            }
+            let a = ["-a", self.ctr_sock.as_str(), "-n", "default"];
+            let _ = try_run(
+                "ctr",
+                &[&a[..], &["tasks", "kill", "-s", "KILL", &self.ctr_id]].concat(),
+            );
+            for _ in 0..100 {
+                if try_run("ctr", &[&a[..], &["tasks", "rm", &self.ctr_id]].concat()).is_ok()
+                    || try_run("ctr", &[&a[..], &["tasks", "ls", "-q"]].concat())
+                        .is_ok_and(|l| !l.lines().any(|x| x == self.ctr_id))
+                {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            let _ = try_run(
+                "ctr",
+                &[&a[..], &["containers", "rm", &self.ctr_id]].concat(),
+            );
+        }
+    }
+
+    #[test]
+    fn auto_ps_json_is_the_union_of_the_engines_ground_truths() {
+        let (Some(docker), Some(podman), Some(sock)) = (
+            common::endpoint("WHALEWATCHER_DOCKER"),
+            common::endpoint("WHALEWATCHER_PODMAN"),
+            common::endpoint("WHALEWATCHER_CONTAINERD"),
+        ) else {
+            return;
+        };
+        let image = std::env::var("WHALEWATCHER_IMAGE").unwrap_or_else(|_| "busybox:sleep".into());
+        let ctr_image = std::env::var("WHALEWATCHER_CTR_IMAGE")
+            .unwrap_or_else(|_| "docker.io/library/busybox:sleep".into());
+        let tag = format!("ww-auto-{}", std::process::id());
+        let mut mine = Mine {
+            docker: docker.clone(),
+            podman: podman.clone(),
+            ctr_sock: sock.clone(),
+            ctr_id: tag.clone(),
+            ids: Vec::new(),
+        };
+        let d = common::run(
+            "docker",
+            &["-H", &docker, "run", "-d", "--name", &tag, &image],
+        );
+        mine.ids.push(d.trim().to_string());
+        let p = common::run(
+            "podman",
+            &["--url", &podman, "run", "-d", "--name", &tag, &image],
+        );
+        mine.ids.push(p.trim().to_string());
+        common::run(
+            "ctr",
+            &["-a", &sock, "-n", "default", "run", "-d", &ctr_image, &tag],
+        );
+        mine.ids.push(tag.clone());
+
+        // Ground truth before and after, over every engine that discovery sees (other
+        // tests run private engines, and containers come and go on the shared ones):
+        // whatever was alive all along must be listed with its pid, and whatever is listed
+        // must have been alive on some engine at some point.
+        let truth = || -> Vec<(&'static str, Truth)> {
+            let opts = whalewatcher::discover::DiscoverOptions {
+                env: false,
+                ..Default::default()
+            };
+            whalewatcher::discover::discover(&opts)
+                .into_iter()
+                .filter_map(|f| {
+                    let url = f.address();
+                    match f.kind {
+                        Kind::Docker => Some(("docker.com", docker_truth("-H", &url))),
+                        Kind::Podman => Some(("podman.io", docker_truth("-H", &url))),
+                        Kind::Containerd => Some(("containerd.io", ctr_truth(&f.api_path))),
+                        Kind::Cri => None,
+                    }
+                })
+                .collect()
+        };
+        let before = truth();
+        let out = Command::new(binary())
+            .args(["--auto", "ps", "--json"])
+            .env_remove("DOCKER_HOST")
+            .env_remove("CONTAINERD_ADDRESS")
+            .env_remove("CONTAINER_RUNTIME_ENDPOINT")
+            .output()
+            .unwrap();
+        let after = truth();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let listed = listed.as_array().unwrap();
+        let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
+        let mut pid_of: BTreeMap<(String, String), u64> = BTreeMap::new();
+        for c in listed {
+            let key = (
+                c["engine"].as_str().unwrap().to_string(),
+                c["id"].as_str().unwrap().to_string(),
+            );
+            assert!(seen.insert(key.clone()), "listed twice: {key:?}");
+            pid_of.insert(key, c["pid"].as_u64().unwrap());
+            // dockerd's own containerd is not watched: no moby namespace.
+            assert!(!c["id"].as_str().unwrap().starts_with("moby/"), "{c}");
+        }
+        let union = |kind: &str| -> Truth {
+            before
+                .iter()
+                .chain(after.iter())
+                .filter(|(k, _)| *k == kind)
+                .flat_map(|(_, t)| t.clone())
+                .collect()
+        };
+        // Alive all along: in both scans, on the same engine socket, with the same pid.
+        for (kind, b) in &before {
+            for (id, pid) in b {
+                let stayed = after
+                    .iter()
+                    .any(|(k, a)| k == kind && a.get(id) == Some(pid));
+                if stayed {
+                    let key = (kind.to_string(), id.clone());
+                    assert_eq!(
+                        pid_of.get(&key).copied(),
+                        Some(u64::from(*pid)),
+                        "{kind} {id} (alive all along) is missing or has the wrong pid"
+                    );
+                }
+            }
+        }
+        for (kind, id) in pid_of.keys() {
+            assert!(
+                union(kind).contains_key(id),
+                "{kind} {id} is listed but no engine ran it"
+            );
+        }
+        for id in &mine.ids {
+            assert!(
+                pid_of.keys().any(|(_, i)| i == id),
+                "my container {id} is not listed"
+            );
+        }
+    }
+}
