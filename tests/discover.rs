@@ -406,4 +406,70 @@ mod cli_auto {
             );
         }
     }
+
+    fn whalewatch(args: &[&str]) -> std::process::Output {
+        Command::new(binary())
+            .args(args)
+            .env_remove("DOCKER_HOST")
+            .env_remove("CONTAINERD_ADDRESS")
+            .env_remove("CONTAINER_RUNTIME_ENDPOINT")
+            .output()
+            .unwrap()
+    }
+
+    #[test]
+    fn auto_stats_json_reports_every_shared_engine() {
+        let (Some(docker), Some(podman), Some(sock)) = (
+            common::endpoint("WHALEWATCHER_DOCKER"),
+            common::endpoint("WHALEWATCHER_PODMAN"),
+            common::endpoint("WHALEWATCHER_CONTAINERD"),
+        ) else {
+            return;
+        };
+        let out = whalewatch(&["--auto", "stats", "--json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let all = v.as_array().unwrap();
+        for (kind, path) in [
+            ("docker", super::path_of(&docker)),
+            ("podman", super::path_of(&podman)),
+            ("containerd", super::path_of(&sock)),
+        ] {
+            let label = format!("{kind} {path} (pid ");
+            let e = all
+                .iter()
+                .find(|e| e["engine"].as_str().unwrap().starts_with(&label))
+                .unwrap_or_else(|| panic!("no {label}...) in {v:#}"));
+            assert_eq!(e["health"], "synced", "{e:#}");
+            assert!(e["resyncs"].as_u64().unwrap() >= 1, "{e:#}");
+            assert!(e["list"]["count"].as_u64().unwrap() >= 1, "{e:#}");
+            let started = e["events"]["started"].as_u64().unwrap();
+            // Every container shown was reported started (metrics are read after the
+            // portfolio, and counted before a snapshot is published).
+            assert!(started >= e["containers"].as_u64().unwrap(), "{e:#}");
+        }
+        // CRI only when asked.
+        assert!(!all
+            .iter()
+            .any(|e| e["engine"].as_str().unwrap().starts_with("cri ")));
+        let out = whalewatch(&["--auto", "--with-cri", "stats", "--json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let label = format!("cri {} (pid ", super::path_of(&sock));
+        assert!(
+            v.as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["engine"].as_str().unwrap().starts_with(&label)),
+            "{v:#}"
+        );
+    }
 }
