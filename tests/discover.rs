@@ -472,4 +472,101 @@ mod cli_auto {
             "{v:#}"
         );
     }
+
+    /// Kills the child on drop (the events command runs until killed).
+    struct Running(std::process::Child);
+
+    impl Drop for Running {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    #[test]
+    fn auto_events_merge_the_engines_streams() {
+        use std::io::BufRead;
+        let (Some(docker), Some(podman), Some(sock)) = (
+            common::endpoint("WHALEWATCHER_DOCKER"),
+            common::endpoint("WHALEWATCHER_PODMAN"),
+            common::endpoint("WHALEWATCHER_CONTAINERD"),
+        ) else {
+            return;
+        };
+        let mut child = Command::new(binary())
+            .args(["--auto", "events", "--json"])
+            .env_remove("DOCKER_HOST")
+            .env_remove("CONTAINERD_ADDRESS")
+            .env_remove("CONTAINER_RUNTIME_ENDPOINT")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let _running = Running(child);
+        let (tx, rx) = crossbeam_channel::unbounded::<serde_json::Value>();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                let v = serde_json::from_str(&line).expect("events --json line is JSON");
+                if tx.send(v).is_err() {
+                    return;
+                }
+            }
+        });
+        // The first synthetic line of the shared containerd's demo container means the
+        // fleet subscription is live for every engine found at start.
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let next = |what: &str, pred: &dyn Fn(&serde_json::Value) -> bool| loop {
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(v) if pred(&v) => return v,
+                Ok(_) => {}
+                Err(_) => panic!("timed out waiting for {what}"),
+            }
+        };
+        next("any synthetic event", &|v| v["synthetic"] == true);
+        let tag = format!("ww-auto-ev-{}", std::process::id());
+        let image = std::env::var("WHALEWATCHER_IMAGE").unwrap_or_else(|_| "busybox:sleep".into());
+        let mut mine = Mine {
+            docker: docker.clone(),
+            podman: podman.clone(),
+            ctr_sock: sock,
+            ctr_id: format!("{tag}-none"),
+            ids: Vec::new(),
+        };
+        let d = common::run(
+            "docker",
+            &["-H", &docker, "run", "-d", "--name", &tag, &image],
+        );
+        mine.ids.push(d.trim().to_string());
+        let p = common::run(
+            "podman",
+            &["--url", &podman, "run", "-d", "--name", &tag, &image],
+        );
+        mine.ids.push(p.trim().to_string());
+        // One stream, both engines: a live Started from each, with the id and pid the
+        // engine reports.
+        let mut want: BTreeMap<String, (String, u64)> = BTreeMap::new();
+        for (kind, cli, flag, url, id) in [
+            ("docker.com", "docker", "-H", &docker, &mine.ids[0]),
+            ("podman.io", "podman", "--url", &podman, &mine.ids[1]),
+        ] {
+            let pid = common::run(cli, &[flag, url, "inspect", "-f", "{{.State.Pid}}", id]);
+            want.insert(kind.to_string(), (id.clone(), pid.trim().parse().unwrap()));
+        }
+        while !want.is_empty() {
+            let v = next("live Started of my containers", &|v| {
+                v["type"] == "started"
+                    && v["synthetic"] == false
+                    && v["container"]["name"] == tag.as_str()
+            });
+            let kind = v["container"]["engine"].as_str().unwrap().to_string();
+            let (id, pid) = want
+                .remove(&kind)
+                .unwrap_or_else(|| panic!("unexpected or repeated start: {v}"));
+            assert_eq!(v["container"]["id"], id.as_str(), "{v}");
+            assert_eq!(v["container"]["pid"].as_u64(), Some(pid), "{v}");
+        }
+    }
 }
