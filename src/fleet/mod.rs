@@ -12,6 +12,24 @@
 //!
 //! Containers are tagged with their engine by [`Container::engine`] (type and engine id).
 //! The sync algorithm stays in the watcher: the fleet only composes watchers.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use whalewatcher::fleet::{Fleet, FleetItem, FleetOptions};
+//!
+//! let fleet = Fleet::new(FleetOptions::default()); // discovers the node's engines
+//! fleet.wait_ready(Duration::from_secs(10)).ok();
+//! for status in fleet.engines() {
+//!     println!("{:?} {} pid {:?}: {:?}", status.found.kind, status.found.api_path,
+//!         status.found.pid, status.state);
+//! }
+//! let mut events = fleet.subscribe();
+//! while let Some(item) = events.recv_timeout(Duration::from_secs(1)) {
+//!     if let FleetItem::Event(e) = item {
+//!         println!("{} {} on {}", e.kind.as_str(), e.container.name, e.container.engine_type());
+//!     }
+//! }
+//! ```
 
 mod subscription;
 
@@ -103,6 +121,7 @@ struct State {
 
 struct Inner {
     state: Mutex<State>,
+    scanner: Mutex<Scanner>,
     options: FleetOptions,
 }
 
@@ -125,14 +144,15 @@ impl Fleet {
     pub fn with_scanner(scanner: Scanner, options: FleetOptions) -> Fleet {
         let inner = Arc::new(Inner {
             state: Mutex::new(State::default()),
+            scanner: Mutex::new(scanner),
             options,
         });
-        inner.rescan(&scanner());
+        inner.scan();
         let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
         let i = inner.clone();
         let thread = std::thread::Builder::new()
             .name(format!("{}-fleet", i.options.watcher.name))
-            .spawn(move || supervise(i, scanner, stopped))
+            .spawn(move || supervise(i, stopped))
             .expect("cannot spawn the fleet thread");
         Fleet {
             inner,
@@ -141,9 +161,9 @@ impl Fleet {
         }
     }
 
-    /// Scans for engines now instead of at the next rescan.
-    pub fn rescan_now(&self, scanner: &dyn Fn() -> Vec<Found>) {
-        self.inner.rescan(&scanner());
+    /// Looks for engines now instead of at the next rescan.
+    pub fn rescan_now(&self) {
+        self.inner.scan();
     }
 
     /// The attached engines and their watchers.
@@ -249,16 +269,21 @@ impl std::fmt::Debug for Fleet {
     }
 }
 
-fn supervise(inner: Arc<Inner>, scanner: Scanner, stopped: Receiver<()>) {
+fn supervise(inner: Arc<Inner>, stopped: Receiver<()>) {
     loop {
         match stopped.recv_timeout(inner.options.rescan) {
-            Err(RecvTimeoutError::Timeout) => inner.rescan(&scanner()),
+            Err(RecvTimeoutError::Timeout) => inner.scan(),
             _ => return,
         }
     }
 }
 
 impl Inner {
+    fn scan(&self) {
+        let found = (self.scanner.lock())();
+        self.rescan(&found);
+    }
+
     /// Detaches what is gone or changed, attaches what is new.
     fn rescan(&self, found: &[Found]) {
         let mut st = self.state.lock();
