@@ -236,6 +236,12 @@ pub fn scan(options: &DiscoverOptions) -> Vec<Found> {
         .filter(|p| p.comm == "dockerd")
         .map(|p| p.pid)
         .collect();
+    // Each dockerd's exec-root, where it puts the socket of the containerd it runs.
+    let exec_roots: Vec<(u32, String)> = procs
+        .iter()
+        .filter(|p| p.comm == "dockerd")
+        .map(|p| (p.pid, procfs::exec_root(&options.proc_root, p.pid)))
+        .collect();
     // socket path -> (pid, kind) of the process listening there.
     let mut listeners: BTreeMap<String, (u32, Kind)> = BTreeMap::new();
     for p in &procs {
@@ -249,8 +255,11 @@ pub fn scan(options: &DiscoverOptions) -> Vec<Found> {
             let path = visible_path(&options.proc_root, p.pid, s);
             listeners.insert(path.clone(), (p.pid, kind));
             let managed_by = if kind == Kind::Containerd {
+                let under = |root: &str| s.starts_with(format!("{root}/containerd/"));
                 if dockerd_pids.contains(&p.ppid) {
                     Some(p.ppid)
+                } else if let Some((pid, _)) = exec_roots.iter().find(|(_, r)| under(r)) {
+                    Some(*pid)
                 } else if in_docker_exec_root(s) {
                     Some(0)
                 } else {
@@ -383,11 +392,11 @@ fn is_api_socket(kind: Kind, path: &Path) -> bool {
 }
 
 /// dockerd starts its own containerd with the socket `<exec-root>/containerd/containerd.sock`,
-/// the exec-root being `/run/docker` (or `/var/run/docker`) by default.
+/// the exec-root being `/var/run/docker` by default: the fallback for a containerd whose
+/// dockerd is not (or no longer) seen.
 fn in_docker_exec_root(path: &Path) -> bool {
-    let s = path.to_string_lossy();
-    s.ends_with("/docker/containerd/containerd.sock")
-        || s.ends_with("/docker/exec/containerd/containerd.sock")
+    path.to_string_lossy()
+        .ends_with("/docker/containerd/containerd.sock")
 }
 
 /// The socket path as this process can dial it: as bound, resolved, or else (an engine in

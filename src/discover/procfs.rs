@@ -79,6 +79,33 @@ fn read_bounded(path: &Path) -> Option<String> {
     Some(s)
 }
 
+/// A dockerd's `--exec-root` (default `/var/run/docker`), from its command line.
+pub(crate) fn exec_root(proc_root: &Path, pid: u32) -> String {
+    let cmdline =
+        std::fs::read(proc_root.join(pid.to_string()).join("cmdline")).unwrap_or_default();
+    exec_root_of(&cmdline)
+}
+
+pub(crate) fn exec_root_of(cmdline: &[u8]) -> String {
+    let args: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if let Some(v) = a.strip_prefix("--exec-root=") {
+            return v.trim_end_matches('/').to_string();
+        }
+        if a == "--exec-root" {
+            match it.next() {
+                Some(v) if !v.is_empty() => return v.trim_end_matches('/').to_string(),
+                _ => break,
+            }
+        }
+    }
+    "/var/run/docker".into()
+}
+
 /// The parent pid from `/proc/PID/stat` (the field after the `)` that ends `comm`).
 pub(crate) fn parse_ppid(stat: &str) -> Option<u32> {
     let rest = stat.rsplit_once(')')?.1;
@@ -162,5 +189,11 @@ mod tests {
         assert_eq!(parse_socket_link("socket:[15834]"), Some(15834));
         assert_eq!(parse_socket_link("pipe:[15834]"), None);
         assert_eq!(parse_socket_link("socket:[x]"), None);
+        assert_eq!(
+            exec_root_of(b"dockerd\0--exec-root\0/tmp/x/exec/\0-H\0a"),
+            "/tmp/x/exec"
+        );
+        assert_eq!(exec_root_of(b"dockerd\0--exec-root=/e\0"), "/e");
+        assert_eq!(exec_root_of(b"dockerd\0--exec-root\0"), "/var/run/docker");
     }
 }
