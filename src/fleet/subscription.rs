@@ -2,7 +2,7 @@
 //! selecting over every engine's subscription and the fleet's control channel. Lagging
 //! engine subscriptions are resumed from their watcher's journal.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -187,15 +187,26 @@ impl FleetSubscription {
                 });
             }
             Control::Vanished { engine, containers } => {
-                // First what the engine's watcher still had queued for us, then the exits.
-                if let Some(i) = self
+                // First what the engine's watcher still had queued for us, then the exits of
+                // its last portfolio as amended by those queued events (the watcher may
+                // have moved on after the fleet took the portfolio).
+                let mut alive: BTreeMap<String, Arc<Container>> =
+                    containers.into_iter().map(|c| (c.id.clone(), c)).collect();
+                let at = self
                     .sources
                     .iter()
-                    .position(|s| Arc::ptr_eq(&s.engine, &engine))
-                {
+                    .position(|s| Arc::ptr_eq(&s.engine, &engine));
+                if let Some(i) = at {
                     loop {
                         match self.sources[i].sub.receiver().try_recv() {
-                            Ok(Item::Event(e)) => self.pending.push_back(FleetItem::Event(e)),
+                            Ok(Item::Event(e)) => {
+                                if matches!(e.kind, EventKind::Exited { .. }) {
+                                    alive.remove(&e.container.id);
+                                } else {
+                                    alive.insert(e.container.id.clone(), e.container.clone());
+                                }
+                                self.pending.push_back(FleetItem::Event(e));
+                            }
                             Ok(_) => {}
                             Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => break,
                         }
@@ -203,7 +214,7 @@ impl FleetSubscription {
                     self.sources.remove(i);
                 }
                 let now = SystemTime::now();
-                for container in containers {
+                for container in alive.into_values() {
                     self.pending.push_back(FleetItem::Event(ContainerEvent {
                         seq: 0,
                         time: now,
