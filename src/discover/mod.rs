@@ -23,6 +23,7 @@
 //!
 //! An engine is identified by its kind, socket path, PID and the socket file's inode
 //! ([`Found::identity`]): a restarted engine gets a new PID and a new socket inode.
+#![forbid(unsafe_code)]
 
 mod procfs;
 
