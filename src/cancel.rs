@@ -1,4 +1,5 @@
 //! Cancellation of blocked socket reads from another thread.
+#![forbid(unsafe_code)]
 
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;

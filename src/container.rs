@@ -1,4 +1,5 @@
 //! The container model: immutable, shared as `Arc<Container>`.
+#![forbid(unsafe_code)]
 
 use std::any::Any;
 use std::collections::BTreeMap;

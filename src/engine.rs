@@ -3,6 +3,7 @@
 //! An engine client is blocking: every call may wait on the engine's socket. The watcher
 //! calls it from its own threads and uses [`EngineClient::cancel`] from another thread to
 //! abort calls that are blocked in a read.
+#![forbid(unsafe_code)]
 
 use std::any::Any;
 use std::sync::Arc;
@@ -112,41 +113,30 @@ pub trait EngineClient: Send + Sync + 'static {
     fn cancel(&self);
 }
 
-impl<E: EngineClient + ?Sized> EngineClient for Arc<E> {
-    fn info(&self) -> Result<EngineInfo> {
-        (**self).info()
-    }
-    fn list(&self) -> Result<Vec<Container>> {
-        (**self).list()
-    }
-    fn inspect(&self, id: &str) -> Result<Container> {
-        (**self).inspect(id)
-    }
-    fn events(&self) -> Result<Box<dyn EventStream>> {
-        (**self).events()
-    }
-    fn cancel(&self) {
-        (**self).cancel()
-    }
+/// Smart pointers to an engine client are engine clients too.
+macro_rules! forward_engine_client {
+    ($($ptr:ident),*) => {$(
+        impl<E: EngineClient + ?Sized> EngineClient for $ptr<E> {
+            fn info(&self) -> Result<EngineInfo> {
+                (**self).info()
+            }
+            fn list(&self) -> Result<Vec<Container>> {
+                (**self).list()
+            }
+            fn inspect(&self, id: &str) -> Result<Container> {
+                (**self).inspect(id)
+            }
+            fn events(&self) -> Result<Box<dyn EventStream>> {
+                (**self).events()
+            }
+            fn cancel(&self) {
+                (**self).cancel()
+            }
+        }
+    )*};
 }
 
-impl<E: EngineClient + ?Sized> EngineClient for Box<E> {
-    fn info(&self) -> Result<EngineInfo> {
-        (**self).info()
-    }
-    fn list(&self) -> Result<Vec<Container>> {
-        (**self).list()
-    }
-    fn inspect(&self, id: &str) -> Result<Container> {
-        (**self).inspect(id)
-    }
-    fn events(&self) -> Result<Box<dyn EventStream>> {
-        (**self).events()
-    }
-    fn cancel(&self) {
-        (**self).cancel()
-    }
-}
+forward_engine_client!(Arc, Box);
 
 /// Fills a container's rucksack from the engine's raw inspection data.
 ///

@@ -1,4 +1,5 @@
 //! Lifecycle events as a watcher delivers them.
+#![forbid(unsafe_code)]
 
 use std::sync::Arc;
 use std::time::SystemTime;

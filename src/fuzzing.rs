@@ -1,5 +1,6 @@
 //! Entry points for the fuzz targets under fuzz/ (not a stable API). Each feeds arbitrary
 //! bytes to one parser of peer input; none may panic, hang or allocate without bound.
+#![forbid(unsafe_code)]
 
 #[cfg(feature = "docker")]
 use std::sync::Arc;

@@ -64,7 +64,9 @@
 //! - A pause or unpause that happens while the watcher is still inspecting a newly
 //!   started container is folded into its `Started` event (see its `paused` flag).
 //! - Names are not unique (CRI names repeat across pods): look containers up by id.
-#![forbid(unsafe_code)]
+// `deny`, not `forbid`: the C ABI in `ffi` needs `unsafe`; every other top-level module
+// forbids it itself.
+#![deny(unsafe_code)]
 #![deny(missing_docs)]
 
 mod cancel;
@@ -89,6 +91,7 @@ pub mod http;
 pub mod grpc;
 #[cfg(feature = "grpc")]
 #[allow(missing_docs, clippy::all, unused)]
+#[forbid(unsafe_code)]
 mod proto {
     include!(concat!(env!("OUT_DIR"), "/proto/mod.rs"));
 }
@@ -96,6 +99,9 @@ mod proto {
 pub mod containerd;
 #[cfg(feature = "cri")]
 pub mod cri;
+
+#[cfg(feature = "ffi")]
+pub mod ffi;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -1,4 +1,5 @@
 //! Retry policies: how long to wait before the next attempt, and when to give up.
+#![forbid(unsafe_code)]
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 

@@ -14,6 +14,7 @@
 //! - The exit of an exec'd process (`/tasks/exit` whose `id` is not the container's) is
 //!   not the container's exit and produces no event. A `/tasks/oom` marks the container's
 //!   next exit with `oom: true`.
+#![forbid(unsafe_code)]
 
 mod client;
 mod convert;

@@ -17,6 +17,7 @@
 //!   [`MODE_EVENTED`]); otherwise (containerd 1.6 answers UNIMPLEMENTED) a relist every
 //!   interval, diffed against the previous one (mode [`MODE_RELIST`]): new ids are
 //!   starts, vanished ones exits with an unknown exit code.
+#![forbid(unsafe_code)]
 
 mod client;
 pub mod convert;

@@ -6,6 +6,7 @@
 //! (`start`, `die`, `pause`, `unpause`, and `oom` to flag the following `die`). Privileged
 //! containers get the label [`PRIVILEGED_LABEL`](crate::container::PRIVILEGED_LABEL) with
 //! an empty value, as in the Go original.
+#![forbid(unsafe_code)]
 
 mod client;
 pub(crate) mod events;

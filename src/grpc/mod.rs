@@ -23,6 +23,7 @@
 //! - Every socket is registered in the [`CancelSet`](crate::engine::CancelSet), so a
 //!   cancel from another thread aborts blocked reads promptly with
 //!   [`Error::Cancelled`](crate::Error::Cancelled).
+#![forbid(unsafe_code)]
 
 use std::time::Duration;
 

@@ -7,6 +7,7 @@
 //! size, per-operation socket timeouts, streaming bodies for never-ending responses, and
 //! cancellation of blocked reads from another thread through a
 //! [`CancelSet`](crate::engine::CancelSet).
+#![forbid(unsafe_code)]
 
 pub(crate) mod body;
 mod chunked;

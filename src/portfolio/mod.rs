@@ -4,6 +4,7 @@
 //! Snapshots are persistent data structures: a watcher publishes a new one after each
 //! batch of changes by copying only the small shards that changed, so taking, holding and
 //! querying a snapshot never waits on the engine or the watcher.
+#![forbid(unsafe_code)]
 
 mod project;
 mod sharded;

@@ -9,6 +9,7 @@
 //! when a queue is full, that subscription ends with an explicit [`Item::Lagged`] (a slot is
 //! reserved for it) while everyone else goes on; the lagging subscriber resubscribes with
 //! [`Watcher::subscribe_since`] to replay what it missed from the journal.
+#![forbid(unsafe_code)]
 
 mod health;
 mod hub;

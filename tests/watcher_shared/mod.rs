@@ -2,6 +2,7 @@
 //! watcher's view in the same shape, convergence and event-sequence checks.
 #![allow(dead_code)]
 
+pub mod containerd;
 pub mod dockerd;
 
 use std::collections::BTreeMap;
