@@ -491,4 +491,145 @@ mod tests {
         };
         assert!(scan(&opts).is_empty());
     }
+
+    /// A fake process: pid, ppid, comm, cmdline, [(socket inode, bound path)].
+    type FakeProcess<'a> = (u32, u32, &'a str, &'a str, &'a [(u64, &'a str)]);
+
+    /// A fake procfs of these processes, plus one non-engine.
+    fn fake_proc(procs: &[FakeProcess]) -> PathBuf {
+        let root = std::env::temp_dir().join(format!(
+            "ww-fakeproc-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&root);
+        for (pid, ppid, comm, cmdline, socks) in procs {
+            let d = root.join(pid.to_string());
+            std::fs::create_dir_all(d.join("fd")).unwrap();
+            std::fs::create_dir_all(d.join("net")).unwrap();
+            std::fs::create_dir_all(d.join("ns")).unwrap();
+            std::fs::write(d.join("comm"), format!("{comm}\n")).unwrap();
+            std::fs::write(d.join("stat"), format!("{pid} ({comm}) S {ppid} 1 1 0")).unwrap();
+            std::fs::write(d.join("cmdline"), cmdline.replace(' ', "\0")).unwrap();
+            std::os::unix::fs::symlink("net:[4026531840]", d.join("ns/net")).unwrap();
+            for (n, (ino, _)) in socks.iter().enumerate() {
+                let fd = d.join(format!("fd/{}", n + 3));
+                std::os::unix::fs::symlink(format!("socket:[{ino}]"), fd).unwrap();
+            }
+        }
+        // One network namespace: every process sees the same table of all sockets.
+        let mut all = String::from("Num RefCount Protocol Flags Type St Inode Path\n");
+        for (_, _, _, _, socks) in procs {
+            for (ino, path) in socks.iter() {
+                all.push_str(&format!(
+                    "0: 00000002 00000000 00010000 0001 01 {ino} {path}\n"
+                ));
+            }
+        }
+        for (pid, ..) in procs {
+            std::fs::write(root.join(pid.to_string()).join("net/unix"), &all).unwrap();
+        }
+        // Not an engine.
+        let d = root.join("99");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("comm"), "bash\n").unwrap();
+        root
+    }
+
+    #[test]
+    fn scan_of_a_fake_proc() {
+        let root = fake_proc(&[
+            (
+                10,
+                1,
+                "dockerd",
+                "dockerd -H unix:///x/docker.sock --exec-root /x/exec",
+                &[(100, "/x/docker.sock"), (101, "/x/exec/metrics.sock")],
+            ),
+            (
+                11,
+                10,
+                "containerd",
+                "containerd --config /x/exec/containerd/containerd.toml",
+                &[
+                    (110, "/x/exec/containerd/containerd.sock"),
+                    (111, "/x/exec/containerd/containerd.sock.ttrpc"),
+                ],
+            ),
+            // An orphaned dockerd containerd: found by the exec-root.
+            (
+                12,
+                1,
+                "containerd",
+                "containerd",
+                &[(120, "/x/exec/containerd/containerd2.sock")],
+            ),
+            (
+                20,
+                1,
+                "containerd",
+                "containerd",
+                &[
+                    (200, "/y/containerd.sock"),
+                    (201, "/y/containerd-debug.sock"),
+                ],
+            ),
+            (
+                30,
+                1,
+                "podman",
+                "podman system service",
+                &[(300, "/z/podman.sock")],
+            ),
+            (31, 1, "podman", "podman ps", &[]),
+        ]);
+        let opts = DiscoverOptions {
+            proc_root: root.clone(),
+            env: false,
+            well_known: false,
+            cri_for_containerd: false,
+        };
+        let all = scan(&opts);
+        let got: Vec<(Kind, &str, Option<u32>, Option<u32>)> = all
+            .iter()
+            .map(|f| (f.kind, f.api_path.as_str(), f.pid, f.managed_by))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Kind::Docker, "/x/docker.sock", Some(10), None),
+                (Kind::Podman, "/z/podman.sock", Some(30), None),
+                (
+                    Kind::Containerd,
+                    "/x/exec/containerd/containerd.sock",
+                    Some(11),
+                    Some(10)
+                ),
+                (
+                    Kind::Containerd,
+                    "/x/exec/containerd/containerd2.sock",
+                    Some(12),
+                    Some(10)
+                ),
+                (Kind::Containerd, "/y/containerd.sock", Some(20), None),
+            ]
+        );
+        let watched: Vec<String> = discover(&opts).into_iter().map(|f| f.address()).collect();
+        assert_eq!(
+            watched,
+            vec![
+                "unix:///x/docker.sock",
+                "unix:///z/podman.sock",
+                "/y/containerd.sock"
+            ]
+        );
+        let with_cri = discover(&opts.clone().with_cri_for_containerd(true));
+        assert_eq!(with_cri.len(), 4);
+        let cri = with_cri.iter().find(|f| f.kind == Kind::Cri).unwrap();
+        assert_eq!(
+            (cri.api_path.as_str(), cri.pid),
+            ("/y/containerd.sock", Some(20))
+        );
+        let _ = std::fs::remove_dir_all(root);
+    }
 }
