@@ -1,9 +1,10 @@
-//! `whalewatch`: print or stream the alive containers of Docker, Podman and containerd
-//! engines.
+//! `whalewatch`: print or stream the alive containers of Docker, Podman, containerd and
+//! CRI engines, given by address or discovered (`--auto`).
 //!
 //! ```text
-//! whalewatch [--docker URL]... [--containerd PATH]... COMMAND
-//!   ps [--json] | events [--json] [--count N] [--since SEQ] | watch
+//! whalewatch [--docker URL]... [--containerd PATH]... [--cri PATH]... COMMAND
+//! whalewatch --auto [--with-cri] COMMAND
+//!   ps [--json] | events [--json] [--count N] [--since SEQ] | watch | stats [--json]
 //! ```
 //!
 //! Errors are one line on stderr starting with `whalewatch:`, and exit status 1.
@@ -13,6 +14,8 @@
 mod args;
 #[path = "whalewatch/output.rs"]
 mod output;
+#[path = "whalewatch/stats.rs"]
+mod stats;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -20,7 +23,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use args::{Args, Command, EngineSpec};
+use whalewatcher::discover::{DiscoverOptions, Found};
 use whalewatcher::docker::DockerClient;
+use whalewatcher::fleet::{EngineState, Fleet, FleetItem, FleetOptions};
 use whalewatcher::{
     Container, ContainerEvent, EngineClient, Health, Item, Watcher, WatcherOptions,
 };
@@ -29,6 +34,7 @@ use whalewatcher::{
 const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One watched engine.
+#[derive(Clone)]
 struct Engine {
     /// How the user named it, for messages: `docker unix:///...`.
     label: String,
@@ -56,24 +62,108 @@ fn fail(msg: &str) -> ExitCode {
     ExitCode::FAILURE
 }
 
-fn run(args: Args) -> Result<(), String> {
-    let engines = args
-        .engines
-        .iter()
-        .enumerate()
-        .map(|(i, spec)| connect(i, spec))
-        .collect::<Result<Vec<_>, _>>()?;
-    for e in &engines {
-        e.watcher
-            .wait_ready(SYNC_TIMEOUT)
-            .map_err(|err| format!("{}: {err}", e.label))?;
+/// The engines given on the command line, or the discovered fleet.
+enum Set {
+    Fixed(Vec<Engine>),
+    Auto(Fleet),
+}
+
+impl Set {
+    /// The engines watched now.
+    fn engines(&self) -> Vec<Engine> {
+        match self {
+            Set::Fixed(e) => e.clone(),
+            Set::Auto(fleet) => fleet
+                .watchers()
+                .into_iter()
+                .map(|(found, watcher)| Engine {
+                    label: found_label(&found),
+                    watcher,
+                })
+                .collect(),
+        }
     }
+}
+
+/// `docker /run/docker.sock (pid 42)`.
+fn found_label(f: &Found) -> String {
+    match f.pid {
+        Some(pid) => format!("{} {} (pid {pid})", f.kind.as_str(), f.api_path),
+        None => format!("{} {}", f.kind.as_str(), f.api_path),
+    }
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let set = if args.auto {
+        auto(args.with_cri)?
+    } else {
+        let engines = args
+            .engines
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| connect(i, spec))
+            .collect::<Result<Vec<_>, _>>()?;
+        for e in &engines {
+            e.watcher
+                .wait_ready(SYNC_TIMEOUT)
+                .map_err(|err| format!("{}: {err}", e.label))?;
+        }
+        Set::Fixed(engines)
+    };
     match args.command {
-        Command::Ps { json } => ps(&engines, json),
-        Command::Events { json, count, since } => events(&engines, json, count, since),
-        Command::Watch => watch(&engines),
+        Command::Ps { json } => ps(&set.engines(), json),
+        Command::Events { json, count, since } => events(&set, json, count, since),
+        Command::Watch => watch(&set),
+        Command::Stats { json } => stats(&set, json),
         Command::Help => Ok(()),
     }
+}
+
+/// Discovers the engines and waits (at most [`SYNC_TIMEOUT`] in all) for each to sync; an
+/// engine that does not is reported on stderr and left out of the picture until it does.
+fn auto(with_cri: bool) -> Result<Set, String> {
+    let fleet = Fleet::new(FleetOptions {
+        discover: DiscoverOptions::default().with_cri_for_containerd(with_cri),
+        watcher: WatcherOptions {
+            name: "whalewatch".into(),
+            ..WatcherOptions::default()
+        },
+        ..FleetOptions::default()
+    });
+    let found = fleet.watchers();
+    if found.is_empty() {
+        return Err("--auto found no container engine (no dockerd, containerd, crio or podman process with a socket, no DOCKER_HOST, CONTAINERD_ADDRESS or CONTAINER_RUNTIME_ENDPOINT, no well-known socket)".into());
+    }
+    // Poll the fleet, not each watcher: an engine that vanishes meanwhile (a short-lived
+    // engine, found just before it ended) is no reason to wait.
+    let deadline = std::time::Instant::now() + SYNC_TIMEOUT;
+    loop {
+        let waiting: Vec<(Found, Arc<Watcher>)> = fleet
+            .watchers()
+            .into_iter()
+            .filter(|(_, w)| !matches!(w.health(), Health::Synced | Health::Failed(_)))
+            .collect();
+        if waiting.is_empty() {
+            break;
+        }
+        if std::time::Instant::now() >= deadline {
+            for (f, w) in waiting {
+                eprintln!(
+                    "whalewatch: warning: {}: not synced after {SYNC_TIMEOUT:?}: {}",
+                    found_label(&f),
+                    health_word(w.health())
+                );
+            }
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for (f, w) in fleet.watchers() {
+        if let Health::Failed(err) = w.health() {
+            eprintln!("whalewatch: warning: {}: {err}", found_label(&f));
+        }
+    }
+    Ok(Set::Auto(fleet))
 }
 
 /// Makes the client, checks once that the engine answers (so that a wrong address fails
@@ -214,26 +304,63 @@ fn forward(
     });
 }
 
-fn merged(engines: &[Engine], since: Option<u64>) -> crossbeam_channel::Receiver<Merged> {
+fn merged(set: &Set, since: Option<u64>) -> crossbeam_channel::Receiver<Merged> {
     // Bounded: when stdout stalls, the forwarders block, their subscriptions lag, and they
     // catch up from the journal (with a warning) instead of piling events up in memory.
     let (tx, rx) = crossbeam_channel::bounded(1024);
-    for e in engines {
-        forward(e.label.clone(), e.watcher.clone(), since, tx.clone());
+    match set {
+        Set::Fixed(engines) => {
+            for e in engines {
+                forward(e.label.clone(), e.watcher.clone(), since, tx.clone());
+            }
+        }
+        Set::Auto(fleet) => forward_fleet(fleet, tx),
     }
     rx
 }
 
-fn events(
-    engines: &[Engine],
-    json: bool,
-    count: Option<u64>,
-    since: Option<u64>,
-) -> Result<(), String> {
+/// Forwards the fleet's merged stream (which resumes lagging engines by itself); engines
+/// attached or vanished later are noted on stderr.
+fn forward_fleet(fleet: &Fleet, tx: crossbeam_channel::Sender<Merged>) {
+    let mut sub = fleet.subscribe();
+    std::thread::spawn(move || loop {
+        match sub.recv() {
+            Some(FleetItem::Event(e)) => {
+                if tx.send(Merged::Event(e)).is_err() {
+                    return;
+                }
+            }
+            Some(FleetItem::Attached(f)) => {
+                eprintln!("whalewatch: engine attached: {}", found_label(&f));
+            }
+            Some(FleetItem::Vanished(f)) => {
+                eprintln!("whalewatch: engine vanished: {}", found_label(&f));
+            }
+            Some(FleetItem::Lagged {
+                engine,
+                missed,
+                resume_seq,
+            }) => eprintln!(
+                "whalewatch: warning: {}: fell behind ({missed} events), replaying from #{resume_seq}",
+                found_label(&engine)
+            ),
+            Some(FleetItem::Gap { engine, from, to }) => eprintln!(
+                "whalewatch: warning: {}: events #{from}..=#{to} are lost (no longer in the journal)",
+                found_label(&engine)
+            ),
+            None => {
+                let _ = tx.send(Merged::Ended("the engine fleet".into()));
+                return;
+            }
+        }
+    });
+}
+
+fn events(set: &Set, json: bool, count: Option<u64>, since: Option<u64>) -> Result<(), String> {
     if count == Some(0) {
         return Ok(());
     }
-    let rx = merged(engines, since);
+    let rx = merged(set, since);
     let mut seen = 0u64;
     loop {
         match rx.recv() {
@@ -256,13 +383,7 @@ fn events(
 }
 
 fn health_line(e: &Engine) -> String {
-    let h = match e.watcher.health() {
-        Health::Connecting => "connecting".to_string(),
-        Health::Syncing => "syncing".to_string(),
-        Health::Synced => "synced".to_string(),
-        Health::Reconnecting { last_error, .. } => format!("reconnecting ({last_error})"),
-        Health::Failed(err) => format!("failed ({err})"),
-    };
+    let h = health_word(e.watcher.health());
     format!(
         "{}{}: {h}, {} containers",
         e.label,
@@ -279,14 +400,80 @@ fn engine_mode(e: &Engine) -> String {
     }
 }
 
-fn watch(engines: &[Engine]) -> Result<(), String> {
-    let rx = merged(engines, None);
+/// Health lines of the engines that a fleet saw vanish.
+fn vanished_lines(set: &Set) -> Vec<String> {
+    let Set::Auto(fleet) = set else {
+        return Vec::new();
+    };
+    fleet
+        .engines()
+        .into_iter()
+        .filter_map(|s| match s.state {
+            EngineState::Vanished { since } => Some(format!(
+                "{}: vanished at {}",
+                found_label(&s.found),
+                whalewatcher::event::rfc3339_nanos(since)
+            )),
+            EngineState::Attached(_) => None,
+        })
+        .collect()
+}
+
+fn health_word(h: Health) -> String {
+    match h {
+        Health::Connecting => "connecting".to_string(),
+        Health::Syncing => "syncing".to_string(),
+        Health::Synced => "synced".to_string(),
+        Health::Reconnecting { last_error, .. } => format!("reconnecting ({last_error})"),
+        Health::Failed(err) => format!("failed ({err})"),
+    }
+}
+
+fn stats(set: &Set, json: bool) -> Result<(), String> {
+    let engines = set.engines();
+    if json {
+        let all: Vec<serde_json::Value> = engines
+            .iter()
+            .map(|e| {
+                stats::metrics_json(
+                    &e.label,
+                    &health_word(e.watcher.health()),
+                    e.watcher.portfolio().len(),
+                    &e.watcher.metrics(),
+                )
+            })
+            .collect();
+        let text = serde_json::to_string_pretty(&all).map_err(|e| e.to_string())?;
+        emit(&format!("{text}\n"));
+    } else {
+        for e in &engines {
+            emit(&stats::metrics_text(
+                &e.label,
+                &health_word(e.watcher.health()),
+                e.watcher.portfolio().len(),
+                &e.watcher.metrics(),
+            ));
+        }
+        for line in vanished_lines(set) {
+            emit(&format!("{line}\n"));
+        }
+    }
+    Ok(())
+}
+
+fn watch(set: &Set) -> Result<(), String> {
+    let rx = merged(set, None);
     loop {
+        let engines = set.engines();
         let mut screen = String::from("\x1b[2J\x1b[H");
-        screen.push_str(&output::ps_table(&all_containers(engines)));
+        screen.push_str(&output::ps_table(&all_containers(&engines)));
         screen.push('\n');
-        for e in engines {
+        for e in &engines {
             screen.push_str(&health_line(e));
+            screen.push('\n');
+        }
+        for line in vanished_lines(set) {
+            screen.push_str(&line);
             screen.push('\n');
         }
         emit(&screen);

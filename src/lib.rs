@@ -71,9 +71,11 @@
 
 mod cancel;
 pub mod container;
+pub mod discover;
 pub mod engine;
 pub mod error;
 pub mod event;
+pub mod fleet;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod portfolio;

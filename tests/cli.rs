@@ -83,8 +83,8 @@ fn usage_errors() {
         "/nonexistent/cri.sock",
     );
     assert_one_line_error(
-        &whalewatch(&["--auto", "ps"]),
-        "--auto is not supported yet",
+        &whalewatch(&["--auto", "--docker", "unix:///a.sock", "ps"]),
+        "--auto does not go with",
     );
     // Not an engine: a socket nobody serves HTTP on is reported, not panicked on.
     let out = whalewatch(&["--docker", "unix:///dev/null", "ps"]);

@@ -30,6 +30,11 @@ pub enum Command {
     },
     /// A live table.
     Watch,
+    /// Print each engine's watcher metrics once.
+    Stats {
+        /// JSON instead of text.
+        json: bool,
+    },
     /// Print usage.
     Help,
 }
@@ -37,31 +42,44 @@ pub enum Command {
 /// The parsed command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Args {
-    /// The engines, at least one.
+    /// The engines, at least one (empty with `--auto`).
     pub engines: Vec<EngineSpec>,
+    /// Discover the engines (and keep looking for new ones).
+    pub auto: bool,
+    /// With `--auto`: also watch a standalone containerd through its CRI plugin.
+    pub with_cri: bool,
     /// The command.
     pub command: Command,
 }
 
 pub const USAGE: &str = "\
-usage: whalewatch [--docker URL]... [--containerd PATH]... [--cri PATH]... [--auto] COMMAND
+usage: whalewatch [--docker URL]... [--containerd PATH]... [--cri PATH]... COMMAND
+       whalewatch --auto [--with-cri] COMMAND
 
 Engines (several flags give several watchers; without any: DOCKER_HOST or the default socket):
   --docker URL        Docker or Podman API, e.g. unix:///var/run/docker.sock
   --containerd PATH   containerd socket, e.g. /run/containerd/containerd.sock
   --cri PATH          CRI socket, e.g. /run/containerd/containerd.sock
-  --auto              discover engines (not supported yet)
+  --auto              discover the engines: processes named dockerd, containerd, crio,
+                      podman and their sockets, DOCKER_HOST, CONTAINERD_ADDRESS,
+                      CONTAINER_RUNTIME_ENDPOINT, well-known sockets; a containerd that
+                      dockerd runs is watched through Docker; engines that start later
+                      are attached (events, watch)
+  --with-cri          with --auto: also watch a standalone containerd through CRI
+                      (default: natively only)
 
 Commands:
   ps [--json]                                 print the alive containers once
   events [--json] [--count N] [--since SEQ]   stream lifecycle events
   watch                                       live table, refreshed on every event
+  stats [--json]                              each engine's watcher metrics
   help, --help                                this text
 ";
 
 /// Parses `argv` without the program name. `Err` is the message for stderr.
 pub fn parse(argv: &[String]) -> Result<Args, String> {
     let mut engines = Vec::new();
+    let (mut auto, mut with_cri) = (false, false);
     let mut command: Option<String> = None;
     let (mut json, mut count, mut since) = (false, None, None);
     let mut it = argv.iter();
@@ -80,13 +98,16 @@ pub fn parse(argv: &[String]) -> Result<Args, String> {
             "-h" | "--help" => {
                 return Ok(Args {
                     engines,
+                    auto,
+                    with_cri,
                     command: Command::Help,
                 })
             }
             "--docker" => engines.push(EngineSpec::Docker(Some(value("--docker")?))),
             "--containerd" => engines.push(EngineSpec::Containerd(value("--containerd")?)),
             "--cri" => engines.push(EngineSpec::Cri(value("--cri")?)),
-            "--auto" => return Err("--auto is not supported yet".into()),
+            "--auto" => auto = true,
+            "--with-cri" => with_cri = true,
             "--json" => json = true,
             "--count" => count = Some(number("--count", &value("--count")?)?),
             "--since" => since = Some(number("--since", &value("--since")?)?),
@@ -99,18 +120,25 @@ pub fn parse(argv: &[String]) -> Result<Args, String> {
             }
         }
     }
-    if engines.is_empty() {
+    if auto && !engines.is_empty() {
+        return Err("--auto does not go with --docker, --containerd or --cri".into());
+    }
+    if with_cri && !auto {
+        return Err("--with-cri only goes with --auto".into());
+    }
+    if engines.is_empty() && !auto {
         engines.push(EngineSpec::Docker(None));
     }
     let command = match command.as_deref() {
-        None => return Err("no command given (ps, events, watch; see --help)".into()),
+        None => return Err("no command given (ps, events, watch, stats; see --help)".into()),
         Some("help") => Command::Help,
         Some("ps") => Command::Ps { json },
         Some("events") => Command::Events { json, count, since },
         Some("watch") => Command::Watch,
+        Some("stats") => Command::Stats { json },
         Some(c) => {
             return Err(format!(
-                "unknown command {c} (ps, events, watch; see --help)"
+                "unknown command {c} (ps, events, watch, stats; see --help)"
             ))
         }
     };
@@ -121,7 +149,15 @@ pub fn parse(argv: &[String]) -> Result<Args, String> {
     if json && matches!(command, Command::Watch) {
         return Err("--json does not go with the watch command".into());
     }
-    Ok(Args { engines, command })
+    if auto && since.is_some() {
+        return Err("--since does not go with --auto (sequence numbers are per engine)".into());
+    }
+    Ok(Args {
+        engines,
+        auto,
+        with_cri,
+        command,
+    })
 }
 
 fn number(flag: &str, v: &str) -> Result<u64, String> {
@@ -172,6 +208,11 @@ mod tests {
             }
         );
         assert_eq!(p(&["watch"]).unwrap().command, Command::Watch);
+        let a = p(&["--auto", "--with-cri", "stats", "--json"]).unwrap();
+        assert!(a.auto && a.with_cri && a.engines.is_empty());
+        assert_eq!(a.command, Command::Stats { json: true });
+        let a = p(&["--auto", "ps"]).unwrap();
+        assert!(a.auto && !a.with_cri);
         assert_eq!(p(&["--help", "bogus"]).unwrap().command, Command::Help);
     }
 
@@ -187,7 +228,18 @@ mod tests {
             (&["events", "--count", "-1"][..], "--count wants"),
             (&["ps", "--count", "1"][..], "only go with the events"),
             (&["watch", "--json"][..], "--json does not go"),
-            (&["--auto", "ps"][..], "--auto is not supported yet"),
+            (
+                &["--auto", "--docker", "unix:///a", "ps"][..],
+                "--auto does not go",
+            ),
+            (
+                &["--with-cri", "ps"][..],
+                "--with-cri only goes with --auto",
+            ),
+            (
+                &["--auto", "events", "--since", "3"][..],
+                "--since does not go with --auto",
+            ),
         ] {
             let e = p(args).unwrap_err();
             assert!(e.contains(needle), "{args:?}: {e}");

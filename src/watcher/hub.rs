@@ -127,8 +127,13 @@ impl Hub {
         self.subscribers.len()
     }
 
-    /// Publishes a new portfolio together with the events that led to it.
-    pub(crate) fn publish(&mut self, portfolio: Arc<Portfolio>, events: &[ContainerEvent]) {
+    /// Publishes a new portfolio together with the events that led to it. Returns how
+    /// many subscriptions ended lagging.
+    pub(crate) fn publish(
+        &mut self,
+        portfolio: Arc<Portfolio>,
+        events: &[ContainerEvent],
+    ) -> usize {
         self.portfolio = portfolio;
         for ev in events {
             if self.journal_capacity > 0 {
@@ -160,8 +165,10 @@ impl Hub {
                 }
             }
         }
+        let mut lagged = 0;
         self.subscribers.retain(|s| {
             if s.missed > 0 {
+                lagged += 1;
                 let _ = s.tx.try_send(Item::Lagged {
                     missed: s.missed,
                     resume_seq: s.resume_seq,
@@ -170,6 +177,7 @@ impl Hub {
             }
             !s.gone
         });
+        lagged
     }
 
     pub(crate) fn subscribe(&mut self, since: Since, filter: Option<String>) -> Subscription {

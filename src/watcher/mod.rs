@@ -13,6 +13,7 @@
 
 mod health;
 mod hub;
+mod metrics;
 mod options;
 mod sync;
 mod threads;
@@ -27,6 +28,7 @@ use parking_lot::{Mutex, RwLock};
 
 pub use health::Health;
 pub use hub::{Item, Since, Subscription};
+pub use metrics::{Latency, Metrics};
 pub use options::{RetryFactory, WatcherOptions};
 
 use crate::engine::{EngineClient, EngineInfo};
@@ -58,6 +60,7 @@ impl Watcher {
             )),
             portfolio: RwLock::new(Arc::new(Portfolio::new())),
             health: health::HealthCell::new(),
+            metrics: Arc::default(),
         });
         let info = Arc::new(Mutex::new(None));
         let (tx, rx) = crossbeam_channel::unbounded();
@@ -81,16 +84,18 @@ impl Watcher {
             spawn("sync", Box::new(move || sync.run(rx))),
             {
                 let (e, t, i) = (engine.clone(), tx.clone(), info.clone());
+                let m = shared.metrics.clone();
                 spawn(
                     "worker",
-                    Box::new(move || threads::worker(e, jobs_rx, t, i)),
+                    Box::new(move || threads::worker(e, jobs_rx, t, i, m)),
                 )
             },
             {
                 let (e, t, s, r) = (engine.clone(), tx.clone(), stop.clone(), (options.retry)());
+                let m = shared.metrics.clone();
                 spawn(
                     "events",
-                    Box::new(move || threads::reader(e, t, r, s, wake_rx)),
+                    Box::new(move || threads::reader(e, t, r, s, wake_rx, m)),
                 )
             },
         ];
@@ -149,6 +154,13 @@ impl Watcher {
             .hub
             .lock()
             .subscribe(since, Some(id.to_string()))
+    }
+
+    /// The watcher's counters: events by kind, resyncs, reconnect attempts, list and
+    /// inspect latency, subscribers, lagged subscribers, last event time.
+    pub fn metrics(&self) -> Metrics {
+        let subscribers = self.shared.hub.lock().subscriber_count();
+        self.shared.metrics.snapshot(subscribers)
     }
 
     /// Number of active subscriptions.

@@ -27,6 +27,7 @@ use parking_lot::{Mutex, RwLock};
 
 use super::health::{Health, HealthCell};
 use super::hub::Hub;
+use super::metrics::MetricsCell;
 use crate::container::Container;
 use crate::engine::{RawEvent, RawEventKind};
 use crate::error::{Error, Result};
@@ -84,6 +85,7 @@ pub(crate) struct Shared {
     pub(crate) hub: Mutex<Hub>,
     pub(crate) portfolio: RwLock<Arc<Portfolio>>,
     pub(crate) health: HealthCell,
+    pub(crate) metrics: Arc<MetricsCell>,
 }
 
 pub(crate) struct SyncThread {
@@ -174,11 +176,14 @@ impl SyncThread {
                 self.shared.health.set(Health::Syncing);
                 let _ = self.jobs.send(Job::List { gen });
             }
-            Msg::Event { gen, event } if gen == self.gen => match &mut self.phase {
-                Phase::Listing { buffered } => buffered.push(event),
-                Phase::Live => self.apply_live(event),
-                Phase::Down => {}
-            },
+            Msg::Event { gen, event } if gen == self.gen => {
+                self.shared.metrics.raw_event();
+                match &mut self.phase {
+                    Phase::Listing { buffered } => buffered.push(event),
+                    Phase::Live => self.apply_live(event),
+                    Phase::Down => {}
+                }
+            }
             Msg::Event { .. } => {}
             Msg::StreamLost { gen, error } => {
                 if gen == self.gen {
@@ -235,6 +240,7 @@ impl SyncThread {
 
     fn emit(&mut self, kind: EventKind, container: Arc<Container>, time: SystemTime) {
         self.seq += 1;
+        self.shared.metrics.event(&kind);
         self.out.push(ContainerEvent {
             seq: self.seq,
             time,
@@ -343,6 +349,7 @@ impl SyncThread {
         }
         self.dirty = true;
         self.became_synced = true;
+        self.shared.metrics.resync();
     }
 
     /// Step 4: one live event.
@@ -421,7 +428,8 @@ impl SyncThread {
             let p = Arc::new(p);
             let mut hub = self.shared.hub.lock();
             *self.shared.portfolio.write() = p.clone();
-            hub.publish(p, &self.out);
+            let lagged = hub.publish(p, &self.out);
+            self.shared.metrics.lagged(lagged);
             drop(hub);
             self.out.clear();
             self.dirty = false;

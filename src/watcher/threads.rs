@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 
+use super::metrics::MetricsCell;
 use super::sync::{Job, Msg, MIN_RECONNECT};
 use crate::engine::{EngineClient, EngineInfo};
 use crate::error::Error;
@@ -24,11 +25,16 @@ pub(crate) fn reader(
     mut retry: Box<dyn RetryPolicy>,
     stop: Arc<AtomicBool>,
     wake: Receiver<()>,
+    metrics: Arc<MetricsCell>,
 ) {
     let mut gen = 0u64;
+    let mut first = true;
     loop {
         if stop.load(Ordering::SeqCst) {
             return;
+        }
+        if !std::mem::take(&mut first) {
+            metrics.reconnect_attempt();
         }
         let opened = Instant::now();
         let mut delivered = false;
@@ -82,20 +88,22 @@ pub(crate) fn worker(
     jobs: Receiver<Job>,
     tx: Sender<Msg>,
     info: Arc<Mutex<Option<EngineInfo>>>,
+    metrics: Arc<MetricsCell>,
 ) {
     for job in jobs {
+        let began = Instant::now();
         let msg = match job {
             Job::List { gen } => {
                 if let Ok(i) = engine.info() {
                     *info.lock() = Some(i);
                 }
-                Msg::Listed {
-                    gen,
-                    result: engine.list(),
-                }
+                let result = engine.list();
+                metrics.list_took(began.elapsed());
+                Msg::Listed { gen, result }
             }
             Job::Inspect { token, id } => {
                 let result = engine.inspect(&id);
+                metrics.inspect_took(began.elapsed());
                 Msg::Inspected { token, id, result }
             }
         };

@@ -1,0 +1,635 @@
+//! Engine discovery: which container engines run on this node, where their API sockets
+//! are, and their PIDs — without the user knowing any socket path.
+//!
+//! Three sources, merged by socket path (after resolving symlinks such as
+//! `/var/run` → `/run`):
+//! 1. a `/proc` scan: processes named `dockerd`, `containerd`, `crio` and `podman` and the
+//!    Unix sockets they listen on (the socket inodes of `/proc/PID/fd` matched against
+//!    `/proc/PID/net/unix`); this finds engines on private sockets and gives their PIDs;
+//! 2. the environment: `DOCKER_HOST`, `CONTAINERD_ADDRESS`, `CONTAINER_RUNTIME_ENDPOINT`;
+//! 3. the well-known sockets ([`WELL_KNOWN`], plus `$XDG_RUNTIME_DIR/podman/podman.sock`).
+//!
+//! Rules:
+//! - A containerd that a dockerd manages (its parent is a dockerd, or its socket lies in a
+//!   `docker/containerd/` directory, dockerd's exec-root layout) is watched through Docker,
+//!   not twice: it is reported with [`Found::managed_by`] set, and [`discover`] leaves it
+//!   out.
+//! - **A standalone containerd is watched natively only, by default.** Its CRI plugin (if
+//!   any) serves the same containers again, under other ids; set
+//!   [`DiscoverOptions::cri_for_containerd`] to also get a [`Kind::Cri`] entry on the same
+//!   socket. cri-o only speaks CRI and is always a [`Kind::Cri`] engine.
+//! - dockerd's helper sockets (`metrics.sock`, libnetwork and plugin sockets) and
+//!   containerd's ttrpc and debug sockets are not API sockets and are skipped.
+//!
+//! An engine is identified by its kind, socket path, PID and the socket file's inode
+//! ([`Found::identity`]): a restarted engine gets a new PID and a new socket inode.
+#![forbid(unsafe_code)]
+
+mod procfs;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use crate::engine::EngineClient;
+use crate::error::{Error, Result};
+
+/// The well-known API sockets and the engine kind each one belongs to.
+pub const WELL_KNOWN: &[(&str, Kind)] = &[
+    ("/run/docker.sock", Kind::Docker),
+    ("/var/run/docker.sock", Kind::Docker),
+    ("/run/containerd/containerd.sock", Kind::Containerd),
+    ("/var/run/containerd/containerd.sock", Kind::Containerd),
+    ("/run/k3s/containerd/containerd.sock", Kind::Containerd),
+    ("/run/crio/crio.sock", Kind::Cri),
+    ("/var/run/crio/crio.sock", Kind::Cri),
+    ("/run/podman/podman.sock", Kind::Podman),
+];
+
+/// Which API an engine is watched through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
+pub enum Kind {
+    /// Docker's API (dockerd).
+    Docker,
+    /// Podman's Docker-compatible API.
+    Podman,
+    /// containerd's native API.
+    Containerd,
+    /// The Kubernetes CRI API (cri-o, containerd's CRI plugin).
+    Cri,
+}
+
+impl Kind {
+    /// The engine type string ([`crate::engine::DOCKER`] etc.).
+    pub fn engine_type(self) -> &'static str {
+        match self {
+            Kind::Docker => crate::engine::DOCKER,
+            Kind::Podman => crate::engine::PODMAN,
+            Kind::Containerd => crate::engine::CONTAINERD,
+            Kind::Cri => crate::engine::CRI,
+        }
+    }
+
+    /// A short lowercase name: `docker`, `podman`, `containerd`, `cri`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Docker => "docker",
+            Kind::Podman => "podman",
+            Kind::Containerd => "containerd",
+            Kind::Cri => "cri",
+        }
+    }
+}
+
+/// Where an engine was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
+pub enum Source {
+    /// A process listening on the socket (the PID is known).
+    Process,
+    /// An environment variable.
+    Env,
+    /// A well-known socket path.
+    WellKnown,
+}
+
+/// One discovered engine API.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct Found {
+    /// Which API.
+    pub kind: Kind,
+    /// The socket path (or, for a non-Unix `DOCKER_HOST`, the address as given).
+    pub api_path: String,
+    /// The engine process, when known.
+    pub pid: Option<u32>,
+    /// The socket file's inode: changes when the engine re-creates its socket.
+    pub inode: Option<u64>,
+    /// How it was found.
+    pub source: Source,
+    /// For a containerd that a dockerd manages: that dockerd's PID (0 when only the socket
+    /// path says so). Such a containerd is not watched (Docker is).
+    pub managed_by: Option<u32>,
+}
+
+impl Found {
+    /// What tells two incarnations of an engine apart: kind, path, PID, socket inode.
+    pub fn identity(&self) -> (Kind, &str, Option<u32>, Option<u64>) {
+        (self.kind, &self.api_path, self.pid, self.inode)
+    }
+
+    /// The address in the form the engine's client takes: `unix://PATH` for the Docker
+    /// API, the plain path for gRPC engines.
+    pub fn address(&self) -> String {
+        match self.kind {
+            Kind::Docker | Kind::Podman if self.api_path.starts_with('/') => {
+                format!("unix://{}", self.api_path)
+            }
+            _ => self.api_path.clone(),
+        }
+    }
+
+    /// A client of this engine, with the PID filled into its engine info. Fails with
+    /// [`Error::InvalidEndpoint`] when the crate is built without the engine's feature.
+    pub fn client(&self) -> Result<Box<dyn EngineClient>> {
+        #[allow(unused_variables)] // every feature on: no engine is missing
+        let missing = |feature: &str| Error::InvalidEndpoint {
+            endpoint: self.api_path.clone(),
+            reason: format!("whalewatcher was built without the {feature} feature"),
+        };
+        match self.kind {
+            Kind::Docker | Kind::Podman => {
+                #[cfg(feature = "docker")]
+                {
+                    let mut c = crate::docker::DockerClient::new(Some(&self.address()))?;
+                    if let Some(pid) = self.pid {
+                        c = c.with_pid(pid);
+                    }
+                    Ok(Box::new(c))
+                }
+                #[cfg(not(feature = "docker"))]
+                Err(missing("docker"))
+            }
+            Kind::Containerd => {
+                #[cfg(feature = "containerd")]
+                {
+                    let mut c = crate::containerd::ContainerdClient::new(&self.api_path);
+                    if let Some(pid) = self.pid {
+                        c = c.with_pid(pid);
+                    }
+                    Ok(Box::new(c))
+                }
+                #[cfg(not(feature = "containerd"))]
+                Err(missing("containerd"))
+            }
+            Kind::Cri => {
+                #[cfg(feature = "cri")]
+                {
+                    let mut c = crate::cri::CriClient::new(Some(&self.api_path));
+                    if let Some(pid) = self.pid {
+                        c = c.with_pid(pid);
+                    }
+                    Ok(Box::new(c))
+                }
+                #[cfg(not(feature = "cri"))]
+                Err(missing("cri"))
+            }
+        }
+    }
+}
+
+/// What to look at.
+#[derive(Debug, Clone)]
+pub struct DiscoverOptions {
+    /// Where procfs is mounted (default `/proc`); empty: no process scan.
+    pub proc_root: PathBuf,
+    /// Look at the environment variables (default true).
+    pub env: bool,
+    /// Look at the well-known socket paths (default true).
+    pub well_known: bool,
+    /// Also watch a standalone containerd through its CRI plugin (default **false**: a
+    /// containerd is watched natively only).
+    pub cri_for_containerd: bool,
+}
+
+impl Default for DiscoverOptions {
+    fn default() -> Self {
+        DiscoverOptions {
+            proc_root: PathBuf::from("/proc"),
+            env: true,
+            well_known: true,
+            cri_for_containerd: false,
+        }
+    }
+}
+
+impl DiscoverOptions {
+    /// Sets [`cri_for_containerd`](Self::cri_for_containerd).
+    pub fn with_cri_for_containerd(mut self, on: bool) -> Self {
+        self.cri_for_containerd = on;
+        self
+    }
+}
+
+/// The engines to watch: [`scan`] without dockerd-managed containerds, sorted by kind and
+/// path.
+pub fn discover(options: &DiscoverOptions) -> Vec<Found> {
+    scan(options)
+        .into_iter()
+        .filter(|f| f.managed_by.is_none())
+        .collect()
+}
+
+/// Every engine API found, including dockerd-managed containerds (see
+/// [`Found::managed_by`]), sorted by kind and path.
+pub fn scan(options: &DiscoverOptions) -> Vec<Found> {
+    let mut by_key: BTreeMap<(Kind, String), Found> = BTreeMap::new();
+    let procs = if options.proc_root.as_os_str().is_empty() {
+        Vec::new()
+    } else {
+        procfs::scan(&options.proc_root)
+    };
+    let dockerd_pids: Vec<u32> = procs
+        .iter()
+        .filter(|p| p.comm == "dockerd")
+        .map(|p| p.pid)
+        .collect();
+    // Each dockerd's exec-root, where it puts the socket of the containerd it runs.
+    let exec_roots: Vec<(u32, String)> = procs
+        .iter()
+        .filter(|p| p.comm == "dockerd")
+        .map(|p| (p.pid, procfs::exec_root(&options.proc_root, p.pid)))
+        .collect();
+    // socket path -> (pid, kind) of the process listening there.
+    let mut listeners: BTreeMap<String, (u32, Kind)> = BTreeMap::new();
+    for p in &procs {
+        let Some(kind) = kind_of_comm(&p.comm) else {
+            continue;
+        };
+        for s in &p.sockets {
+            if !is_api_socket(kind, s) {
+                continue;
+            }
+            let path = visible_path(&options.proc_root, p.pid, s);
+            listeners.insert(path.clone(), (p.pid, kind));
+            let managed_by = if kind == Kind::Containerd {
+                let under = |root: &str| s.starts_with(format!("{root}/containerd/"));
+                if dockerd_pids.contains(&p.ppid) {
+                    Some(p.ppid)
+                } else if let Some((pid, _)) = exec_roots.iter().find(|(_, r)| under(r)) {
+                    Some(*pid)
+                } else if in_docker_exec_root(s) {
+                    Some(0)
+                } else {
+                    None
+                }
+            } else {
+                None
+            };
+            let found = Found {
+                kind,
+                inode: socket_inode(&path),
+                api_path: path.clone(),
+                pid: Some(p.pid),
+                source: Source::Process,
+                managed_by,
+            };
+            by_key.insert((kind, path), found);
+        }
+    }
+    let mut add = |kind: Kind, raw: &str, source: Source| {
+        let path = if raw.starts_with('/') {
+            if !is_socket(Path::new(raw)) {
+                return;
+            }
+            canonical(raw)
+        } else {
+            raw.to_string() // e.g. tcp://host:2375
+        };
+        let (pid, kind) = match listeners.get(&path) {
+            // The process knows better (DOCKER_HOST may well point to podman).
+            Some(&(pid, pkind)) if pkind == kind || kind_family(pkind) == kind_family(kind) => {
+                (Some(pid), pkind)
+            }
+            Some(&(pid, _)) if kind == Kind::Cri => (Some(pid), kind),
+            _ => (None, kind),
+        };
+        by_key.entry((kind, path.clone())).or_insert_with(|| Found {
+            kind,
+            inode: socket_inode(&path),
+            managed_by: (kind == Kind::Containerd && in_docker_exec_root(Path::new(&path)))
+                .then_some(0),
+            api_path: path,
+            pid,
+            source,
+        });
+    };
+    if options.env {
+        if let Some(h) = env("DOCKER_HOST") {
+            match h.strip_prefix("unix://") {
+                Some(p) => add(Kind::Docker, p, Source::Env),
+                None => add(Kind::Docker, &h, Source::Env),
+            }
+        }
+        if let Some(a) = env("CONTAINERD_ADDRESS") {
+            add(Kind::Containerd, strip_unix(&a), Source::Env);
+        }
+        if let Some(e) = env("CONTAINER_RUNTIME_ENDPOINT") {
+            add(Kind::Cri, strip_unix(&e), Source::Env);
+        }
+    }
+    if options.well_known {
+        for (path, kind) in WELL_KNOWN {
+            add(*kind, path, Source::WellKnown);
+        }
+        if let Some(x) = env("XDG_RUNTIME_DIR") {
+            add(
+                Kind::Podman,
+                &format!("{x}/podman/podman.sock"),
+                Source::WellKnown,
+            );
+        }
+    }
+    if options.cri_for_containerd {
+        let extra: Vec<Found> = by_key
+            .values()
+            .filter(|f| f.kind == Kind::Containerd && f.managed_by.is_none())
+            .map(|f| Found {
+                kind: Kind::Cri,
+                ..f.clone()
+            })
+            .collect();
+        for f in extra {
+            by_key.entry((Kind::Cri, f.api_path.clone())).or_insert(f);
+        }
+    }
+    by_key.into_values().collect()
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn strip_unix(s: &str) -> &str {
+    s.strip_prefix("unix://").unwrap_or(s)
+}
+
+fn kind_of_comm(comm: &str) -> Option<Kind> {
+    match comm {
+        "dockerd" => Some(Kind::Docker),
+        "podman" => Some(Kind::Podman),
+        "containerd" => Some(Kind::Containerd),
+        "crio" => Some(Kind::Cri),
+        _ => None,
+    }
+}
+
+/// Docker and Podman speak the same API.
+fn kind_family(k: Kind) -> u8 {
+    match k {
+        Kind::Docker | Kind::Podman => 0,
+        Kind::Containerd => 1,
+        Kind::Cri => 2,
+    }
+}
+
+/// Whether a socket an engine listens on is its API socket (not a helper socket).
+fn is_api_socket(kind: Kind, path: &Path) -> bool {
+    let s = path.to_string_lossy();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    match kind {
+        Kind::Docker => {
+            !(name == "metrics.sock" || s.contains("/libnetwork/") || s.contains("/plugins/"))
+        }
+        Kind::Containerd => !(name.ends_with(".ttrpc") || name.ends_with("-debug.sock")),
+        Kind::Podman | Kind::Cri => true,
+    }
+}
+
+/// dockerd starts its own containerd with the socket `<exec-root>/containerd/containerd.sock`,
+/// the exec-root being `/var/run/docker` by default: the fallback for a containerd whose
+/// dockerd is not (or no longer) seen.
+fn in_docker_exec_root(path: &Path) -> bool {
+    path.to_string_lossy()
+        .ends_with("/docker/containerd/containerd.sock")
+}
+
+/// The socket path as this process can dial it: as bound, resolved, or else (an engine in
+/// another mount namespace) under `/proc/PID/root`.
+fn visible_path(proc_root: &Path, pid: u32, bound: &Path) -> String {
+    if is_socket(bound) {
+        return canonical(&bound.to_string_lossy());
+    }
+    let rel = bound.strip_prefix("/").unwrap_or(bound);
+    let inside = proc_root.join(pid.to_string()).join("root").join(rel);
+    if is_socket(&inside) {
+        return inside.to_string_lossy().into_owned();
+    }
+    bound.to_string_lossy().into_owned()
+}
+
+fn canonical(path: &str) -> String {
+    std::fs::canonicalize(path)
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| path.to_string())
+}
+
+fn is_socket(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.file_type().is_socket())
+}
+
+fn socket_inode(path: &str) -> Option<u64> {
+    std::fs::metadata(path)
+        .ok()
+        .filter(|m| m.file_type().is_socket())
+        .map(|m| m.ino())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn helper_sockets_are_skipped() {
+        let p = |s: &str| PathBuf::from(s);
+        assert!(is_api_socket(Kind::Docker, &p("/run/docker.sock")));
+        assert!(!is_api_socket(Kind::Docker, &p("/run/docker/metrics.sock")));
+        assert!(!is_api_socket(
+            Kind::Docker,
+            &p("/run/docker/libnetwork/21836e484e83.sock")
+        ));
+        assert!(is_api_socket(
+            Kind::Containerd,
+            &p("/run/containerd/containerd.sock")
+        ));
+        assert!(!is_api_socket(
+            Kind::Containerd,
+            &p("/run/containerd/containerd.sock.ttrpc")
+        ));
+        assert!(!is_api_socket(
+            Kind::Containerd,
+            &p("/run/containerd/containerd-debug.sock")
+        ));
+        assert!(in_docker_exec_root(&p(
+            "/run/docker/containerd/containerd.sock"
+        )));
+        assert!(!in_docker_exec_root(&p("/run/containerd/containerd.sock")));
+    }
+
+    #[test]
+    fn addresses() {
+        let f = Found {
+            kind: Kind::Podman,
+            api_path: "/run/podman/podman.sock".into(),
+            pid: Some(7),
+            inode: None,
+            source: Source::Process,
+            managed_by: None,
+        };
+        assert_eq!(f.address(), "unix:///run/podman/podman.sock");
+        let g = Found {
+            kind: Kind::Containerd,
+            ..f.clone()
+        };
+        assert_eq!(g.address(), "/run/podman/podman.sock");
+        assert_eq!(Kind::Cri.engine_type(), crate::engine::CRI);
+    }
+
+    #[test]
+    fn nothing_to_scan() {
+        let opts = DiscoverOptions {
+            proc_root: PathBuf::from("/nonexistent-proc"),
+            env: false,
+            well_known: false,
+            cri_for_containerd: true,
+        };
+        assert!(scan(&opts).is_empty());
+    }
+
+    /// A fake process: pid, ppid, comm, cmdline, [(socket inode, bound path)].
+    type FakeProcess<'a> = (u32, u32, &'a str, &'a str, &'a [(u64, &'a str)]);
+
+    /// A fake procfs of these processes, plus one non-engine.
+    fn fake_proc(procs: &[FakeProcess]) -> PathBuf {
+        let root = std::env::temp_dir().join(format!(
+            "ww-fakeproc-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&root);
+        for (pid, ppid, comm, cmdline, socks) in procs {
+            let d = root.join(pid.to_string());
+            std::fs::create_dir_all(d.join("fd")).unwrap();
+            std::fs::create_dir_all(d.join("net")).unwrap();
+            std::fs::create_dir_all(d.join("ns")).unwrap();
+            std::fs::write(d.join("comm"), format!("{comm}\n")).unwrap();
+            std::fs::write(d.join("stat"), format!("{pid} ({comm}) S {ppid} 1 1 0")).unwrap();
+            std::fs::write(d.join("cmdline"), cmdline.replace(' ', "\0")).unwrap();
+            std::os::unix::fs::symlink("net:[4026531840]", d.join("ns/net")).unwrap();
+            for (n, (ino, _)) in socks.iter().enumerate() {
+                let fd = d.join(format!("fd/{}", n + 3));
+                std::os::unix::fs::symlink(format!("socket:[{ino}]"), fd).unwrap();
+            }
+        }
+        // One network namespace: every process sees the same table of all sockets.
+        let mut all = String::from("Num RefCount Protocol Flags Type St Inode Path\n");
+        for (_, _, _, _, socks) in procs {
+            for (ino, path) in socks.iter() {
+                all.push_str(&format!(
+                    "0: 00000002 00000000 00010000 0001 01 {ino} {path}\n"
+                ));
+            }
+        }
+        for (pid, ..) in procs {
+            std::fs::write(root.join(pid.to_string()).join("net/unix"), &all).unwrap();
+        }
+        // Not an engine.
+        let d = root.join("99");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("comm"), "bash\n").unwrap();
+        root
+    }
+
+    #[test]
+    fn scan_of_a_fake_proc() {
+        let root = fake_proc(&[
+            (
+                10,
+                1,
+                "dockerd",
+                "dockerd -H unix:///x/docker.sock --exec-root /x/exec",
+                &[(100, "/x/docker.sock"), (101, "/x/exec/metrics.sock")],
+            ),
+            (
+                11,
+                10,
+                "containerd",
+                "containerd --config /x/exec/containerd/containerd.toml",
+                &[
+                    (110, "/x/exec/containerd/containerd.sock"),
+                    (111, "/x/exec/containerd/containerd.sock.ttrpc"),
+                ],
+            ),
+            // An orphaned dockerd containerd: found by the exec-root.
+            (
+                12,
+                1,
+                "containerd",
+                "containerd",
+                &[(120, "/x/exec/containerd/containerd2.sock")],
+            ),
+            (
+                20,
+                1,
+                "containerd",
+                "containerd",
+                &[
+                    (200, "/y/containerd.sock"),
+                    (201, "/y/containerd-debug.sock"),
+                ],
+            ),
+            (
+                30,
+                1,
+                "podman",
+                "podman system service",
+                &[(300, "/z/podman.sock")],
+            ),
+            (31, 1, "podman", "podman ps", &[]),
+        ]);
+        let opts = DiscoverOptions {
+            proc_root: root.clone(),
+            env: false,
+            well_known: false,
+            cri_for_containerd: false,
+        };
+        let all = scan(&opts);
+        let got: Vec<(Kind, &str, Option<u32>, Option<u32>)> = all
+            .iter()
+            .map(|f| (f.kind, f.api_path.as_str(), f.pid, f.managed_by))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Kind::Docker, "/x/docker.sock", Some(10), None),
+                (Kind::Podman, "/z/podman.sock", Some(30), None),
+                (
+                    Kind::Containerd,
+                    "/x/exec/containerd/containerd.sock",
+                    Some(11),
+                    Some(10)
+                ),
+                (
+                    Kind::Containerd,
+                    "/x/exec/containerd/containerd2.sock",
+                    Some(12),
+                    Some(10)
+                ),
+                (Kind::Containerd, "/y/containerd.sock", Some(20), None),
+            ]
+        );
+        let watched: Vec<String> = discover(&opts).into_iter().map(|f| f.address()).collect();
+        assert_eq!(
+            watched,
+            vec![
+                "unix:///x/docker.sock",
+                "unix:///z/podman.sock",
+                "/y/containerd.sock"
+            ]
+        );
+        let with_cri = discover(&opts.clone().with_cri_for_containerd(true));
+        assert_eq!(with_cri.len(), 4);
+        let cri = with_cri.iter().find(|f| f.kind == Kind::Cri).unwrap();
+        assert_eq!(
+            (cri.api_path.as_str(), cri.pid),
+            ("/y/containerd.sock", Some(20))
+        );
+        let _ = std::fs::remove_dir_all(root);
+    }
+}

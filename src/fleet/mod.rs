@@ -1,0 +1,362 @@
+//! Many engines at once: a [`Fleet`] discovers the node's engines, runs one [`Watcher`] per
+//! engine, and offers one view of all their containers and one merged event stream.
+//!
+//! A supervisor thread rescans every [`FleetOptions::rescan`]:
+//! - an engine found for the first time — or found again with another PID or socket
+//!   inode ([`Found::identity`]), i.e. restarted — gets a new watcher (attached);
+//! - an engine no longer found (its process ended) is detached: its watcher is closed,
+//!   [`Fleet::engines`] shows it as [`EngineState::Vanished`], and every fleet subscription
+//!   gets an `Exited` event (`synthetic: true`, no exit code, `seq` 0) for each of its
+//!   containers. A restarted engine therefore shows as Exited for the old incarnation's
+//!   containers, then Started (synthetic) for what the new one runs.
+//!
+//! Containers are tagged with their engine by [`Container::engine`] (type and engine id).
+//! The sync algorithm stays in the watcher: the fleet only composes watchers.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use whalewatcher::fleet::{Fleet, FleetItem, FleetOptions};
+//!
+//! let fleet = Fleet::new(FleetOptions::default()); // discovers the node's engines
+//! fleet.wait_ready(Duration::from_secs(10)).ok();
+//! for status in fleet.engines() {
+//!     println!("{:?} {} pid {:?}: {:?}", status.found.kind, status.found.api_path,
+//!         status.found.pid, status.state);
+//! }
+//! let mut events = fleet.subscribe();
+//! while let Some(item) = events.recv_timeout(Duration::from_secs(1)) {
+//!     if let FleetItem::Event(e) = item {
+//!         println!("{} {} on {}", e.kind.as_str(), e.container.name, e.container.engine_type());
+//!     }
+//! }
+//! ```
+#![forbid(unsafe_code)]
+
+mod subscription;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use parking_lot::Mutex;
+
+pub use subscription::{FleetItem, FleetSubscription};
+
+use crate::container::Container;
+use crate::discover::{self, DiscoverOptions, Found};
+use crate::engine::EngineInfo;
+use crate::error::{Error, Result};
+use crate::portfolio::Portfolio;
+use crate::watcher::{Health, Metrics, Watcher, WatcherOptions};
+use subscription::Control;
+
+/// Finds the engines to watch; called at start and at every rescan.
+pub type Scanner = Box<dyn Fn() -> Vec<Found> + Send>;
+
+/// How many vanished engines [`Fleet::engines`] remembers.
+const VANISHED_KEPT: usize = 16;
+
+/// How a [`Fleet`] behaves.
+#[derive(Debug, Clone)]
+pub struct FleetOptions {
+    /// What discovery looks at (default: everything; containerd natively, no CRI).
+    pub discover: DiscoverOptions,
+    /// How often engines are looked for again (default 2 s).
+    pub rescan: Duration,
+    /// Options for every engine's watcher (its name gets the engine kind and index added).
+    pub watcher: WatcherOptions,
+}
+
+impl Default for FleetOptions {
+    fn default() -> Self {
+        FleetOptions {
+            discover: DiscoverOptions::default(),
+            rescan: Duration::from_secs(2),
+            watcher: WatcherOptions::default(),
+        }
+    }
+}
+
+/// Whether an engine is watched or has gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineState {
+    /// Watched; the watcher's health.
+    Attached(Health),
+    /// The engine's process is no longer found (since then); its containers were reported
+    /// as exited.
+    Vanished {
+        /// When the fleet noticed.
+        since: SystemTime,
+    },
+}
+
+/// One engine of the fleet.
+#[derive(Debug, Clone)]
+pub struct EngineStatus {
+    /// How discovery found it.
+    pub found: Found,
+    /// What the engine said about itself at the last listing (with the PID filled in).
+    pub info: Option<EngineInfo>,
+    /// Watched or gone.
+    pub state: EngineState,
+    /// Its containers (empty once vanished).
+    pub portfolio: Arc<Portfolio>,
+    /// Its watcher's counters (the last ones, for a vanished engine).
+    pub metrics: Metrics,
+}
+
+pub(crate) struct Member {
+    pub(crate) found: Arc<Found>,
+    pub(crate) watcher: Arc<Watcher>,
+}
+
+#[derive(Default)]
+struct State {
+    members: Vec<Member>,
+    vanished: VecDeque<EngineStatus>,
+    subscribers: Vec<Sender<Control>>,
+    attached_total: u64,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    scanner: Mutex<Scanner>,
+    options: FleetOptions,
+}
+
+/// Watches every engine discovery finds; dropping it closes it.
+pub struct Fleet {
+    inner: Arc<Inner>,
+    stop: Option<Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Fleet {
+    /// Discovers engines with `options.discover` now and every `options.rescan`.
+    pub fn new(options: FleetOptions) -> Fleet {
+        let d = options.discover.clone();
+        Self::with_scanner(Box::new(move || discover::discover(&d)), options)
+    }
+
+    /// Like [`new`](Self::new), with another way to find the engines (e.g. a fixed list, or
+    /// discovery narrowed down).
+    pub fn with_scanner(scanner: Scanner, options: FleetOptions) -> Fleet {
+        let inner = Arc::new(Inner {
+            state: Mutex::new(State::default()),
+            scanner: Mutex::new(scanner),
+            options,
+        });
+        inner.scan();
+        let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
+        let i = inner.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("{}-fleet", i.options.watcher.name))
+            .spawn(move || supervise(i, stopped))
+            .expect("cannot spawn the fleet thread");
+        Fleet {
+            inner,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// Looks for engines now instead of at the next rescan.
+    pub fn rescan_now(&self) {
+        self.inner.scan();
+    }
+
+    /// The attached engines and their watchers.
+    pub fn watchers(&self) -> Vec<(Found, Arc<Watcher>)> {
+        let st = self.inner.state.lock();
+        st.members
+            .iter()
+            .map(|m| ((*m.found).clone(), m.watcher.clone()))
+            .collect()
+    }
+
+    /// Every engine: the attached ones (sorted by kind and path), then the vanished ones
+    /// (latest first).
+    pub fn engines(&self) -> Vec<EngineStatus> {
+        let st = self.inner.state.lock();
+        let mut out: Vec<EngineStatus> = st
+            .members
+            .iter()
+            .map(|m| EngineStatus {
+                found: (*m.found).clone(),
+                info: m.watcher.engine_info(),
+                state: EngineState::Attached(m.watcher.health()),
+                portfolio: m.watcher.portfolio(),
+                metrics: m.watcher.metrics(),
+            })
+            .collect();
+        out.extend(st.vanished.iter().cloned());
+        out
+    }
+
+    /// The containers of every attached engine.
+    pub fn containers(&self) -> Vec<Arc<Container>> {
+        let st = self.inner.state.lock();
+        st.members
+            .iter()
+            .flat_map(|m| m.watcher.portfolio().iter().cloned().collect::<Vec<_>>())
+            .collect()
+    }
+
+    /// How many engines were attached since the fleet started (restarts included).
+    pub fn attached_total(&self) -> u64 {
+        self.inner.state.lock().attached_total
+    }
+
+    /// Waits until every attached engine is synced. `Err` names the first engine that
+    /// failed or did not sync in time.
+    pub fn wait_ready(&self, timeout: Duration) -> Result<()> {
+        let end = Instant::now() + timeout;
+        for (found, w) in self.watchers() {
+            let left = end.saturating_duration_since(Instant::now());
+            w.wait_ready(left).map_err(|e| Error::Timeout {
+                what: format!("{} {}: {e}", found.kind.as_str(), found.api_path),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// One merged stream: for each attached engine synthetic `Started` events for its
+    /// current containers, then the live events of all engines, of engines attached
+    /// later, and `Exited` for the containers of engines that vanish.
+    pub fn subscribe(&self) -> FleetSubscription {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut st = self.inner.state.lock();
+        let subs = st
+            .members
+            .iter()
+            .map(|m| (m.found.clone(), m.watcher.clone(), m.watcher.subscribe()))
+            .collect();
+        st.subscribers.push(tx);
+        FleetSubscription::new(subs, rx)
+    }
+
+    /// Stops the supervisor and every watcher; subscriptions end.
+    pub fn close(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let members = {
+            let mut st = self.inner.state.lock();
+            st.subscribers.clear();
+            std::mem::take(&mut st.members)
+        };
+        drop(members); // the last reference closes each watcher
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl std::fmt::Debug for Fleet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fleet")
+            .field("engines", &self.inner.state.lock().members.len())
+            .finish()
+    }
+}
+
+fn supervise(inner: Arc<Inner>, stopped: Receiver<()>) {
+    loop {
+        match stopped.recv_timeout(inner.options.rescan) {
+            Err(RecvTimeoutError::Timeout) => inner.scan(),
+            _ => return,
+        }
+    }
+}
+
+impl Inner {
+    fn scan(&self) {
+        let found = (self.scanner.lock())();
+        self.rescan(&found);
+    }
+
+    /// Detaches what is gone or changed, attaches what is new.
+    fn rescan(&self, found: &[Found]) {
+        let mut st = self.state.lock();
+        let (keep, gone): (Vec<Member>, Vec<Member>) = std::mem::take(&mut st.members)
+            .into_iter()
+            .partition(|m| found.iter().any(|f| f.identity() == m.found.identity()));
+        st.members = keep;
+        for m in gone {
+            log::info!(
+                "engine {} {} (pid {:?}) vanished",
+                m.found.kind.as_str(),
+                m.found.api_path,
+                m.found.pid
+            );
+            let last = m.watcher.portfolio();
+            st.vanished.push_front(EngineStatus {
+                found: (*m.found).clone(),
+                info: m.watcher.engine_info(),
+                state: EngineState::Vanished {
+                    since: SystemTime::now(),
+                },
+                portfolio: Arc::new(Portfolio::new()),
+                metrics: m.watcher.metrics(),
+            });
+            st.vanished.truncate(VANISHED_KEPT);
+            let containers: Vec<Arc<Container>> = last.sorted();
+            st.subscribers.retain(|s| {
+                s.send(Control::Vanished {
+                    engine: m.found.clone(),
+                    containers: containers.clone(),
+                })
+                .is_ok()
+            });
+            // Closing waits for the watcher's threads: off the lock's critical path would
+            // be nicer, but the engine is gone, so its calls fail fast.
+            drop(m);
+        }
+        for f in found {
+            if st
+                .members
+                .iter()
+                .any(|m| m.found.identity() == f.identity())
+            {
+                continue;
+            }
+            let client = match f.client() {
+                Ok(c) => c,
+                Err(e) => {
+                    log::warn!("cannot watch {} {}: {e}", f.kind.as_str(), f.api_path);
+                    continue;
+                }
+            };
+            st.attached_total += 1;
+            let mut options = self.options.watcher.clone();
+            options.name = format!("{}-{}{}", options.name, f.kind.as_str(), st.attached_total);
+            let watcher = Arc::new(Watcher::new(client, options));
+            let found = Arc::new(f.clone());
+            st.subscribers.retain(|s| {
+                s.send(Control::Attached {
+                    engine: found.clone(),
+                    watcher: Arc::downgrade(&watcher),
+                    sub: watcher.subscribe(),
+                })
+                .is_ok()
+            });
+            // Remove a vanished entry of the same engine: it is back.
+            st.vanished
+                .retain(|v| !(v.found.kind == f.kind && v.found.api_path == f.api_path));
+            st.members.push(Member { found, watcher });
+        }
+        st.members.sort_by(|a, b| {
+            (a.found.kind, &a.found.api_path).cmp(&(b.found.kind, &b.found.api_path))
+        });
+    }
+}
