@@ -5,10 +5,12 @@
 //! project (`com.docker.compose.project`), plus a lifecycle event stream (started, exited,
 //! paused, unpaused) that begins with the correct current picture.
 //!
-//! Engines: Docker and Podman ([`docker`], HTTP/1.1 on a Unix socket), containerd
-//! ([`containerd`], native gRPC API). No async runtime: blocking engine clients feed ONE
-//! sync thread per [`Watcher`] that owns the state and publishes immutable [`Portfolio`]
-//! snapshots; queries never touch the engine.
+//! Engines: Docker and Podman (`docker`, HTTP/1.1 on a Unix socket), containerd
+//! (`containerd`, native gRPC API), CRI engines (`cri`: containerd's CRI plugin, cri-o).
+//! No async runtime: blocking engine clients feed ONE sync thread per [`Watcher`] that
+//! owns the state and publishes immutable [`Portfolio`] snapshots; queries never touch the
+//! engine. [`discover`] finds a node's engines and a [`fleet::Fleet`] watches all of them
+//! at once (one merged view and event stream). The `ffi` feature adds a C ABI.
 //!
 //! ## Example
 //!

@@ -41,9 +41,6 @@ fn bad_arguments_are_errors_with_messages() {
     let (st, msg) = W::new("rocket", None).err().unwrap();
     assert_eq!(st, WW_ERR_INVALID_ARGUMENT);
     assert!(msg.contains("unknown engine \"rocket\""), "{msg}");
-    let (st, msg) = W::new("auto", None).err().unwrap();
-    assert_eq!(st, WW_ERR_UNSUPPORTED);
-    assert!(msg.contains("not supported yet"), "{msg}");
     let (st, msg) = W::new("docker", Some("ftp://example.com")).err().unwrap();
     assert_eq!(st, WW_ERR_INVALID_ARGUMENT);
     assert!(msg.contains("ftp://example.com"), "{msg}");
@@ -236,7 +233,7 @@ fn next_for(s: &ffi_support::S, id: &str) -> Value {
                     return ev;
                 }
             }
-            (WW_TIMEOUT, None) | (WW_GAP, Some(_)) => {}
+            (WW_TIMEOUT, None) | (WW_GAP | WW_ENGINE | WW_LAGGED, Some(_)) => {}
             other => panic!("unexpected {other:?}: {}", last_error()),
         }
     }
@@ -391,4 +388,113 @@ fn cri_watcher_syncs() {
     for c in w.portfolio_value() {
         assert_eq!(c["engine"], "k8s.io/cri-api", "{c}");
     }
+}
+
+/// Engine "auto": discovery finds the test dockerd by its process; its containers,
+/// health, engine info and events come through the fleet, checked against `docker`.
+#[test]
+fn auto_watches_the_discovered_dockerd() {
+    let Some(docker) = Docker::from_env() else {
+        return;
+    };
+    let sock = docker.url.strip_prefix("unix://").unwrap().to_string();
+    let (st, msg) = W::new("auto", Some("/run/docker.sock")).err().unwrap();
+    assert_eq!(st, WW_ERR_INVALID_ARGUMENT);
+    assert!(msg.contains("with-cri"), "{msg}");
+
+    let (id1, name1) = docker.start("auto");
+    let w = W::new("auto", None).unwrap();
+    assert_eq!(w.wait_ready(60_000), WW_OK, "{}", last_error());
+    common::wait_until(Duration::from_secs(30), "own container via auto", || {
+        find(&w.portfolio_value(), &id1).is_some()
+    });
+    let p = w.portfolio_value();
+    let c1 = find(&p, &id1).unwrap();
+    assert_eq!(c1["pid"].as_u64(), Some(docker.pid(&id1)));
+    assert_eq!(c1["name"], name1.as_str());
+    assert_eq!(c1["engine"], "docker.com");
+    let (st, json) = w.lookup(&name1);
+    assert_eq!(st, WW_OK, "{}", last_error());
+    assert_eq!(&serde_json::from_str::<Value>(&json.unwrap()).unwrap(), c1);
+
+    // Health: every engine listed; ours attached and synced, with the dockerd's PID.
+    let (state, h) = w.health();
+    let engines = h["engines"].as_array().expect("engines array");
+    let ours = engines
+        .iter()
+        .find(|e| e["engine"]["api_path"] == sock.as_str())
+        .unwrap_or_else(|| panic!("{sock} not among {h}"));
+    assert_eq!(ours["engine"]["kind"], "docker");
+    assert_eq!(ours["state"], "synced");
+    let dockerd_pid: u64 =
+        std::fs::read_to_string(std::path::Path::new(&sock).with_file_name("docker.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+    assert_eq!(ours["engine"]["pid"].as_u64(), Some(dockerd_pid));
+    assert_eq!(h["state"].as_str(), Some(health_word(state)), "{h}");
+
+    let mut info = std::ptr::null_mut();
+    assert_eq!(
+        unsafe { ww_watcher_engine_info_json(w.0, &mut info) },
+        WW_OK
+    );
+    let info: Value = serde_json::from_str(&take(info).unwrap()).unwrap();
+    let ours = info
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["engine"]["api_path"] == sock.as_str())
+        .unwrap_or_else(|| panic!("{sock} not in {info}"));
+    assert_eq!(ours["info"]["type"], "docker.com");
+    assert_eq!(
+        ours["info"]["id"],
+        docker.cli(&["info", "-f", "{{.ID}}"]).trim()
+    );
+
+    // No journal across engines.
+    let mut sub = std::ptr::null_mut();
+    assert_eq!(
+        unsafe { ww_watcher_subscribe_since(w.0, 0, &mut sub) },
+        WW_ERR_UNSUPPORTED
+    );
+    assert!(sub.is_null());
+    assert!(last_error().contains("per engine"), "{}", last_error());
+
+    // The merged stream: our container's synthetic start, then a live pause of it.
+    let s = w.subscribe();
+    let ev = next_for(&s, &id1);
+    assert_eq!(ev["type"], "started");
+    assert_eq!(ev["synthetic"], true);
+    assert_eq!(&ev["container"], c1);
+    docker.cli(&["pause", &id1]);
+    let ev = next_for(&s, &id1);
+    assert_eq!(ev["type"], "paused");
+    assert_eq!(ev["synthetic"], false);
+    assert_eq!(
+        docker.inspect(&id1)["State"]["Status"],
+        "paused",
+        "ground truth"
+    );
+    docker.cli(&["unpause", &id1]);
+
+    // Closing the fleet ends the subscription.
+    drop(w);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match s.next(1000) {
+            (WW_ENDED, None) => break,
+            (WW_OK | WW_ENGINE | WW_GAP | WW_LAGGED, Some(_)) | (WW_TIMEOUT, None) => {}
+            other => panic!("unexpected {other:?}: {}", last_error()),
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no WW_ENDED after close"
+        );
+    }
+}
+
+fn health_word(state: i32) -> &'static str {
+    ["connecting", "syncing", "synced", "reconnecting", "failed"][state as usize]
 }

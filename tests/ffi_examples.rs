@@ -74,8 +74,13 @@ fn keys(v: &Value) -> Vec<&str> {
 }
 
 /// Checks an example's output: the portfolio line against `docker inspect` for our
-/// containers, then exactly EVENTS well-formed event lines.
+/// containers, then exactly EVENTS well-formed event lines (for one engine: all of them
+/// the synthetic picture).
 fn check_output(out: &Output, docker: &Docker, own: &[(String, String)]) {
+    check_output_of(out, docker, own, true)
+}
+
+fn check_output_of(out: &Output, docker: &Docker, own: &[(String, String)], one_engine: bool) {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -121,6 +126,10 @@ fn check_output(out: &Output, docker: &Docker, own: &[(String, String)]) {
                 "type"
             ]
         );
+        if !one_engine {
+            // Engines' streams interleave; another engine's live events may come first.
+            continue;
+        }
         // Our containers outnumber the events: all are the synthetic picture.
         assert_eq!(ev["type"], "started", "{ev}");
         assert_eq!(ev["synthetic"], true, "{ev}");
@@ -181,6 +190,21 @@ fn c_example_under_valgrind() {
     let own = own_containers(&docker, "cvg");
     let out = valgrind(&exe, &["docker", &docker.url, &EVENTS.to_string(), "60"]);
     check_output(&out, &docker, &own);
+}
+
+/// The C example with engine "auto" (discovery and the fleet) under valgrind.
+#[test]
+fn c_example_auto_under_valgrind() {
+    let (Some(docker), Some(lib)) = (Docker::from_env(), lib_dir()) else {
+        return;
+    };
+    if !have_valgrind() {
+        return;
+    }
+    let exe = build_c(&lib, false);
+    let own = own_containers(&docker, "cauto");
+    let out = valgrind(&exe, &["auto", "", &EVENTS.to_string(), "120"]);
+    check_output_of(&out, &docker, &own, false);
 }
 
 /// The ABI's edge paths from C (tests/ffi_support/abi.c), under valgrind.
@@ -244,12 +268,25 @@ import json, sys
 sys.path.insert(0, sys.argv[1])
 import whalewatcher as ww
 url, cid, name = sys.argv[2:5]
-for engine, status in (("auto", -4), ("rocket", -3)):
+for engine, endpoint, status in (("auto", "nope", -3), ("rocket", None, -3)):
     try:
-        ww.Watcher(engine)
+        ww.Watcher(engine, endpoint)
         sys.exit(f"{engine}: no error")
     except ww.WhalewatcherError as e:
         assert e.status == status, e
+# "auto": the dockerd is discovered; our container comes through the fleet.
+with ww.Watcher("auto") as a:
+    a.wait_ready(60)
+    sock = url[len("unix://"):]
+    assert any(e["engine"]["api_path"] == sock and e["state"] == "synced"
+               for e in a.health()["engines"]), a.health()
+    assert a.lookup(cid)["engine"] == "docker.com", a.lookup(cid)
+    assert any(e["engine"]["kind"] == "docker" for e in a.engine_info()), a.engine_info()
+    try:
+        a.subscribe(since_seq=0)
+        sys.exit("auto: subscribe_since worked")
+    except ww.WhalewatcherError as e:
+        assert e.status == -4, e
 with ww.Watcher("docker", url) as w:
     w.wait_ready(30)
     assert w.health() == {"state": "synced"}, w.health()

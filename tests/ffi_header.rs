@@ -238,6 +238,7 @@ fn header_constants_match_the_rust_constants() {
         ("WW_ENDED", WW_ENDED),
         ("WW_GAP", WW_GAP),
         ("WW_LAGGED", WW_LAGGED),
+        ("WW_ENGINE", WW_ENGINE),
         ("WW_ERR_NULL", WW_ERR_NULL),
         ("WW_ERR_UTF8", WW_ERR_UTF8),
         ("WW_ERR_INVALID_ARGUMENT", WW_ERR_INVALID_ARGUMENT),

@@ -6,6 +6,7 @@
  *
  * usage: portfolio_events ENGINE [ENDPOINT [COUNT [TIMEOUT_S]]]
  *   e.g. portfolio_events docker unix:///var/run/docker.sock 5 30
+ *        portfolio_events auto "" 5 30      (every engine discovery finds)
  *
  * Build: gcc -std=c99 -Wall -I include examples/c/portfolio_events.c \
  *            -L target/release -lwhalewatcher -Wl,-rpath,target/release
@@ -65,8 +66,9 @@ int main(int argc, char **argv) {
             printf("event %s\n", json);
             fflush(stdout);
             seen++;
-        } else if (st == WW_GAP) {
-            fprintf(stderr, "gap: %s\n", json);
+        } else if (st == WW_GAP || st == WW_ENGINE) {
+            /* lost events, or ("auto") an engine attached or vanished */
+            fprintf(stderr, "note: %s\n", json);
         } else {
             rc = fail("ww_subscription_next", st);
             goto out;

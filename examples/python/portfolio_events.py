@@ -33,7 +33,7 @@ def main(argv):
                     if item is None:
                         print(f"no event within {timeout_s} s", file=sys.stderr)
                         return 1
-                    if item["type"] in ("gap", "lagged"):
+                    if item["type"] in ("gap", "lagged", "attached", "vanished"):
                         print("note", json.dumps(item), file=sys.stderr)
                         continue
                     print("event", json.dumps(item, separators=(",", ":")), flush=True)

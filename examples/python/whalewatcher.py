@@ -18,7 +18,7 @@ import ctypes
 import json
 import os
 
-OK, TIMEOUT, NOT_FOUND, ENDED, GAP, LAGGED = 0, 1, 2, 3, 4, 5
+OK, TIMEOUT, NOT_FOUND, ENDED, GAP, LAGGED, ENGINE = 0, 1, 2, 3, 4, 5, 6
 HEALTH_STATES = ("connecting", "syncing", "synced", "reconnecting", "failed")
 
 
@@ -100,7 +100,9 @@ def _ms(seconds):
 
 
 class Watcher:
-    """Watches one engine: "docker", "podman", "containerd", "cri" (or "auto")."""
+    """Watches one engine: "docker", "podman", "containerd", "cri"; or "auto": every engine
+    that discovery finds, now and later (endpoint None, or "with-cri" to watch a standalone
+    containerd through its CRI plugin too)."""
 
     def __init__(self, engine, endpoint=None):
         lib = _load()
@@ -119,7 +121,8 @@ class Watcher:
         _check("ww_watcher_wait_ready", _lib.ww_watcher_wait_ready(self._handle(), _ms(timeout_s)))
 
     def health(self):
-        """The health as a dict: {"state": ..., ["since": ...], ["error": ...]}."""
+        """The health as a dict: {"state": ..., ["since": ...], ["error": ...]}; for "auto"
+        {"state": ..., "engines": [...]} (the least healthy engine's state)."""
         state, out = ctypes.c_int(), ctypes.c_void_p()
         _check("ww_watcher_health",
                _lib.ww_watcher_health(self._handle(), ctypes.byref(state), ctypes.byref(out)))
@@ -144,7 +147,8 @@ class Watcher:
         return json.loads(_take(out)) if st == OK else None
 
     def engine_info(self):
-        """What the engine said about itself, as a dict, or None before the first listing."""
+        """What the engine said about itself, as a dict, or None before the first listing;
+        for "auto" a list of {"engine": ..., "info": ...}, one per attached engine."""
         out = ctypes.c_void_p()
         st = _check("ww_watcher_engine_info_json",
                     _lib.ww_watcher_engine_info_json(self._handle(), ctypes.byref(out)),
@@ -186,14 +190,15 @@ class Subscription:
         self._h = handle
 
     def next(self, timeout_s):
-        """The next item as a dict (an event, or {"type": "gap"|"lagged", ...}), or None
-        on timeout. Raises Ended once the subscription has ended."""
+        """The next item as a dict (an event, or {"type": "gap"|"lagged", ...}; for "auto"
+        also {"type": "attached"|"vanished", "engine": ...}), or None on timeout. Raises
+        Ended once the subscription has ended."""
         if not self._h:
             raise Ended("the subscription is closed")
         out = ctypes.c_void_p()
         st = _check("ww_subscription_next",
                     _lib.ww_subscription_next(self._h, _ms(timeout_s), ctypes.byref(out)),
-                    (OK, TIMEOUT, ENDED, GAP, LAGGED))
+                    (OK, TIMEOUT, ENDED, GAP, LAGGED, ENGINE))
         if st == TIMEOUT:
             return None
         if st == ENDED:

@@ -15,7 +15,7 @@
 //!
 //! - Every function that can fail returns an `int` status: [`WW_OK`] (0), a positive
 //!   outcome that is not an error ([`WW_TIMEOUT`], [`WW_NOT_FOUND`], [`WW_ENDED`],
-//!   [`WW_GAP`], [`WW_LAGGED`]), or a negative error. After any non-OK status,
+//!   [`WW_GAP`], [`WW_LAGGED`], [`WW_ENGINE`]), or a negative error. After any non-OK status,
 //!   [`ww_last_error`] tells what happened, on that thread.
 //! - Out-parameters are set to NULL first, so they are NULL whenever no value was produced.
 //! - Strings the library returns belong to the caller: free them with [`ww_string_free`].
@@ -34,12 +34,13 @@
 mod status;
 mod strings;
 mod subscription;
+mod watched;
 mod watcher;
 
 pub use status::{
-    ww_last_error, WW_ENDED, WW_ERR_ENGINE, WW_ERR_INTERNAL, WW_ERR_INVALID_ARGUMENT, WW_ERR_NULL,
-    WW_ERR_PANIC, WW_ERR_UNSUPPORTED, WW_ERR_UTF8, WW_GAP, WW_LAGGED, WW_NOT_FOUND, WW_OK,
-    WW_TIMEOUT,
+    ww_last_error, WW_ENDED, WW_ENGINE, WW_ERR_ENGINE, WW_ERR_INTERNAL, WW_ERR_INVALID_ARGUMENT,
+    WW_ERR_NULL, WW_ERR_PANIC, WW_ERR_UNSUPPORTED, WW_ERR_UTF8, WW_GAP, WW_LAGGED, WW_NOT_FOUND,
+    WW_OK, WW_TIMEOUT,
 };
 pub use strings::{ww_string_free, ww_version};
 pub use subscription::{

@@ -19,13 +19,17 @@ pub const WW_GAP: c_int = 4;
 /// The subscriber fell behind and the subscription ended; the JSON
 /// (`{"type":"lagged",...}`) tells where to resubscribe.
 pub const WW_LAGGED: c_int = 5;
+/// Engine `"auto"`: an engine was attached or has vanished; the JSON
+/// (`{"type":"attached"|"vanished","engine":{...}}`) tells which.
+pub const WW_ENGINE: c_int = 6;
 /// A required pointer argument was NULL.
 pub const WW_ERR_NULL: c_int = -1;
 /// A string argument was not valid UTF-8.
 pub const WW_ERR_UTF8: c_int = -2;
 /// An argument was not usable (unknown engine type, malformed endpoint).
 pub const WW_ERR_INVALID_ARGUMENT: c_int = -3;
-/// Not supported by this build or not yet implemented (e.g. engine `"auto"`).
+/// Not supported by this build (an engine's cargo feature is off) or by this kind of
+/// watcher (e.g. `ww_watcher_subscribe_since` on engine `"auto"`).
 pub const WW_ERR_UNSUPPORTED: c_int = -4;
 /// The watcher failed (its retry policy gave up) or was closed.
 pub const WW_ERR_ENGINE: c_int = -5;

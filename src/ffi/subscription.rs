@@ -2,18 +2,14 @@
 
 use std::ffi::{c_char, c_int};
 
-use crossbeam_channel::RecvTimeoutError;
-
-use super::status::{
-    call, call_void, Fail, WW_ENDED, WW_ERR_NULL, WW_GAP, WW_LAGGED, WW_OK, WW_TIMEOUT,
-};
-use super::strings::{clear_out, out_string, to_json};
+use super::status::{call, call_void, Fail, WW_ERR_NULL, WW_OK};
+use super::strings::{clear_out, out_string};
+use super::watched::{Events, Watched};
 use super::watcher::{borrow, timeout, WwWatcher};
-use crate::watcher::{Item, Subscription};
 
 /// A subscription as C sees it: `ww_subscription`, opaque.
 pub struct WwSubscription {
-    sub: Subscription,
+    events: Events,
 }
 
 /// # Safety
@@ -21,13 +17,15 @@ pub struct WwSubscription {
 unsafe fn subscribe(
     w: *const WwWatcher,
     out: *mut *mut WwSubscription,
-    f: impl FnOnce(&crate::watcher::Watcher) -> Subscription,
+    f: impl FnOnce(&Watched) -> Result<Events, Fail>,
 ) -> c_int {
     call(|| {
         // SAFETY: forwarded contracts.
         unsafe { clear_out(out, "out")? };
         let watcher = unsafe { borrow(w)? };
-        let handle = Box::into_raw(Box::new(WwSubscription { sub: f(watcher) }));
+        let handle = Box::into_raw(Box::new(WwSubscription {
+            events: f(watcher)?,
+        }));
         // SAFETY: checked by clear_out.
         unsafe { out.write(handle) };
         Ok(WW_OK)
@@ -46,12 +44,14 @@ pub unsafe extern "C" fn ww_watcher_subscribe(
     out: *mut *mut WwSubscription,
 ) -> c_int {
     // SAFETY: forwarded contracts.
-    unsafe { subscribe(w, out, |w| w.subscribe()) }
+    unsafe { subscribe(w, out, |w| Ok(w.subscribe())) }
 }
 
 /// Subscribes to the journal's events after sequence number `seq`, then live events (a
-/// [`WW_GAP`] first when some have already fallen out of the journal). After
-/// [`WW_LAGGED`], resubscribe with `seq = resume_seq - 1`.
+/// [`WW_GAP`](super::WW_GAP) first when some have already fallen out of the journal).
+/// After [`WW_LAGGED`](super::WW_LAGGED), resubscribe with `seq = resume_seq - 1`. Not for
+/// engine `"auto"` ([`WW_ERR_UNSUPPORTED`](super::WW_ERR_UNSUPPORTED): sequence numbers
+/// are per engine).
 ///
 /// # Safety
 /// `w` is NULL or a live handle; `out` is NULL or writable.
@@ -67,14 +67,25 @@ pub unsafe extern "C" fn ww_watcher_subscribe_since(
 
 /// Waits at most `timeout_ms` milliseconds (0: just look) for the next item.
 ///
-/// - [`WW_OK`]: `*json_out` is an event in the `whalewatch events --json` schema,
-///   `{"seq","time","type":"started"|"exited"|"paused"|"unpaused","exit_code","oom",
+/// - [`WW_OK`](super::WW_OK): `*json_out` is an event in the `whalewatch events --json`
+///   schema, `{"seq","time","type":"started"|"exited"|"paused"|"unpaused","exit_code","oom",
 ///   "synthetic","container":{...}}`.
-/// - [`WW_GAP`]: `*json_out` is `{"type":"gap","from":SEQ,"to":SEQ}`: events lost.
-/// - [`WW_LAGGED`]: `*json_out` is `{"type":"lagged","missed":N,"resume_seq":SEQ}`: the
-///   consumer fell behind and the subscription has ended.
-/// - [`WW_TIMEOUT`]: nothing within the timeout; `*json_out` is NULL.
-/// - [`WW_ENDED`]: the subscription has ended (watcher closed, or after `WW_LAGGED`).
+/// - [`WW_GAP`](super::WW_GAP): `*json_out` is `{"type":"gap","from":SEQ,"to":SEQ}`:
+///   events lost.
+/// - [`WW_LAGGED`](super::WW_LAGGED): `*json_out` is
+///   `{"type":"lagged","missed":N,"resume_seq":SEQ}`: the consumer fell behind and the
+///   subscription has ended.
+/// - [`WW_ENGINE`](super::WW_ENGINE) (engine `"auto"` only): `*json_out` is
+///   `{"type":"attached"|"vanished","engine":{...}}`: an engine was found (its synthetic
+///   `started` events follow) or has gone (the `exited` events of its containers came
+///   just before, with `seq` 0).
+/// - [`WW_TIMEOUT`](super::WW_TIMEOUT): nothing within the timeout; `*json_out` is NULL.
+/// - [`WW_ENDED`](super::WW_ENDED): the subscription has ended (watcher closed, or after
+///   `WW_LAGGED`).
+///
+/// For engine `"auto"`, gaps and lags name their engine (`"engine":{...}`), and a lagging
+/// engine is resumed from its journal at once: the subscription goes on (`"resumed":true`)
+/// and that engine's events from `resume_seq` on may repeat.
 ///
 /// # Safety
 /// `s` is NULL or a live subscription handle; `json_out` is NULL or writable.
@@ -91,28 +102,8 @@ pub unsafe extern "C" fn ww_subscription_next(
             return Err(Fail::new(WW_ERR_NULL, "subscription is NULL"));
         }
         // SAFETY: a live handle per the contract; only shared access.
-        let sub = unsafe { &(*s).sub };
-        let (status, json) = match sub.receiver().recv_timeout(timeout(timeout_ms)) {
-            Ok(Item::Event(ev)) => (WW_OK, to_json(&ev)?),
-            Ok(Item::Gap { from, to }) => (
-                WW_GAP,
-                to_json(&serde_json::json!({"type": "gap", "from": from, "to": to}))?,
-            ),
-            Ok(Item::Lagged { missed, resume_seq }) => (
-                WW_LAGGED,
-                to_json(&serde_json::json!(
-                    {"type": "lagged", "missed": missed, "resume_seq": resume_seq}))?,
-            ),
-            Err(RecvTimeoutError::Timeout) => {
-                return Err(Fail::new(
-                    WW_TIMEOUT,
-                    format!("no event within {timeout_ms} ms"),
-                ))
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                return Err(Fail::new(WW_ENDED, "the subscription has ended"))
-            }
-        };
+        let events = unsafe { &(*s).events };
+        let (status, json) = events.next(timeout(timeout_ms))?;
         // SAFETY: checked by clear_out.
         unsafe { out_string(json_out, json)? };
         Ok(status)

@@ -8,8 +8,8 @@ use super::status::{
     WW_OK,
 };
 use super::strings::{clear_out, in_opt_str, in_str, out_string, to_json};
-use crate::event::rfc3339_nanos;
-use crate::watcher::{Health, Watcher, WatcherOptions};
+use super::watched::Watched;
+use crate::watcher::{Watcher, WatcherOptions};
 
 /// Health state: connecting for the first time.
 pub const WW_HEALTH_CONNECTING: c_int = 0;
@@ -19,7 +19,8 @@ pub const WW_HEALTH_SYNCING: c_int = 1;
 pub const WW_HEALTH_SYNCED: c_int = 2;
 /// Health state: the connection was lost; retrying.
 pub const WW_HEALTH_RECONNECTING: c_int = 3;
-/// Health state: the watcher gave up or was closed; final.
+/// Health state: the watcher gave up or was closed; final (for engine `"auto"`: an engine
+/// did so, and the fleet goes on with the others).
 pub const WW_HEALTH_FAILED: c_int = 4;
 
 /// The longest timeout honoured (longer ones are clamped): about 31 years.
@@ -27,7 +28,7 @@ const MAX_TIMEOUT: Duration = Duration::from_secs(1 << 30);
 
 /// A watcher as C sees it: `ww_watcher`, opaque.
 pub struct WwWatcher {
-    pub(crate) watcher: Watcher,
+    pub(crate) watched: Watched,
 }
 
 /// A timeout in milliseconds, clamped so that deadlines cannot overflow.
@@ -39,20 +40,56 @@ pub(crate) fn timeout(ms: u64) -> Duration {
 ///
 /// # Safety
 /// `w` is NULL or a live handle from [`ww_watcher_new`].
-pub(crate) unsafe fn borrow<'a>(w: *const WwWatcher) -> Result<&'a Watcher, Fail> {
+pub(crate) unsafe fn borrow<'a>(w: *const WwWatcher) -> Result<&'a Watched, Fail> {
     if w.is_null() {
         return Err(Fail::new(WW_ERR_NULL, "watcher is NULL"));
     }
     // SAFETY: a live handle per the caller's contract; only shared access.
-    Ok(unsafe { &(*w).watcher })
+    Ok(unsafe { &(*w).watched })
 }
 
 #[cfg_attr(
     not(any(feature = "docker", feature = "containerd", feature = "cri")),
     allow(unused_variables)
 )]
-fn start(engine: &str, endpoint: Option<&str>) -> Result<Watcher, Fail> {
+fn start(engine: &str, endpoint: Option<&str>) -> Result<Watched, Fail> {
     let options = WatcherOptions::default().with_name(format!("ww-{engine}"));
+    if engine == "auto" {
+        return auto(endpoint, options).map(Watched::Fleet);
+    }
+    one(engine, endpoint, options).map(Watched::One)
+}
+
+/// Engine `"auto"`: every engine that discovery finds, now and later. `endpoint` NULL or
+/// `""` for the default discovery, `"with-cri"` to watch a standalone containerd through
+/// its CRI plugin too.
+fn auto(endpoint: Option<&str>, watcher: WatcherOptions) -> Result<crate::fleet::Fleet, Fail> {
+    use crate::fleet::{Fleet, FleetOptions};
+    let with_cri = match endpoint {
+        None => false,
+        Some("with-cri") => true,
+        Some(other) => {
+            return Err(Fail::new(
+                WW_ERR_INVALID_ARGUMENT,
+                format!(
+                    "engine \"auto\" takes no endpoint but \"with-cri\" (got {other:?}): it finds the engines itself"
+                ),
+            ))
+        }
+    };
+    let mut options = FleetOptions {
+        watcher,
+        ..FleetOptions::default()
+    };
+    options.discover = options.discover.with_cri_for_containerd(with_cri);
+    Ok(Fleet::new(options))
+}
+
+#[cfg_attr(
+    not(any(feature = "docker", feature = "containerd", feature = "cri")),
+    allow(unused_variables)
+)]
+fn one(engine: &str, endpoint: Option<&str>, options: WatcherOptions) -> Result<Watcher, Fail> {
     match engine {
         #[cfg(feature = "docker")]
         "docker" | "podman" => {
@@ -72,10 +109,6 @@ fn start(engine: &str, endpoint: Option<&str>) -> Result<Watcher, Fail> {
             let path = endpoint.map(|p| p.strip_prefix("unix://").unwrap_or(p));
             Ok(Watcher::new(crate::cri::CriClient::new(path), options))
         }
-        "auto" => Err(Fail::new(
-            WW_ERR_UNSUPPORTED,
-            "engine \"auto\" (engine discovery) is not supported yet: name the engine",
-        )),
         // Reachable only when an engine feature is off.
         #[allow(unreachable_patterns)]
         "docker" | "podman" | "containerd" | "cri" => Err(Fail::new(
@@ -100,9 +133,10 @@ const DEFAULT_CONTAINERD: &str = "/run/containerd/containerd.sock";
 /// `unix:///var/run/docker.sock`, default `DOCKER_HOST` or that socket), `"containerd"`
 /// (`endpoint` the socket path, default `/run/containerd/containerd.sock`), `"cri"`
 /// (`endpoint` the socket path, default `CONTAINER_RUNTIME_ENDPOINT` or the first existing
-/// well-known socket), or `"auto"` (not supported yet: [`WW_ERR_UNSUPPORTED`]). `endpoint`
-/// may be NULL or `""` for the default. The handle goes to `*out`; close it with
-/// [`ww_watcher_close`].
+/// well-known socket), or `"auto"`: every engine that discovery finds, now and later (see
+/// [`Fleet`](crate::fleet::Fleet); `endpoint` NULL, `""`, or `"with-cri"` to watch a
+/// standalone containerd through its CRI plugin too). `endpoint` may be NULL or `""` for
+/// the default. The handle goes to `*out`; close it with [`ww_watcher_close`].
 ///
 /// # Safety
 /// `engine` and `endpoint` are NULL or NUL-terminated strings; `out` is NULL or writable.
@@ -117,8 +151,8 @@ pub unsafe extern "C" fn ww_watcher_new(
         unsafe { clear_out(out, "out")? };
         let engine = unsafe { in_str(engine, "engine")? };
         let endpoint = unsafe { in_opt_str(endpoint, "endpoint")? };
-        let watcher = start(engine, endpoint)?;
-        let handle = Box::into_raw(Box::new(WwWatcher { watcher }));
+        let watched = start(engine, endpoint)?;
+        let handle = Box::into_raw(Box::new(WwWatcher { watched }));
         // SAFETY: checked by clear_out.
         unsafe { out.write(handle) };
         Ok(WW_OK)
@@ -137,7 +171,7 @@ pub unsafe extern "C" fn ww_watcher_close(w: *mut WwWatcher) {
     }
     // SAFETY: a live handle from Box::into_raw, handed back exactly once.
     let handle = unsafe { Box::from_raw(w) };
-    call_void(move || handle.watcher.close());
+    call_void(move || handle.watched.close());
 }
 
 /// Waits at most `timeout_ms` milliseconds for the first complete picture: [`WW_OK`] when
@@ -158,28 +192,16 @@ pub unsafe extern "C" fn ww_watcher_wait_ready(w: *const WwWatcher, timeout_ms: 
     })
 }
 
-fn health_json(h: &Health) -> (c_int, serde_json::Value) {
-    use serde_json::json;
-    match h {
-        Health::Connecting => (WW_HEALTH_CONNECTING, json!({"state": "connecting"})),
-        Health::Syncing => (WW_HEALTH_SYNCING, json!({"state": "syncing"})),
-        Health::Synced => (WW_HEALTH_SYNCED, json!({"state": "synced"})),
-        Health::Reconnecting { since, last_error } => (
-            WW_HEALTH_RECONNECTING,
-            json!({"state": "reconnecting", "since": rfc3339_nanos(*since),
-                   "error": last_error.to_string()}),
-        ),
-        Health::Failed(e) => (
-            WW_HEALTH_FAILED,
-            json!({"state": "failed", "error": e.to_string()}),
-        ),
-    }
-}
-
 /// The watcher's health: one of the `WW_HEALTH_*` states into `*state_out`, and as JSON
 /// into `*json_out`: `{"state":"connecting"|"syncing"|"synced"}`,
 /// `{"state":"reconnecting","since":RFC3339,"error":MESSAGE}` or
 /// `{"state":"failed","error":MESSAGE}`. Either out-parameter may be NULL.
+///
+/// For engine `"auto"` the state is that of the least healthy attached engine
+/// ([`WW_HEALTH_SYNCED`] while none is found), and the JSON is
+/// `{"state":WORD,"engines":[...]}`: one such object per engine with an `"engine"` member
+/// (`{"kind","api_path","pid","inode","source","managed_by"}`), vanished engines as
+/// `{"state":"vanished","since":RFC3339,"engine":{...}}`.
 ///
 /// # Safety
 /// `w` is NULL or a live handle; the out-parameters are NULL or writable.
@@ -196,7 +218,7 @@ pub unsafe extern "C" fn ww_watcher_health(
         }
         // SAFETY: forwarded contract.
         let watcher = unsafe { borrow(w)? };
-        let (state, json) = health_json(&watcher.health());
+        let (state, json) = watcher.health();
         if !state_out.is_null() {
             // SAFETY: non-null and writable per the contract.
             unsafe { state_out.write(state) };
@@ -210,7 +232,8 @@ pub unsafe extern "C" fn ww_watcher_health(
 }
 
 /// The current portfolio as a JSON array of containers (the `whalewatch ps --json`
-/// schema), sorted by project, name and id. Never waits on the engine.
+/// schema), sorted by project, name and id (for engine `"auto"`: by engine type first).
+/// Never waits on the engine.
 ///
 /// # Safety
 /// `w` is NULL or a live handle; `json_out` is NULL or writable.
@@ -223,7 +246,8 @@ pub unsafe extern "C" fn ww_watcher_portfolio_json(
         // SAFETY: forwarded contracts.
         unsafe { clear_out(json_out, "json_out")? };
         let watcher = unsafe { borrow(w)? };
-        let json = to_json(&*watcher.portfolio())?;
+        let all = watcher.containers();
+        let json = to_json(&all.iter().map(|c| &**c).collect::<Vec<_>>())?;
         unsafe { out_string(json_out, json)? };
         Ok(WW_OK)
     })
@@ -246,14 +270,13 @@ pub unsafe extern "C" fn ww_watcher_lookup_json(
         unsafe { clear_out(json_out, "json_out")? };
         let watcher = unsafe { borrow(w)? };
         let key = unsafe { in_str(id_or_name, "id_or_name")? };
-        let portfolio = watcher.portfolio();
-        let Some(c) = portfolio.lookup(key) else {
+        let Some(c) = watcher.lookup(key) else {
             return Err(Fail::new(
                 WW_NOT_FOUND,
                 format!("no alive container with id or name {key:?}"),
             ));
         };
-        let json = to_json(&**c)?;
+        let json = to_json(&*c)?;
         unsafe { out_string(json_out, json)? };
         Ok(WW_OK)
     })
@@ -261,7 +284,8 @@ pub unsafe extern "C" fn ww_watcher_lookup_json(
 
 /// What the engine said about itself at the last listing, as JSON
 /// (`{"id","type","version","api_path","pid","mode"}`); [`WW_NOT_FOUND`] before the first
-/// listing.
+/// listing. For engine `"auto"`: an array with one `{"engine":{...},"info":{...}|null}` per
+/// attached engine.
 ///
 /// # Safety
 /// `w` is NULL or a live handle; `json_out` is NULL or writable.

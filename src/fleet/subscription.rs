@@ -134,10 +134,16 @@ impl FleetSubscription {
         }
     }
 
+    /// True once the fleet is closed and every item has been taken: nothing more will
+    /// come (what tells a `None` of [`recv_timeout`](Self::recv_timeout) from a timeout).
+    pub fn is_ended(&self) -> bool {
+        self.control.is_none() && self.sources.is_empty() && self.pending.is_empty()
+    }
+
     /// Blocks until the next item; `None` once the fleet is closed.
     pub fn recv(&mut self) -> Option<FleetItem> {
         loop {
-            if self.control.is_none() && self.sources.is_empty() && self.pending.is_empty() {
+            if self.is_ended() {
                 return None;
             }
             if let Some(i) = self.recv_timeout(Duration::from_secs(3600)) {

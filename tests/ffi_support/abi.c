@@ -34,7 +34,8 @@ int main(int argc, char **argv) {
     CHECK(strstr(ww_last_error(), "engine") != NULL);
     CHECK(ww_watcher_new("docker", NULL, NULL) == WW_ERR_NULL);
     CHECK(ww_watcher_new("\xff\xfe", NULL, &w) == WW_ERR_UTF8 && w == NULL);
-    CHECK(ww_watcher_new("auto", NULL, &w) == WW_ERR_UNSUPPORTED && w == NULL);
+    CHECK(ww_watcher_new("auto", "unix:///x.sock", &w) == WW_ERR_INVALID_ARGUMENT && w == NULL);
+    CHECK(strstr(ww_last_error(), "with-cri") != NULL);
     CHECK(ww_watcher_new("rocket", NULL, &w) == WW_ERR_INVALID_ARGUMENT);
     CHECK(ww_watcher_portfolio_json(NULL, &json) == WW_ERR_NULL && json == NULL);
     CHECK(ww_subscription_next(NULL, 0, &json) == WW_ERR_NULL);
@@ -74,6 +75,26 @@ int main(int argc, char **argv) {
     }
     CHECK(st == WW_ENDED && json == NULL);
     CHECK(ww_subscription_next(sub, 0, &json) == WW_ENDED);
+    ww_subscription_free(sub);
+
+    /* "auto" (discovery finds at least the dockerd): the same, through the fleet. */
+    CHECK(ww_watcher_new("auto", NULL, &w) == WW_OK);
+    CHECK(ww_watcher_wait_ready(w, 60000) == WW_OK);
+    CHECK(ww_watcher_health(w, &state, &json) == WW_OK && state == WW_HEALTH_SYNCED);
+    CHECK(json != NULL && strstr(json, "\"engines\":[{") != NULL);
+    ww_string_free(json);
+    CHECK(ww_watcher_engine_info_json(w, &json) == WW_OK && json != NULL && json[0] == '[');
+    ww_string_free(json);
+    CHECK(ww_watcher_portfolio_json(w, &json) == WW_OK && json != NULL && json[0] == '[');
+    ww_string_free(json);
+    sub = (ww_subscription *)&failures;
+    CHECK(ww_watcher_subscribe_since(w, 1, &sub) == WW_ERR_UNSUPPORTED && sub == NULL);
+    CHECK(ww_watcher_subscribe(w, &sub) == WW_OK && sub != NULL);
+    ww_watcher_close(w);
+    while ((st = ww_subscription_next(sub, 5000, &json)) == WW_OK || st == WW_ENGINE) {
+        ww_string_free(json);
+    }
+    CHECK(st == WW_ENDED && json == NULL);
     ww_subscription_free(sub);
 
     if (failures) {
