@@ -90,6 +90,17 @@ impl Container {
         &self.engine.kind
     }
 
+    /// The order of listings that span engines: by engine type, project, name, then id
+    /// (a total order). `all.sort_by(|a, b| a.listing_order(b))`.
+    pub fn listing_order(&self, other: &Container) -> std::cmp::Ordering {
+        (self.engine_type(), &self.project, &self.name, &self.id).cmp(&(
+            other.engine_type(),
+            &other.project,
+            &other.name,
+            &other.id,
+        ))
+    }
+
     /// The rucksack downcast to `T`, if there is one of that type.
     pub fn rucksack<T: Any + Send + Sync>(&self) -> Option<&T> {
         self.rucksack.as_deref().and_then(|r| r.downcast_ref::<T>())

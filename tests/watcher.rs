@@ -416,7 +416,10 @@ fn slow_subscriber_lags_without_stalling_others() {
             other => panic!("{other:?}"),
         })
         .collect();
-    assert_eq!(seqs, ((last - JOURNAL as u64 + 1)..=last).collect::<Vec<_>>());
+    assert_eq!(
+        seqs,
+        ((last - JOURNAL as u64 + 1)..=last).collect::<Vec<_>>()
+    );
 }
 
 #[test]

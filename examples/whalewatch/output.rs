@@ -8,14 +8,7 @@ use whalewatcher::event::rfc3339_nanos as rfc3339;
 
 /// Sorts by engine, project, name (and id, for a total order).
 pub fn sort(all: &mut [Arc<Container>]) {
-    all.sort_by(|a, b| {
-        (a.engine_type(), &a.project, &a.name, &a.id).cmp(&(
-            b.engine_type(),
-            &b.project,
-            &b.name,
-            &b.id,
-        ))
-    });
+    all.sort_by(|a, b| a.listing_order(b));
 }
 
 /// The JSON array of `ps --json`.

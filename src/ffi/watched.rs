@@ -126,14 +126,7 @@ impl Watched {
             Watched::One(w) => w.portfolio().sorted(),
             Watched::Fleet(f) => {
                 let mut all = f.containers();
-                all.sort_by(|a, b| {
-                    (a.engine_type(), &a.project, &a.name, &a.id).cmp(&(
-                        b.engine_type(),
-                        &b.project,
-                        &b.name,
-                        &b.id,
-                    ))
-                });
+                all.sort_by(|a, b| a.listing_order(b));
                 all
             }
         }
