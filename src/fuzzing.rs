@@ -2,7 +2,7 @@
 //! bytes to one parser of peer input; none may panic, hang or allocate without bound.
 #![forbid(unsafe_code)]
 
-#[cfg(feature = "docker")]
+#[cfg(any(feature = "docker", feature = "containerd"))]
 use std::sync::Arc;
 
 /// The HTTP/1.1 response head parser and body framing (Content-Length, chunked, close).
@@ -32,10 +32,18 @@ pub fn docker_events(data: &[u8]) {
     }
 }
 
+/// A Docker container list body (JSON, or garbage quoted in the error) to ids.
+#[cfg(feature = "docker")]
+pub fn docker_list(data: &[u8]) {
+    if let Ok(v) = crate::docker::json::parse_json(data, "fuzz") {
+        let _ = crate::docker::json::list_ids(&v);
+    }
+}
+
 /// Docker inspect JSON to a container.
 #[cfg(feature = "docker")]
 pub fn docker_inspect(data: &[u8]) {
-    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) {
+    if let Ok(v) = crate::docker::json::parse_json(data, "fuzz") {
         let engine = Arc::new(crate::EngineRef::default());
         let _ = crate::docker::inspect::container_from_inspect(&v, "fuzz", &engine, None);
     }
@@ -78,5 +86,71 @@ pub fn containerd_envelope(data: &[u8]) {
     use protobuf::Message;
     if let Ok(env) = crate::proto::containerd_events::Envelope::parse_from_bytes(data) {
         let _ = crate::containerd::events::Translator::new(Vec::new()).translate(&env);
+    }
+}
+
+/// Splits fuzz input in two at the position its first byte names.
+#[cfg(feature = "containerd")]
+fn split(data: &[u8]) -> (&[u8], &[u8]) {
+    let Some((&at, rest)) = data.split_first() else {
+        return (&[], &[]);
+    };
+    rest.split_at(usize::from(at).min(rest.len()))
+}
+
+/// A containerd listing (ListTasksResponse, ListContainersResponse; protobuf) to
+/// containers, joined by id as the client does.
+#[cfg(feature = "containerd")]
+pub fn containerd_records(data: &[u8]) {
+    use crate::proto::containerd_containers::ListContainersResponse;
+    use crate::proto::containerd_tasks::ListTasksResponse;
+    use protobuf::Message;
+    let (tasks, records) = split(data);
+    let (Ok(tasks), Ok(records)) = (
+        ListTasksResponse::parse_from_bytes(tasks),
+        ListContainersResponse::parse_from_bytes(records),
+    ) else {
+        return;
+    };
+    let engine = Arc::new(crate::EngineRef::default());
+    for t in &tasks.tasks {
+        let id = crate::containerd::convert::task_container_id(t);
+        for c in records.containers.iter().filter(|c| c.id == id) {
+            let _ = crate::containerd::convert::to_container("fuzz", c, t, &engine);
+        }
+    }
+}
+
+/// CRI messages (protobuf): a container event to a raw event, a verbose container
+/// status to its PID (JSON inside), and the container and sandbox lists.
+#[cfg(feature = "cri")]
+pub fn cri_messages(data: &[u8]) {
+    use crate::proto::cri_api::{
+        ContainerEventResponse, ContainerStatusResponse, ListContainersResponse,
+        ListPodSandboxResponse,
+    };
+    use protobuf::Message;
+    let Some((&which, rest)) = data.split_first() else {
+        return;
+    };
+    match which % 4 {
+        0 => {
+            if let Ok(ev) = ContainerEventResponse::parse_from_bytes(rest) {
+                let mut exited = std::collections::HashSet::new();
+                let _ = crate::cri::events::map_event(&ev, &mut exited);
+                let _ = crate::cri::events::map_event(&ev, &mut exited);
+            }
+        }
+        1 => {
+            if let Ok(st) = ContainerStatusResponse::parse_from_bytes(rest) {
+                let _ = crate::cri::convert::pid_from_info("fuzz", &st.info);
+            }
+        }
+        2 => {
+            let _ = ListContainersResponse::parse_from_bytes(rest);
+        }
+        _ => {
+            let _ = ListPodSandboxResponse::parse_from_bytes(rest);
+        }
     }
 }

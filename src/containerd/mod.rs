@@ -17,7 +17,7 @@
 #![forbid(unsafe_code)]
 
 mod client;
-mod convert;
+pub(crate) mod convert;
 pub(crate) mod events;
 
 pub use client::{ContainerdClient, RawContainer, DEFAULT_IGNORED_NAMESPACES};

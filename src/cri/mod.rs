@@ -21,7 +21,7 @@
 
 mod client;
 pub mod convert;
-mod events;
+pub(crate) mod events;
 pub(crate) mod relist;
 
 pub use client::{

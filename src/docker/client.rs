@@ -7,6 +7,8 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use serde_json::Value;
 
+use super::json::{list_ids, parse_json};
+
 use crate::container::{Container, EngineRef};
 use crate::docker::events::EventDecoder;
 use crate::docker::inspect::container_from_inspect;
@@ -208,17 +210,7 @@ impl DockerClient {
             &format!("{}/containers/json?filters={filters}", n.prefix),
             "container list",
         )?;
-        let arr = v
-            .as_array()
-            .ok_or_else(|| Error::protocol("json", "container list is not an array"))?;
-        arr.iter()
-            .map(|c| {
-                c.get("Id")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-                    .ok_or_else(|| Error::protocol("json", "container list entry without Id"))
-            })
-            .collect()
+        list_ids(&v)
     }
 
     /// Inspects `ids` on a few threads; skips containers that are no longer alive.
@@ -326,13 +318,6 @@ impl EngineClient for DockerClient {
 fn parse_version(v: &str) -> Option<(u32, u32)> {
     let (a, b) = v.trim().split_once('.')?;
     Some((a.parse().ok()?, b.parse().ok()?))
-}
-
-fn parse_json(body: &[u8], what: &str) -> Result<Value> {
-    serde_json::from_slice(body).map_err(|e| {
-        let excerpt = crate::http::error_message(body);
-        Error::protocol("json", format!("{what}: {e}; the body was: {excerpt:?}"))
-    })
 }
 
 fn status_error(r: &Response) -> Error {

@@ -11,6 +11,7 @@
 mod client;
 pub(crate) mod events;
 pub(crate) mod inspect;
+pub(crate) mod json;
 mod time;
 
 pub use client::{DockerClient, API_VERSION, DEFAULT_ENDPOINT};
