@@ -19,10 +19,8 @@ pub type Rucksack = Arc<dyn Any + Send + Sync>;
 
 /// The engine a container lives on.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct EngineRef {
     /// Engine type, such as `"docker.com"`, `"podman.io"`, `"containerd.io"`, `"k8s.io/cri-api"`.
-    #[cfg_attr(feature = "serde", serde(rename = "type"))]
     pub kind: String,
     /// The engine's identity (Docker's `ID`, containerd's server UUID, ...).
     pub id: String,
@@ -124,9 +122,9 @@ impl fmt::Debug for Container {
 }
 
 #[cfg(feature = "serde")]
-impl serde::Serialize for Container {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
+impl serde_core::Serialize for Container {
+    fn serialize<S: serde_core::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde_core::ser::SerializeStruct;
         let mut st = s.serialize_struct("Container", 8)?;
         st.serialize_field("engine", &self.engine.kind)?;
         st.serialize_field("id", &self.id)?;

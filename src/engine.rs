@@ -25,12 +25,10 @@ pub const CRI: &str = "k8s.io/cri-api";
 
 /// What an engine says about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct EngineInfo {
     /// The engine's identity; stable across restarts where the engine has one.
     pub id: String,
     /// Engine type, such as [`DOCKER`], [`PODMAN`], [`CONTAINERD`], [`CRI`].
-    #[cfg_attr(feature = "serde", serde(rename = "type"))]
     pub kind: String,
     /// Engine version (for containerd: version and revision).
     pub version: String,

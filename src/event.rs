@@ -80,11 +80,11 @@ pub fn rfc3339_nanos(t: SystemTime) -> String {
 }
 
 #[cfg(feature = "serde")]
-impl serde::Serialize for ContainerEvent {
+impl serde_core::Serialize for ContainerEvent {
     /// The `whalewatch events --json` line: `{"seq", "time", "type", "exit_code", "oom",
     /// "synthetic", "container"}`.
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
+    fn serialize<S: serde_core::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde_core::ser::SerializeStruct;
         let (exit_code, oom) = match self.kind {
             EventKind::Exited { exit_code, oom } => (exit_code, oom),
             _ => (None, false),

@@ -82,6 +82,8 @@ pub mod fleet;
 pub mod fuzzing;
 pub mod portfolio;
 pub mod retry;
+#[cfg(feature = "serde")]
+mod ser;
 pub mod watcher;
 
 #[cfg(feature = "docker")]

@@ -48,8 +48,6 @@ pub const WELL_KNOWN: &[(&str, Kind)] = &[
 
 /// Which API an engine is watched through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
-#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 pub enum Kind {
     /// Docker's API (dockerd).
     Docker,
@@ -85,8 +83,6 @@ impl Kind {
 
 /// Where an engine was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
-#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 pub enum Source {
     /// A process listening on the socket (the PID is known).
     Process,
@@ -98,7 +94,6 @@ pub enum Source {
 
 /// One discovered engine API.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Found {
     /// Which API.
     pub kind: Kind,

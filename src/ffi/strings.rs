@@ -57,7 +57,7 @@ pub(crate) unsafe fn out_string(out: *mut *mut c_char, s: String) -> Result<(), 
 }
 
 /// JSON of a serializable value.
-pub(crate) fn to_json<T: serde::Serialize + ?Sized>(v: &T) -> Result<String, Fail> {
+pub(crate) fn to_json<T: serde_core::Serialize + ?Sized>(v: &T) -> Result<String, Fail> {
     serde_json::to_string(v)
         .map_err(|e| Fail::new(WW_ERR_INTERNAL, format!("cannot render JSON: {e}")))
 }

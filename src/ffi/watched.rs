@@ -71,7 +71,7 @@ fn badness(state: c_int) -> u8 {
 }
 
 /// Adds `"engine": found` to a JSON object.
-fn with_engine(mut v: Value, engine: &impl serde::Serialize) -> Value {
+fn with_engine(mut v: Value, engine: &impl serde_core::Serialize) -> Value {
     if let Value::Object(m) = &mut v {
         m.insert("engine".into(), json!(engine));
     }

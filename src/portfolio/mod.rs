@@ -173,9 +173,9 @@ impl std::fmt::Debug for Portfolio {
 }
 
 #[cfg(feature = "serde")]
-impl serde::Serialize for Portfolio {
+impl serde_core::Serialize for Portfolio {
     /// A sequence of containers sorted by project, name and id.
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+    fn serialize<S: serde_core::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(self.sorted().iter().map(|c| &**c))
     }
 }

@@ -8,7 +8,6 @@ use crate::event::EventKind;
 
 /// Latency of one kind of engine call: count, min, average, max.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Latency {
     /// Number of calls measured.
     pub count: u64,
@@ -22,7 +21,6 @@ pub struct Latency {
 
 /// A snapshot of a watcher's counters.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Metrics {
     /// `Started` events emitted (not counting the synthetic ones of new subscriptions).
     pub started: u64,

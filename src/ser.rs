@@ -1,0 +1,161 @@
+//! `Serialize` for the plain data types (feature `serde`), written out: a few field lists
+//! do not justify a proc-macro stack (serde_derive and syn) in every user's build. The
+//! impls are of `serde_core::Serialize`, the very trait that `serde` re-exports.
+//!
+//! The types with a JSON form of their own (containers, events, portfolios: the
+//! `whalewatch` schemas) implement it beside their definitions.
+#![forbid(unsafe_code)]
+
+use serde_core::ser::{Serialize, SerializeStruct, Serializer};
+
+use crate::container::EngineRef;
+use crate::discover::{Found, Kind, Source};
+use crate::engine::EngineInfo;
+use crate::watcher::{Latency, Metrics};
+
+/// `impl Serialize` for a struct as a JSON object of the listed fields, in order;
+/// `field as "name"` renames one.
+macro_rules! object {
+    ($ty:ident { $($field:ident $(as $name:literal)?),+ $(,)? }) => {
+        impl Serialize for $ty {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let fields = [$(stringify!($field)),+].len();
+                let mut st = s.serialize_struct(stringify!($ty), fields)?;
+                $( st.serialize_field(object!(@name $field $($name)?), &self.$field)?; )+
+                st.end()
+            }
+        }
+    };
+    (@name $field:ident) => { stringify!($field) };
+    (@name $field:ident $name:literal) => { $name };
+}
+
+/// `impl Serialize` for a field-less enum as the lowercase variant name.
+macro_rules! lowercase {
+    ($ty:ident { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl Serialize for $ty {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let (index, name) = match self {
+                    $( $ty::$variant => ($ty::$variant as u32, $name), )+
+                };
+                s.serialize_unit_variant(stringify!($ty), index, name)
+            }
+        }
+    };
+}
+
+object!(EngineInfo { id, kind as "type", version, api_path, pid, mode });
+object!(EngineRef { kind as "type", id });
+object!(Found {
+    kind,
+    api_path,
+    pid,
+    inode,
+    source,
+    managed_by
+});
+object!(Latency {
+    count,
+    min,
+    avg,
+    max
+});
+object!(Metrics {
+    started,
+    exited,
+    paused,
+    unpaused,
+    raw_events,
+    resyncs,
+    reconnect_attempts,
+    list,
+    inspect,
+    subscribers,
+    lagged_subscribers,
+    last_event,
+});
+lowercase!(Kind { Docker => "docker", Podman => "podman", Containerd => "containerd", Cri => "cri" });
+lowercase!(Source { Process => "process", Env => "env", WellKnown => "wellknown" });
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+
+    fn json<T: Serialize>(v: &T) -> String {
+        serde_json::to_string(v).unwrap()
+    }
+
+    /// The same JSON as `#[derive(Serialize)]` (with its renames) gave.
+    #[test]
+    fn the_json_forms() {
+        let info = EngineInfo {
+            id: "i".into(),
+            kind: "docker.com".into(),
+            version: "20".into(),
+            api_path: "unix:///x".into(),
+            pid: Some(7),
+            mode: String::new(),
+        };
+        assert_eq!(
+            json(&info),
+            r#"{"id":"i","type":"docker.com","version":"20","api_path":"unix:///x","pid":7,"mode":""}"#
+        );
+        let r = EngineRef {
+            kind: "podman.io".into(),
+            id: "pid".into(),
+        };
+        assert_eq!(json(&r), r#"{"type":"podman.io","id":"pid"}"#);
+        let f = Found {
+            kind: Kind::Cri,
+            api_path: "/run/crio".into(),
+            pid: None,
+            inode: Some(9),
+            source: Source::WellKnown,
+            managed_by: Some(3),
+        };
+        assert_eq!(
+            json(&f),
+            r#"{"kind":"cri","api_path":"/run/crio","pid":null,"inode":9,"source":"wellknown","managed_by":3}"#
+        );
+        assert_eq!(
+            json(&[Kind::Docker, Kind::Podman, Kind::Containerd, Kind::Cri]),
+            r#"["docker","podman","containerd","cri"]"#
+        );
+        assert_eq!(
+            json(&[Source::Process, Source::Env, Source::WellKnown]),
+            r#"["process","env","wellknown"]"#
+        );
+        let m = Metrics {
+            started: 1,
+            exited: 2,
+            paused: 3,
+            unpaused: 4,
+            raw_events: 5,
+            resyncs: 6,
+            reconnect_attempts: 7,
+            list: Latency {
+                count: 2,
+                min: Duration::from_micros(1500),
+                avg: Duration::from_millis(2),
+                max: Duration::new(3, 7),
+            },
+            inspect: Latency::default(),
+            subscribers: 8,
+            lagged_subscribers: 9,
+            last_event: Some(UNIX_EPOCH + Duration::new(1_700_000_000, 5)),
+        };
+        assert_eq!(
+            json(&m),
+            concat!(
+                r#"{"started":1,"exited":2,"paused":3,"unpaused":4,"raw_events":5,"resyncs":6,"#,
+                r#""reconnect_attempts":7,"list":{"count":2,"min":{"secs":0,"nanos":1500000},"#,
+                r#""avg":{"secs":0,"nanos":2000000},"max":{"secs":3,"nanos":7}},"inspect":"#,
+                r#"{"count":0,"min":{"secs":0,"nanos":0},"avg":{"secs":0,"nanos":0},"#,
+                r#""max":{"secs":0,"nanos":0}},"subscribers":8,"lagged_subscribers":9,"#,
+                r#""last_event":{"secs_since_epoch":1700000000,"nanos_since_epoch":5}}"#
+            )
+        );
+    }
+}
