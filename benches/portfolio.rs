@@ -103,13 +103,18 @@ fn contended(c: &mut Criterion) {
                             p.insert(Arc::new(c));
                             *shared.write() = Arc::new(p.clone());
                             i += 1;
-                            // pace to 10k updates per second
-                            let due = start + Duration::from_micros(100 * i as u64);
-                            while Instant::now() < due && !stop.load(Ordering::Relaxed) {
-                                std::hint::spin_loop();
-                                std::thread::yield_now();
+                            // 10k updates per second: 10 per millisecond, sleeping in
+                            // between (as a sync thread blocks on its channel; spinning
+                            // would take a core from the readers on a 2-core machine)
+                            if i % 10 == 0 {
+                                let due = start + Duration::from_millis(i as u64 / 10);
+                                let now = Instant::now();
+                                if due > now {
+                                    std::thread::sleep(due - now);
+                                }
                             }
                         }
+                        (i, start.elapsed())
                     })
                 };
                 let ids: Arc<Vec<String>> = Arc::new(
@@ -136,12 +141,18 @@ fn contended(c: &mut Criterion) {
                 }
                 let elapsed = start.elapsed();
                 stop.store(true, Ordering::Relaxed);
-                writer.join().unwrap();
+                let (updates, took) = writer.join().unwrap();
+                RATE.with(|r| r.set(updates as f64 / took.as_secs_f64()));
                 elapsed
             })
         });
     }
     g.finish();
+    RATE.with(|r| eprintln!("writer's update rate in the last sample: {:.0}/s", r.get()));
+}
+
+thread_local! {
+    static RATE: std::cell::Cell<f64> = const { std::cell::Cell::new(0.0) };
 }
 
 criterion_group!(benches, queries, contended);
