@@ -40,14 +40,11 @@ const PARALLEL_STARTS: usize = 4;
 fn main() {
     let Some(url) = endpoint() else { return };
     let test_mode = !std::env::args().any(|a| a == "--bench");
-    let (n, m) = if test_mode {
-        (3, 4)
-    } else {
-        (
-            env_usize("WHALEWATCHER_BENCH_N", 50),
-            env_usize("WHALEWATCHER_BENCH_EVENTS", 200),
-        )
-    };
+    let (n, m) = if test_mode { (3, 4) } else { (50, 200) };
+    let (n, m) = (
+        env_usize("WHALEWATCHER_BENCH_N", n),
+        env_usize("WHALEWATCHER_BENCH_EVENTS", m),
+    );
     let image = std::env::var("WHALEWATCHER_IMAGE")
         .ok()
         .filter(|s| !s.is_empty())
@@ -121,8 +118,15 @@ impl Fleet {
                         let id = docker(
                             url,
                             &[
-                                "run", "-d", "--network", "none", "--label", LABEL, "--label",
-                                &label, image,
+                                "run",
+                                "-d",
+                                "--network",
+                                "none",
+                                "--label",
+                                LABEL,
+                                "--label",
+                                &label,
+                                image,
                             ],
                         );
                         started.lock().unwrap().push(id.trim().to_string());
@@ -214,11 +218,9 @@ fn http(url: &str) -> HttpClient {
 }
 
 /// The Go original's initial sync: `ContainerList` (alive ones), then `ContainerInspect`
-/// of each, serially. The listing goes through the same HTTP client the `DockerClient` uses;
-/// each inspect is the library's `EngineClient::inspect`.
-fn serial_sync(url: &str) -> usize {
-    let engine = client(url);
-    let http = http(url);
+/// of each, serially. The listing goes through the same HTTP client type the `DockerClient`
+/// uses; each inspect is the library's `EngineClient::inspect`.
+fn serial_sync(engine: &DockerClient, http: &HttpClient) -> usize {
     let filters = whalewatcher::http::percent_encode(r#"{"status":["running","paused"]}"#);
     let r = http
         .get(&format!("/containers/json?filters={filters}"))
@@ -272,6 +274,10 @@ fn summary(samples: &Mutex<Vec<Duration>>) -> (Duration, String) {
     )
 }
 
+/// One way of getting the initial picture: a name and a run that returns how many
+/// containers it found (and the watcher, to be closed outside the timing).
+type Sync<'a> = (&'static str, Box<dyn Fn() -> (usize, Option<Watcher>) + 'a>);
+
 fn time_to_ready(c: &mut Criterion, url: &str, fleet: &Fleet, report: &mut Vec<String>) {
     let n = fleet.ids.len();
     // How many alive containers the engine has in all (other users' ones count too).
@@ -281,79 +287,98 @@ fn time_to_ready(c: &mut Criterion, url: &str, fleet: &Fleet, report: &mut Vec<S
         .iter()
         .filter(|id| w.portfolio().get(id).is_some())
         .count();
-    assert_eq!(ours, n, "the watcher does not see all the bench's containers");
+    assert_eq!(
+        ours, n,
+        "the watcher does not see all the bench's containers"
+    );
     w.close();
 
-    let watcher_runs = Mutex::new(Vec::new());
-    let list_runs = Mutex::new(Vec::new());
-    let serial_runs = Mutex::new(Vec::new());
+    // "cold": a new client, so the run includes version negotiation (GET /_ping and
+    // GET /info, ~7 ms on dockerd); "warm": a client that has negotiated already.
+    let warm = client(url);
+    warm.info().expect("the engine does not answer");
+    let warm_http = http(url);
+    let variants: Vec<Sync> = vec![
+        (
+            "watcher_new_wait_ready",
+            Box::new(|| {
+                let (w, len) = watcher_sync(url);
+                (len, Some(w))
+            }),
+        ),
+        (
+            "cold_docker_client_list_4_workers",
+            Box::new(|| (client(url).list().expect("list failed").len(), None)),
+        ),
+        (
+            "cold_go_original_serial",
+            Box::new(|| (serial_sync(&client(url), &http(url)), None)),
+        ),
+        (
+            "warm_docker_client_list_4_workers",
+            Box::new(|| (warm.list().expect("list failed").len(), None)),
+        ),
+        (
+            "warm_go_original_serial",
+            Box::new(|| (serial_sync(&warm, &warm_http), None)),
+        ),
+    ];
     let mut g = c.benchmark_group("engine/time_to_ready");
     g.sample_size(10);
-    g.measurement_time(Duration::from_secs(8));
-    g.bench_function(BenchmarkId::new("watcher_4_inspect_workers", n), |b| {
-        b.iter_custom(|iters| {
-            let mut total_time = Duration::ZERO;
-            for _ in 0..iters {
-                let began = Instant::now();
-                let (w, len) = watcher_sync(url);
-                let took = began.elapsed();
-                assert!(len >= n, "watcher saw {len} containers, expected ≥ {n}");
-                total_time += took;
-                watcher_runs.lock().unwrap().push(took);
-                w.close();
-            }
-            total_time
-        })
-    });
-    g.bench_function(BenchmarkId::new("docker_client_list", n), |b| {
-        b.iter_custom(|iters| {
-            let mut total_time = Duration::ZERO;
-            for _ in 0..iters {
-                let began = Instant::now();
-                let len = client(url).list().expect("list failed").len();
-                let took = began.elapsed();
-                assert!(len >= n, "list saw {len} containers, expected ≥ {n}");
-                total_time += took;
-                list_runs.lock().unwrap().push(took);
-            }
-            total_time
-        })
-    });
-    g.bench_function(BenchmarkId::new("go_original_serial", n), |b| {
-        b.iter_custom(|iters| {
-            let mut total_time = Duration::ZERO;
-            for _ in 0..iters {
-                let began = Instant::now();
-                let len = black_box(serial_sync(url));
-                let took = began.elapsed();
-                assert!(len >= n, "serial sync saw {len} containers, expected ≥ {n}");
-                total_time += took;
-                serial_runs.lock().unwrap().push(took);
-            }
-            total_time
-        })
-    });
+    g.warm_up_time(Duration::from_secs(1));
+    g.measurement_time(Duration::from_secs(6));
+    let mut medians = Vec::new();
+    for (name, run) in &variants {
+        let runs = Mutex::new(Vec::new());
+        g.bench_function(BenchmarkId::new(*name, n), |b| {
+            b.iter_custom(|iters| {
+                let mut total_time = Duration::ZERO;
+                for _ in 0..iters {
+                    let began = Instant::now();
+                    let (len, watcher) = black_box(run());
+                    let took = began.elapsed();
+                    assert!(len >= n, "{name} saw {len} containers, expected ≥ {n}");
+                    total_time += took;
+                    runs.lock().unwrap().push(took);
+                    if let Some(w) = watcher {
+                        w.close();
+                    }
+                }
+                total_time
+            })
+        });
+        let (median, line) = summary(&runs);
+        medians.push((*name, median, line));
+    }
     g.finish();
 
-    let (wm, ws) = summary(&watcher_runs);
-    let (_, ls) = summary(&list_runs);
-    let (sm, ss) = summary(&serial_runs);
     report.push(format!(
-        "a. time to Ready, {n} bench containers ({total} alive on the engine in all; \
-         WatcherOptions has no inspect concurrency setting: DockerClient::list inspects on 4 threads):"
+        "a. time to Ready, {n} bench containers ({total} alive on the engine in all). \
+         WatcherOptions has no inspect concurrency setting; DockerClient::list inspects on 4 threads."
     ));
-    report.push(format!("   Watcher::new + wait_ready      {ws}"));
-    report.push(format!("   DockerClient::list (no watcher) {ls}"));
-    report.push(format!("   Go original (serial inspects)  {ss}"));
+    for (name, _, line) in &medians {
+        report.push(format!("   {name:<36} {line}"));
+    }
+    let m = |k: &str| {
+        medians
+            .iter()
+            .find(|(n, _, _)| *n == k)
+            .unwrap()
+            .1
+            .as_secs_f64()
+    };
     report.push(format!(
-        "   serial / watcher = {:.2}x",
-        sm.as_secs_f64() / wm.as_secs_f64()
+        "   serial / watcher (cold) = {:.2}x; serial / list, cold = {:.2}x, warm = {:.2}x",
+        m("cold_go_original_serial") / m("watcher_new_wait_ready"),
+        m("cold_go_original_serial") / m("cold_docker_client_list_4_workers"),
+        m("warm_go_original_serial") / m("warm_docker_client_list_4_workers"),
     ));
 }
 
 fn cached_vs_round_trip(c: &mut Criterion, url: &str, fleet: &Fleet, report: &mut Vec<String>) {
     let (w, _) = watcher_sync(url);
     let engine = client(url);
+    engine.info().expect("the engine does not answer"); // negotiate outside the timing
     let ids = &fleet.ids;
     let mut g = c.benchmark_group("engine/query");
     g.bench_function("cached_portfolio_get", |b| {
@@ -393,17 +418,38 @@ fn cached_vs_round_trip(c: &mut Criterion, url: &str, fleet: &Fleet, report: &mu
     }
     batches.sort();
     let cached = percentile(&batches, 0.5);
+    let snapshot = w.portfolio();
+    let mut held = Vec::new();
+    for _ in 0..21 {
+        let began = Instant::now();
+        for k in 0..100_000 {
+            black_box(snapshot.get(&ids[k % ids.len()]).map(|c| c.pid));
+        }
+        held.push(began.elapsed() / 100_000);
+    }
+    held.sort();
+    let held = percentile(&held, 0.5);
     let mut t = trips.lock().unwrap().clone();
     t.sort();
     let trip = percentile(&t, 0.5);
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let ns = |d: Duration| d.as_secs_f64() * 1e9;
     report.push(format!(
-        "b. one query: cached watcher.portfolio().get(id) {:.1} ns (median of 21 × 100k) vs \
-         DockerClient::inspect round trip {:.1} µs (median of {}; p99 {:.1} µs): {:.0}x",
-        cached.as_secs_f64() * 1e9,
-        trip.as_secs_f64() * 1e6,
+        "b. one query (medians of 21 batches of 100k) vs one engine round trip \
+         (DockerClient::inspect, median of {} = {:.1} µs, p99 {:.1} µs):",
         t.len(),
-        percentile(&t, 0.99).as_secs_f64() * 1e6,
+        us(trip),
+        us(percentile(&t, 0.99))
+    ));
+    report.push(format!(
+        "   watcher.portfolio().get(id)      {:>6.1} ns  → round trip / cached = {:>7.0}x",
+        ns(cached),
         trip.as_secs_f64() / cached.as_secs_f64().max(1e-12)
+    ));
+    report.push(format!(
+        "   held snapshot: portfolio.get(id) {:>6.1} ns  → round trip / cached = {:>7.0}x",
+        ns(held),
+        trip.as_secs_f64() / held.as_secs_f64().max(1e-12)
     ));
     w.close();
 }
@@ -411,6 +457,7 @@ fn cached_vs_round_trip(c: &mut Criterion, url: &str, fleet: &Fleet, report: &mu
 /// What the subscriber thread saw of one event.
 struct Seen {
     kind: EventKind,
+    seq: u64,
     engine_time: SystemTime,
     at: Instant,
     at_wall: SystemTime,
@@ -460,6 +507,7 @@ fn event_latency(url: &str, id: &str, m: usize, report: &mut Vec<String>) {
                 if !e.synthetic && e.container.id == target {
                     let seen = Seen {
                         kind: e.kind,
+                        seq: e.seq,
                         engine_time: e.time,
                         at,
                         at_wall,
@@ -474,6 +522,8 @@ fn event_latency(url: &str, id: &str, m: usize, report: &mut Vec<String>) {
         }
     });
     let http = http(url);
+    let trace = std::env::var("WHALEWATCHER_BENCH_TRACE").is_ok_and(|v| v == "1");
+    let mut stale = 0;
     let mut from_sent = Vec::with_capacity(m);
     let mut from_answer = Vec::with_capacity(m);
     let mut from_engine = Vec::with_capacity(m);
@@ -484,31 +534,59 @@ fn event_latency(url: &str, id: &str, m: usize, report: &mut Vec<String>) {
         } else {
             ("unpause", EventKind::Unpaused)
         };
+        let sent_wall = SystemTime::now();
         let sent = Instant::now();
         let r = http
             .post(&format!("/containers/{id}/{action}"), "text/plain", b"")
             .unwrap_or_else(|e| panic!("POST {action}: {e}"));
         let answered = Instant::now();
         assert_eq!(r.status(), 204, "POST {action}: {}", r.error_message());
-        let seen = rx
-            .recv_timeout(WAIT)
-            .unwrap_or_else(|_| panic!("no {action} event within {WAIT:?} (event {i})"));
+        // Events stamped before the POST (someone else's, or a duplicate) are skipped.
+        let deadline = Instant::now() + WAIT;
+        let seen = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let seen = rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no {action} event within {WAIT:?} (event {i})"));
+            if seen.engine_time >= sent_wall {
+                break seen;
+            }
+            stale += 1;
+        };
         assert_eq!(seen.kind, want, "event {i}: expected {want:?}");
+        if trace {
+            eprintln!(
+                "event {i:>4} #{} {action:<7} sent→204 {:>9.1} µs  204→seen {:>9.1} µs  engine→seen {:>9.1} µs",
+                seen.seq,
+                signed_us(answered, sent),
+                signed_us(seen.at, answered),
+                signed_wall_us(seen.at_wall, seen.engine_time)
+            );
+        }
         from_sent.push(signed_us(seen.at, sent));
         from_answer.push(signed_us(seen.at, answered));
         from_engine.push(signed_wall_us(seen.at_wall, seen.engine_time));
         post_took.push(signed_us(answered, sent));
     }
+    if trace {
+        eprintln!("{:?}", w.metrics());
+    }
     w.close();
     reader.join().expect("the subscriber thread panicked");
     report.push(format!(
-        "c. event latency, {m} events ({} pause + {} unpause of one container, POST over the \
-         engine socket with a keep-alive HTTP client):",
+        "c. event latency, {m} events ({} pause + {} unpause of one container; POST over the \
+         engine socket with a keep-alive HTTP client; {stale} stale events skipped):",
         m / 2,
         m / 2
     ));
-    report.push(line("engine answered 204 → subscriber has event", from_answer));
-    report.push(line("engine's event timeNano → subscriber has it", from_engine));
-    report.push(line("POST sent → subscriber has event", from_sent));
+    report.push(line(
+        "engine's event timeNano → subscriber has it",
+        from_engine,
+    ));
+    report.push(line("POST sent → subscriber has it", from_sent));
+    report.push(line(
+        "204 read → subscriber has it (< 0: before)",
+        from_answer,
+    ));
     report.push(line("(POST sent → 204 read: the engine's work)", post_took));
 }
