@@ -76,7 +76,7 @@ ASYNC=$(cat "$WORK/deps-default" "$WORK/deps-docker" |
 # --- baseline: no bench containers --------------------------------------------------------
 dk rm -f $(dk ps -aq --filter "label=$LABEL") >/dev/null 2>&1 || true # leftovers
 OTHERS=$(dk ps -q | wc -l)
-"$BIN" --docker "$URL" events >"$WORK/base.out" 2>"$WORK/base.err" &
+"$BIN" --docker "$URL" events </dev/null >"$WORK/base.out" 2>"$WORK/base.err" &
 PID=$!
 sleep 2
 kill -0 "$PID" || { cat "$WORK/base.err" >&2; echo "whalewatch died" >&2; exit 1; }
@@ -93,7 +93,7 @@ seq "$N" | xargs -P 4 -I{} docker -H "$URL" run -d --network none --label "$LABE
 [ "$(wc -l <"$WORK/ids")" -eq "$N" ] || { echo "not all $N containers started" >&2; exit 1; }
 echo "   started in $(($(now_ms) - START)) ms" >&2
 
-"$BIN" --docker "$URL" events >"$WORK/events.out" 2>"$WORK/events.err" &
+"$BIN" --docker "$URL" events </dev/null >"$WORK/events.out" 2>"$WORK/events.err" &
 PID=$!
 READY_START=$(now_ms)
 seen=0
@@ -110,10 +110,11 @@ RSS=$(field VmRSS $PID)
 HWM=$(field VmHWM $PID)
 ANON=$(field RssAnon $PID)
 FILE=$(field RssFile $PID)
+PSS=$(awk '$1 == "Pss:" { print $2 }' "/proc/$PID/smaps_rollup") # shared pages split among their users
 THREADS=$(ls "/proc/$PID/task" | wc -l)
 NAMES=$(cat /proc/"$PID"/task/*/comm | sort | uniq -c | awk '{ printf "%s%s x%d", sep, $2, $1; sep = ", " }')
 ENGINE_THREADS=$(cat /proc/"$PID"/task/*/comm | grep -c '^whalewatch0-' || true)
-FDS=$(ls "/proc/$PID/fd" | wc -l)
+FDS=$(ls "/proc/$PID/fd" | wc -l) # stdio and fds inherited from the caller included
 FD_KINDS=$(for f in /proc/"$PID"/fd/*; do readlink "$f"; done | sed 's/:.*//; s,^/.*,file,' | sort | uniq -c | awk '{ printf "%s%s x%d", sep, $2, $1; sep = ", " }')
 
 verdict() { if [ "$1" -le "$2" ]; then echo "ok (goal <= $2)"; else echo "MISSED (goal <= $2)"; fi; }
@@ -124,6 +125,7 @@ binary (release, default features)  $(mib $((UNSTRIPPED / 1024))) unstripped, $(
 all $N started lines printed after   ${SEEN_AFTER} ms (process start to last line, polled every 0.1 s)
 VmRSS                               $(mib "$RSS")  [anon $(mib "$ANON"), file $(mib "$FILE")]  $(verdict "$RSS" 4096)
 VmHWM                               $(mib "$HWM")
+Pss                                 $(mib "$PSS")
 VmRSS without bench containers      $(mib "$BASE_RSS") ($BASE_THREADS threads)
 threads                             $THREADS: $NAMES
 threads of the engine's watcher     $ENGINE_THREADS  $(verdict "$ENGINE_THREADS" 3)
