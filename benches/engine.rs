@@ -409,7 +409,11 @@ fn cached_vs_round_trip(c: &mut Criterion, url: &str, fleet: &Fleet, report: &mu
 
     // Our own figures for the ratio: cached = median of 21 batches of 100k queries (1k in
     // unoptimized test builds).
-    const BATCH: u32 = if cfg!(debug_assertions) { 1_000 } else { 100_000 };
+    const BATCH: u32 = if cfg!(debug_assertions) {
+        1_000
+    } else {
+        100_000
+    };
     let mut batches = Vec::new();
     for _ in 0..21 {
         let began = Instant::now();
