@@ -441,7 +441,7 @@ fn cached_vs_round_trip(c: &mut Criterion, url: &str, fleet: &Fleet, report: &mu
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     let ns = |d: Duration| d.as_secs_f64() * 1e9;
     report.push(format!(
-        "b. one query (medians of 21 batches of 100k) vs one engine round trip \
+        "b. one query (medians of 21 batches of {BATCH}) vs one engine round trip \
          (DockerClient::inspect, median of {} = {:.1} µs, p99 {:.1} µs):",
         t.len(),
         us(trip),
