@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# The footprint of `whalewatch events` (examples/whalewatch.rs, release build) watching the
+# dockerd of WHALEWATCHER_DOCKER (or DOCKER_HOST) with N sleeping containers:
+#   stripped binary size, VmRSS/VmHWM, threads, fds, and the normal dependency count.
+#
+#   bash benches/footprint.sh [N]      # N containers, default 200
+#
+# Goals (issue 7): <= 4 MiB RSS with 200 containers, <= 3 threads per engine, <= 30 normal
+# dependencies, no async runtime in the tree. The containers carry the label
+# whalewatcher.bench=footprint and are removed at the end (trap), also on failure.
+# Without an engine it prints a loud skip message and exits 0.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+N=${1:-200}
+case $N in '' | *[!0-9]*) echo "usage: $0 [N]  (N = number of containers)" >&2; exit 2 ;; esac
+
+URL=${WHALEWATCHER_DOCKER:-${DOCKER_HOST:-}}
+if [ -z "$URL" ] && [ -f /tmp/whalewatcher-engines/env ]; then
+  # shellcheck disable=SC1091
+  source /tmp/whalewatcher-engines/env
+  URL=$WHALEWATCHER_DOCKER
+fi
+if [ -z "$URL" ]; then
+  echo "*** benches/footprint.sh: SKIPPED — no engine configured (set WHALEWATCHER_DOCKER=unix:///… or run tests/engines/up.sh) ***" >&2
+  exit 0
+fi
+IMAGE=${WHALEWATCHER_IMAGE:-busybox:sleep}
+LABEL=whalewatcher.bench=footprint
+PROJECT=whalewatcher-footprint
+TARGET=${CARGO_TARGET_DIR:-$PWD/target}
+WORK=$(mktemp -d /tmp/whalewatcher-footprint.XXXXXX)
+PID=
+
+dk() { docker -H "$URL" "$@"; }
+cleanup() {
+  local rc=$?
+  [ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null || true
+  local ids
+  ids=$(dk ps -aq --filter "label=$LABEL" 2>/dev/null || true)
+  if [ -n "$ids" ]; then
+    echo "removing $(echo "$ids" | wc -l) containers ..." >&2
+    echo "$ids" | xargs -n 50 docker -H "$URL" rm -f >/dev/null || echo "WARNING: docker rm -f failed; remove label $LABEL by hand" >&2
+  fi
+  rm -rf "$WORK"
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+mib() { awk -v k="$1" 'BEGIN { printf "%.2f MiB (%d kB)", k / 1024, k }'; }
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+field() { awk -v f="$1:" '$1 == f { print $2 }' "/proc/$2/status"; }
+
+# --- build and size ---------------------------------------------------------------------
+echo "== build: cargo build --release --example whalewatch" >&2
+cargo build --quiet --release --example whalewatch
+BIN=$WORK/whalewatch
+cp "$TARGET/release/examples/whalewatch" "$BIN"
+UNSTRIPPED=$(stat -c %s "$BIN")
+strip "$BIN"
+STRIPPED=$(stat -c %s "$BIN")
+
+# --- dependencies -----------------------------------------------------------------------
+crates() {
+  cargo tree --quiet -e normal --prefix none "$@" | sed 's/ (\*)$//; s/ (proc-macro)$//' |
+    grep -v '^whalewatcher v' | sort -u
+}
+crates >"$WORK/deps-default"
+crates --no-default-features --features docker >"$WORK/deps-docker"
+DEPS_DEFAULT=$(wc -l <"$WORK/deps-default")
+DEPS_DOCKER=$(wc -l <"$WORK/deps-docker")
+ASYNC=$(cat "$WORK/deps-default" "$WORK/deps-docker" |
+  grep -E '^(tokio|async-std|smol|async-io|futures-executor) ' | sort -u || true)
+
+# --- baseline: no bench containers --------------------------------------------------------
+dk rm -f $(dk ps -aq --filter "label=$LABEL") >/dev/null 2>&1 || true # leftovers
+OTHERS=$(dk ps -q | wc -l)
+"$BIN" --docker "$URL" events </dev/null >"$WORK/base.out" 2>"$WORK/base.err" &
+PID=$!
+sleep 2
+kill -0 "$PID" || { cat "$WORK/base.err" >&2; echo "whalewatch died" >&2; exit 1; }
+BASE_RSS=$(field VmRSS $PID)
+BASE_THREADS=$(ls "/proc/$PID/task" | wc -l)
+kill "$PID"; wait "$PID" 2>/dev/null || true
+PID=
+
+# --- N containers --------------------------------------------------------------------------
+echo "== starting $N containers ($IMAGE) on $URL" >&2
+START=$(now_ms)
+seq "$N" | xargs -P 4 -I{} docker -H "$URL" run -d --network none --label "$LABEL" \
+  --label "com.docker.compose.project=$PROJECT" "$IMAGE" >"$WORK/ids"
+[ "$(wc -l <"$WORK/ids")" -eq "$N" ] || { echo "not all $N containers started" >&2; exit 1; }
+echo "   started in $(($(now_ms) - START)) ms" >&2
+
+"$BIN" --docker "$URL" events </dev/null >"$WORK/events.out" 2>"$WORK/events.err" &
+PID=$!
+READY_START=$(now_ms)
+seen=0
+for _ in $(seq 600); do # at most 60 s
+  seen=$(grep -c "started .* project=$PROJECT " "$WORK/events.out" || true)
+  [ "$seen" -ge "$N" ] && break
+  kill -0 "$PID" 2>/dev/null || { cat "$WORK/events.err" >&2; echo "whalewatch died" >&2; exit 1; }
+  sleep 0.1
+done
+[ "$seen" -ge "$N" ] || { echo "whalewatch printed $seen of $N started lines within 60 s" >&2; exit 1; }
+SEEN_AFTER=$(($(now_ms) - READY_START))
+sleep 1 # settle
+RSS=$(field VmRSS $PID)
+HWM=$(field VmHWM $PID)
+ANON=$(field RssAnon $PID)
+FILE=$(field RssFile $PID)
+PSS=$(awk '$1 == "Pss:" { print $2 }' "/proc/$PID/smaps_rollup") # shared pages split among their users
+THREADS=$(ls "/proc/$PID/task" | wc -l)
+NAMES=$(cat /proc/"$PID"/task/*/comm | sort | uniq -c | awk '{ printf "%s%s x%d", sep, $2, $1; sep = ", " }')
+ENGINE_THREADS=$(cat /proc/"$PID"/task/*/comm | grep -c '^whalewatch0-' || true)
+FDS=$(ls "/proc/$PID/fd" | wc -l) # stdio and fds inherited from the caller included
+FD_KINDS=$(for f in /proc/"$PID"/fd/*; do readlink "$f"; done | sed 's/:.*//; s,^/.*,file,' | sort | uniq -c | awk '{ printf "%s%s x%d", sep, $2, $1; sep = ", " }')
+
+verdict() { if [ "$1" -le "$2" ]; then echo "ok (goal <= $2)"; else echo "MISSED (goal <= $2)"; fi; }
+cat <<EOF
+
+=== benches/footprint.sh: whalewatch events, $N containers ($OTHERS other alive containers on the engine) ===
+binary (release, default features)  $(mib $((UNSTRIPPED / 1024))) unstripped, $(mib $((STRIPPED / 1024))) stripped
+all $N started lines printed after   ${SEEN_AFTER} ms (process start to last line, polled every 0.1 s)
+VmRSS                               $(mib "$RSS")  [anon $(mib "$ANON"), file $(mib "$FILE")]  $(verdict "$RSS" 4096)
+VmHWM                               $(mib "$HWM")
+Pss                                 $(mib "$PSS")
+VmRSS without bench containers      $(mib "$BASE_RSS") ($BASE_THREADS threads)
+threads                             $THREADS: $NAMES
+threads of the engine's watcher     $ENGINE_THREADS  $(verdict "$ENGINE_THREADS" 3)
+fds                                 $FDS: $FD_KINDS
+normal dependencies (cargo tree -e normal, unique, without whalewatcher)
+  default features                  $DEPS_DEFAULT  $(verdict "$DEPS_DEFAULT" 30)
+  --no-default-features -F docker   $DEPS_DOCKER  $(verdict "$DEPS_DOCKER" 30)
+async runtimes in the tree          ${ASYNC:-none}
+EOF
+echo "default-feature crates: $(tr '\n' ' ' <"$WORK/deps-default")"
+echo "docker-only crates:     $(tr '\n' ' ' <"$WORK/deps-docker")"
+[ -z "$ASYNC" ] || { echo "FAIL: an async runtime is in the dependency tree" >&2; exit 1; }
