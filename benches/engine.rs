@@ -4,8 +4,9 @@
 //!    original's algorithm (list, then inspect every container serially, one round trip
 //!    after the other) and versus a bare `DockerClient::list` (the same 4 inspect workers,
 //!    no watcher);
-//! b. one cached query (`watcher.portfolio().get(id)`) versus one engine round trip for
-//!    the same answer (`DockerClient::inspect`);
+//! b. one cached query (`watcher.portfolio().get(id)`, `reader.portfolio().get(id)` with a
+//!    `PortfolioReader`, and a lookup in a snapshot already held) versus one engine round
+//!    trip for the same answer (`DockerClient::inspect`);
 //! c. event latency: `POST /containers/ID/pause` (or `unpause`) answered by the engine →
 //!    the subscriber holds the `Paused` (`Unpaused`) event; p50 and p99 over M events.
 //!
@@ -388,6 +389,14 @@ fn cached_vs_round_trip(c: &mut Criterion, url: &str, fleet: &Fleet, report: &mu
             black_box(w.portfolio().get(&ids[i]).map(|c| c.pid))
         })
     });
+    g.bench_function("reader_portfolio_get", |b| {
+        let mut reader = w.reader();
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) % ids.len();
+            black_box(reader.portfolio().get(&ids[i]).map(|c| c.pid))
+        })
+    });
     let trips = Mutex::new(Vec::new());
     g.bench_function("engine_round_trip_inspect", |b| {
         let mut i = 0;
@@ -414,27 +423,17 @@ fn cached_vs_round_trip(c: &mut Criterion, url: &str, fleet: &Fleet, report: &mu
     } else {
         100_000
     };
-    let mut batches = Vec::new();
-    for _ in 0..21 {
-        let began = Instant::now();
-        for k in 0..BATCH as usize {
-            black_box(w.portfolio().get(&ids[k % ids.len()]).map(|c| c.pid));
-        }
-        batches.push(began.elapsed() / BATCH);
-    }
-    batches.sort();
-    let cached = percentile(&batches, 0.5);
+    let cached = per_query(BATCH, |k| {
+        black_box(w.portfolio().get(&ids[k % ids.len()]).map(|c| c.pid));
+    });
+    let mut reader = w.reader();
+    let read = per_query(BATCH, |k| {
+        black_box(reader.portfolio().get(&ids[k % ids.len()]).map(|c| c.pid));
+    });
     let snapshot = w.portfolio();
-    let mut held = Vec::new();
-    for _ in 0..21 {
-        let began = Instant::now();
-        for k in 0..BATCH as usize {
-            black_box(snapshot.get(&ids[k % ids.len()]).map(|c| c.pid));
-        }
-        held.push(began.elapsed() / BATCH);
-    }
-    held.sort();
-    let held = percentile(&held, 0.5);
+    let held = per_query(BATCH, |k| {
+        black_box(snapshot.get(&ids[k % ids.len()]).map(|c| c.pid));
+    });
     let mut t = trips.lock().unwrap().clone();
     t.sort();
     let trip = percentile(&t, 0.5);
@@ -453,11 +452,30 @@ fn cached_vs_round_trip(c: &mut Criterion, url: &str, fleet: &Fleet, report: &mu
         trip.as_secs_f64() / cached.as_secs_f64().max(1e-12)
     ));
     report.push(format!(
+        "   reader.portfolio().get(id)       {:>6.1} ns  → round trip / cached = {:>7.0}x",
+        ns(read),
+        trip.as_secs_f64() / read.as_secs_f64().max(1e-12)
+    ));
+    report.push(format!(
         "   held snapshot: portfolio.get(id) {:>6.1} ns  → round trip / cached = {:>7.0}x",
         ns(held),
         trip.as_secs_f64() / held.as_secs_f64().max(1e-12)
     ));
     w.close();
+}
+
+/// The time of one query: the median over 21 batches of `batch` calls of `f`.
+fn per_query(batch: u32, mut f: impl FnMut(usize)) -> Duration {
+    let mut batches = Vec::new();
+    for _ in 0..21 {
+        let began = Instant::now();
+        for k in 0..batch as usize {
+            f(k);
+        }
+        batches.push(began.elapsed() / batch);
+    }
+    batches.sort();
+    percentile(&batches, 0.5)
 }
 
 /// What the subscriber thread saw of one event.

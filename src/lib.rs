@@ -118,4 +118,4 @@ pub use error::{Error, Result};
 pub use event::{ContainerEvent, EventKind};
 pub use portfolio::{Portfolio, Project};
 pub use retry::{ExponentialBackoff, RetryPolicy};
-pub use watcher::{Health, Item, Since, Subscription, Watcher, WatcherOptions};
+pub use watcher::{Health, Item, PortfolioReader, Since, Subscription, Watcher, WatcherOptions};

@@ -457,3 +457,51 @@ fn journal_replay_and_gap_marker() {
     assert_eq!(e.container.id, "c29");
     assert!(one.try_recv().is_none());
 }
+
+/// A PortfolioReader made before the first sync follows every change, hands out the same
+/// snapshot while nothing changes, and always one at least as new as the watcher's.
+#[test]
+fn portfolio_reader_follows_every_snapshot() {
+    let s = Script::new();
+    s.start("a", "shop");
+    let w = Watcher::new(s.client(), options());
+    let mut reader = w.reader();
+    let mut other = w.reader();
+    w.wait_ready(T).unwrap();
+    wait_until(T, "reader sees the sync", || {
+        reader.portfolio().get("a").is_some()
+    });
+    let first = reader.portfolio().clone();
+    assert!(
+        Arc::ptr_eq(&first, reader.portfolio()),
+        "unchanged: same snapshot"
+    );
+    assert!(Arc::ptr_eq(&w.portfolio(), reader.portfolio()));
+
+    s.set_paused("a", true);
+    s.start("b", "");
+    wait_until(T, "reader sees pause and start", || {
+        let p = reader.portfolio();
+        p.get("a").is_some_and(|c| c.paused) && p.get("b").is_some()
+    });
+    assert!(!Arc::ptr_eq(&first, reader.portfolio()));
+    s.exit("a", 0);
+    wait_until(T, "reader sees the exit", || {
+        reader.portfolio().get("a").is_none()
+    });
+    // Whatever the watcher has published, a reader that asks afterwards has it too.
+    for i in 0..200 {
+        s.set_paused("b", i % 2 == 0);
+        let published = w.portfolio();
+        let seen = other.portfolio();
+        assert!(
+            seen.seq() >= published.seq(),
+            "{} < {}",
+            seen.seq(),
+            published.seq()
+        );
+    }
+    w.close();
+    // After close: the last snapshot, still.
+    assert!(reader.portfolio().get("b").is_some());
+}

@@ -15,6 +15,7 @@ mod health;
 mod hub;
 mod metrics;
 mod options;
+mod reader;
 mod sync;
 mod threads;
 
@@ -30,6 +31,7 @@ pub use health::Health;
 pub use hub::{Item, Since, Subscription};
 pub use metrics::{Latency, Metrics};
 pub use options::{RetryFactory, WatcherOptions};
+pub use reader::PortfolioReader;
 
 use crate::engine::{EngineClient, EngineInfo};
 use crate::error::{Error, Result};
@@ -59,6 +61,7 @@ impl Watcher {
                 options.journal_capacity,
             )),
             portfolio: RwLock::new(Arc::new(Portfolio::new())),
+            generation: Default::default(),
             health: health::HealthCell::new(),
             metrics: Arc::default(),
         });
@@ -113,6 +116,12 @@ impl Watcher {
     /// The current snapshot: a pointer copy, never waits on the engine.
     pub fn portfolio(&self) -> Arc<Portfolio> {
         self.shared.portfolio.read().clone()
+    }
+
+    /// A cached view of the portfolio for a thread that queries often: one atomic load per
+    /// query while nothing changes (see [`PortfolioReader`]).
+    pub fn reader(&self) -> PortfolioReader {
+        PortfolioReader::new(self.shared.clone())
     }
 
     /// Where the watcher stands with its engine.

@@ -19,6 +19,7 @@
 //! under the hub lock, and only then does health say Synced.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -84,6 +85,8 @@ enum Phase {
 pub(crate) struct Shared {
     pub(crate) hub: Mutex<Hub>,
     pub(crate) portfolio: RwLock<Arc<Portfolio>>,
+    /// Bumped after each new portfolio snapshot (for [`PortfolioReader`](super::PortfolioReader)).
+    pub(crate) generation: AtomicU64,
     pub(crate) health: HealthCell,
     pub(crate) metrics: Arc<MetricsCell>,
 }
@@ -427,7 +430,13 @@ impl SyncThread {
             p.set_seq(self.seq);
             let p = Arc::new(p);
             let mut hub = self.shared.hub.lock();
-            *self.shared.portfolio.write() = p.clone();
+            {
+                let mut slot = self.shared.portfolio.write();
+                *slot = p.clone();
+                // Under the lock: whoever has read this snapshot through the lock sees
+                // the new generation too, so a PortfolioReader is never behind it.
+                self.shared.generation.fetch_add(1, Ordering::Release);
+            }
             let lagged = hub.publish(p, &self.out);
             self.shared.metrics.lagged(lagged);
             drop(hub);
