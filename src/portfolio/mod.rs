@@ -113,12 +113,12 @@ impl Portfolio {
             Some(v) => v.iter().cloned().chain([c.clone()]).collect(),
             None => Arc::from([c.clone()]),
         };
-        self.by_name.insert(c.name.clone(), names);
+        self.by_name.insert(&c.name, names);
         Arc::make_mut(&mut self.projects)
             .entry(c.project.clone())
             .or_insert_with(|| Project::new(&c.project))
             .insert(c.clone());
-        self.by_id.insert(c.id.clone(), c);
+        self.by_id.insert(&Arc::clone(&c).id, c);
         self.len += 1;
         old
     }
@@ -132,7 +132,7 @@ impl Portfolio {
             if rest.is_empty() {
                 self.by_name.remove(&old.name);
             } else {
-                self.by_name.insert(old.name.clone(), rest.into());
+                self.by_name.insert(&old.name, rest.into());
             }
         }
         let projects = Arc::make_mut(&mut self.projects);
