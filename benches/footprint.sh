@@ -4,6 +4,8 @@
 #   stripped binary size, VmRSS/VmHWM, threads, fds, and the normal dependency count.
 #
 #   bash benches/footprint.sh [N]      # N containers, default 200
+#   WHALEWATCHER_PROFILE=small bash benches/footprint.sh 200   # the size-optimized profile
+#                                      # (Cargo.toml [profile.small]: LTO, opt-level "s")
 #
 # Goals (issue 7): <= 4 MiB RSS with 200 containers, <= 3 threads per engine, <= 30 normal
 # dependencies, no async runtime in the tree. The containers carry the label
@@ -53,10 +55,11 @@ now_ms() { echo $(($(date +%s%N) / 1000000)); }
 field() { awk -v f="$1:" '$1 == f { print $2 }' "/proc/$2/status"; }
 
 # --- build and size ---------------------------------------------------------------------
-echo "== build: cargo build --release --example whalewatch" >&2
-cargo build --quiet --release --example whalewatch
+PROFILE=${WHALEWATCHER_PROFILE:-release}
+echo "== build: cargo build --profile $PROFILE --example whalewatch" >&2
+cargo build --quiet --profile "$PROFILE" --example whalewatch
 BIN=$WORK/whalewatch
-cp "$TARGET/release/examples/whalewatch" "$BIN"
+cp "$TARGET/$PROFILE/examples/whalewatch" "$BIN"
 UNSTRIPPED=$(stat -c %s "$BIN")
 strip "$BIN"
 STRIPPED=$(stat -c %s "$BIN")
@@ -121,7 +124,7 @@ verdict() { if [ "$1" -le "$2" ]; then echo "ok (goal <= $2)"; else echo "MISSED
 cat <<EOF
 
 === benches/footprint.sh: whalewatch events, $N containers ($OTHERS other alive containers on the engine) ===
-binary (release, default features)  $(mib $((UNSTRIPPED / 1024))) unstripped, $(mib $((STRIPPED / 1024))) stripped
+binary ($PROFILE, default features)  $(mib $((UNSTRIPPED / 1024))) unstripped, $(mib $((STRIPPED / 1024))) stripped
 all $N started lines printed after   ${SEEN_AFTER} ms (process start to last line, polled every 0.1 s)
 VmRSS                               $(mib "$RSS")  [anon $(mib "$ANON"), file $(mib "$FILE")]  $(verdict "$RSS" 4096)
 VmHWM                               $(mib "$HWM")
