@@ -19,6 +19,9 @@
 //! The containers carry the label `whalewatcher.bench=engine` and are removed at the end,
 //! also when a measurement panics; leftovers of an interrupted run are removed at the start.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::hint::black_box;
 use std::process::Command;
 use std::sync::Mutex;
@@ -76,7 +79,7 @@ fn endpoint() -> Option<String> {
         return Some(url);
     }
     let msg = "benches/engine: SKIPPED — no engine configured (set WHALEWATCHER_DOCKER=unix:///… or run tests/engines/up.sh and source /tmp/whalewatcher-engines/env)";
-    if std::env::var("WHALEWATCHER_REQUIRE_ENGINES").is_ok_and(|v| v == "1") {
+    if common::engines_required() {
         panic!("{msg}, but WHALEWATCHER_REQUIRE_ENGINES=1");
     }
     eprintln!("\n************************************************************");
@@ -161,19 +164,9 @@ impl Drop for Fleet {
 
 /// `docker -H url ARGS`, returning stdout; panics with stderr on failure.
 fn docker(url: &str, args: &[&str]) -> String {
-    let out = Command::new("docker")
-        .arg("-H")
-        .arg(url)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run the docker CLI: {e}"));
-    if !out.status.success() {
-        panic!(
-            "docker {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let mut all = vec!["-H", url];
+    all.extend_from_slice(args);
+    common::run("docker", &all)
 }
 
 /// Removes every container with [`LABEL`]; never panics (it runs in `Drop`).

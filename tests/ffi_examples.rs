@@ -180,31 +180,38 @@ fn valgrind(exe: &Path, args: &[&str]) -> Output {
 
 #[test]
 fn c_example_under_valgrind() {
-    let (Some(docker), Some(lib)) = (Docker::from_env(), lib_dir()) else {
-        return;
-    };
-    if !have_valgrind() {
-        return;
-    }
-    let exe = build_c(&lib, false);
-    let own = own_containers(&docker, "cvg");
-    let out = valgrind(&exe, &["docker", &docker.url, &EVENTS.to_string(), "60"]);
-    check_output(&out, &docker, &own);
+    c_example_valgrind("docker");
 }
 
 /// The C example with engine "auto" (discovery and the fleet) under valgrind.
 #[test]
 fn c_example_auto_under_valgrind() {
+    c_example_valgrind("auto");
+}
+
+/// Runs the C example (shared library, its own executable: the tests run in parallel)
+/// under valgrind for `engine` "docker" (the test dockerd) or "auto", and checks its output.
+fn c_example_valgrind(engine: &str) {
     let (Some(docker), Some(lib)) = (Docker::from_env(), lib_dir()) else {
         return;
     };
     if !have_valgrind() {
         return;
     }
-    let exe = build_c(&lib, false);
-    let own = own_containers(&docker, "cauto");
-    let out = valgrind(&exe, &["auto", "", &EVENTS.to_string(), "120"]);
-    check_output_of(&out, &docker, &own, false);
+    let exe = build(
+        &lib,
+        &root().join("examples/c/portfolio_events.c"),
+        &format!("portfolio_events_valgrind_{engine}"),
+        false,
+    );
+    let own = own_containers(&docker, &format!("cvg{engine}"));
+    let count = EVENTS.to_string();
+    let args = match engine {
+        "docker" => [engine, docker.url.as_str(), &count, "60"],
+        _ => [engine, "", &count, "120"],
+    };
+    let out = valgrind(&exe, &args);
+    check_output_of(&out, &docker, &own, engine == "docker");
 }
 
 /// The ABI's edge paths from C (tests/ffi_support/abi.c), under valgrind.
