@@ -136,12 +136,18 @@ impl Watched {
     pub(crate) fn lookup(&self, key: &str) -> Option<Arc<Container>> {
         match self {
             Watched::One(w) => w.portfolio().lookup(key).cloned(),
-            Watched::Fleet(_) => {
-                let all = self.containers();
-                let by_id = all.iter().find(|c| c.id == key);
-                by_id
-                    .or_else(|| all.iter().find(|c| c.name == key))
-                    .cloned()
+            Watched::Fleet(f) => {
+                // Each engine's indices: no listing of everything per lookup.
+                let portfolios: Vec<_> = f.watchers().iter().map(|(_, w)| w.portfolio()).collect();
+                portfolios
+                    .iter()
+                    .find_map(|p| p.get(key).cloned())
+                    .or_else(|| {
+                        portfolios
+                            .iter()
+                            .flat_map(|p| p.by_name(key).iter().cloned())
+                            .min_by(|a, b| a.listing_order(b))
+                    })
             }
         }
     }
