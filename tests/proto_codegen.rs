@@ -7,6 +7,9 @@
 //! WHALEWATCHER_REGEN_PROTO=1 cargo test --test proto_codegen
 //! ```
 //!
+//! (When src/proto/ is missing or broken, the library does not compile with its gRPC
+//! features: add `--no-default-features --features docker` to that command.)
+//!
 //! One edit is made to what the codegen writes: its exact-version assertion
 //! (`::protobuf::VERSION_3_7_2`) is dropped, so that users are not pinned to one patch
 //! release; Cargo.toml keeps the runtime within the codegen's minor version (`~3.7`).
