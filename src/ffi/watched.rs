@@ -32,20 +32,23 @@ pub(crate) enum Watched {
 
 /// The health of one watcher: its `WW_HEALTH_*` state and JSON.
 fn health_json(h: &Health) -> (c_int, Value) {
+    let state = match h {
+        Health::Connecting => WW_HEALTH_CONNECTING,
+        Health::Syncing => WW_HEALTH_SYNCING,
+        Health::Synced => WW_HEALTH_SYNCED,
+        Health::Reconnecting { .. } => WW_HEALTH_RECONNECTING,
+        Health::Failed(_) => WW_HEALTH_FAILED,
+    };
+    let mut v = json!({"state": state_word(state)});
     match h {
-        Health::Connecting => (WW_HEALTH_CONNECTING, json!({"state": "connecting"})),
-        Health::Syncing => (WW_HEALTH_SYNCING, json!({"state": "syncing"})),
-        Health::Synced => (WW_HEALTH_SYNCED, json!({"state": "synced"})),
-        Health::Reconnecting { since, last_error } => (
-            WW_HEALTH_RECONNECTING,
-            json!({"state": "reconnecting", "since": rfc3339_nanos(*since),
-                   "error": last_error.to_string()}),
-        ),
-        Health::Failed(e) => (
-            WW_HEALTH_FAILED,
-            json!({"state": "failed", "error": e.to_string()}),
-        ),
+        Health::Reconnecting { since, last_error } => {
+            v["since"] = json!(rfc3339_nanos(*since));
+            v["error"] = json!(last_error.to_string());
+        }
+        Health::Failed(e) => v["error"] = json!(e.to_string()),
+        _ => {}
     }
+    (state, v)
 }
 
 /// The JSON word of a `WW_HEALTH_*` state.
