@@ -225,7 +225,7 @@ fn serial_sync(engine: &DockerClient, http: &HttpClient) -> usize {
     for c in list.as_array().expect("list is not an array") {
         let id = c["Id"].as_str().expect("list entry without Id");
         match engine.inspect(id) {
-            Ok(c) => alive += usize::from(!c.id.is_empty()),
+            Ok(c) => alive += usize::from(c.alive().is_some()),
             Err(e) if e.is_not_alive() => {}
             Err(e) => panic!("inspect {id}: {e}"),
         }
@@ -398,7 +398,11 @@ fn cached_vs_round_trip(c: &mut Criterion, url: &str, fleet: &Fleet, report: &mu
             for _ in 0..iters {
                 i = (i + 1) % ids.len();
                 let began = Instant::now();
-                let pid = engine.inspect(&ids[i]).expect("inspect failed").pid;
+                let pid = engine
+                    .inspect(&ids[i])
+                    .expect("inspect failed")
+                    .container()
+                    .pid;
                 let took = began.elapsed();
                 black_box(pid);
                 total += took;

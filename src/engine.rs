@@ -58,6 +58,44 @@ pub enum RawEventKind {
     Unpaused,
 }
 
+/// How a container's process ended, as far as the engine still knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ExitStatus {
+    /// The exit code, when the engine recorded one.
+    pub exit_code: Option<i32>,
+    /// Whether the kernel's OOM killer hit the container before it exited.
+    pub oom: bool,
+    /// When the process ended, by the engine's clock, when the engine says.
+    pub time: Option<SystemTime>,
+}
+
+/// What [`EngineClient::inspect`] found.
+#[derive(Debug, Clone)]
+pub enum Inspection {
+    /// The container is alive (running or paused).
+    Alive(Container),
+    /// The container still exists but its process has ended: the container with the
+    /// details the engine still has (`pid` 0), and how its process ended.
+    Exited(Container, ExitStatus),
+}
+
+impl Inspection {
+    /// The container, alive or not.
+    pub fn container(&self) -> &Container {
+        match self {
+            Inspection::Alive(c) | Inspection::Exited(c, _) => c,
+        }
+    }
+
+    /// The container when it is alive.
+    pub fn alive(self) -> Option<Container> {
+        match self {
+            Inspection::Alive(c) => Some(c),
+            Inspection::Exited(..) => None,
+        }
+    }
+}
+
 /// A lifecycle event straight from the engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawEvent {
@@ -98,9 +136,11 @@ pub trait EngineClient: Send + Sync + 'static {
     /// Lists the alive (running or paused) containers, fully inspected.
     fn list(&self) -> Result<Vec<Container>>;
 
-    /// Inspects one container. [`Error::NotFound`](crate::Error::NotFound) or
-    /// [`Error::Processless`](crate::Error::Processless) when it is not alive.
-    fn inspect(&self, id: &str) -> Result<Container>;
+    /// Inspects one container, alive or not. [`Error::NotFound`](crate::Error::NotFound)
+    /// when the engine no longer knows it; [`Error::Processless`](crate::Error::Processless)
+    /// when it exists without a process and the engine cannot say how the process ended
+    /// (or never started it).
+    fn inspect(&self, id: &str) -> Result<Inspection>;
 
     /// Opens the lifecycle event stream (started, exited, paused, unpaused).
     fn events(&self) -> Result<Box<dyn EventStream>>;
@@ -121,7 +161,7 @@ macro_rules! forward_engine_client {
             fn list(&self) -> Result<Vec<Container>> {
                 (**self).list()
             }
-            fn inspect(&self, id: &str) -> Result<Container> {
+            fn inspect(&self, id: &str) -> Result<Inspection> {
                 (**self).inspect(id)
             }
             fn events(&self) -> Result<Box<dyn EventStream>> {

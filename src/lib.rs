@@ -113,7 +113,10 @@ pub mod ffi;
 pub struct ReadmeDoctests;
 
 pub use container::{Container, EngineRef, Rucksack, PROJECT_LABEL};
-pub use engine::{EngineClient, EngineInfo, EventStream, RawEvent, RawEventKind, RucksackPacker};
+pub use engine::{
+    EngineClient, EngineInfo, EventStream, ExitStatus, Inspection, RawEvent, RawEventKind,
+    RucksackPacker,
+};
 pub use error::{Error, Result};
 pub use event::{ContainerEvent, EventKind};
 pub use portfolio::{Portfolio, Project};

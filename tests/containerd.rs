@@ -261,8 +261,8 @@ fn list_and_inspect_match_ctr() {
     assert!(d.paused);
 
     // Inspect agrees with list.
-    assert_eq!(&client.inspect(&web).unwrap(), w);
-    assert_eq!(&client.inspect(&db_id).unwrap(), d);
+    assert_eq!(&client.inspect(&web).unwrap().alive().unwrap(), w);
+    assert_eq!(&client.inspect(&db_id).unwrap().alive().unwrap(), d);
     assert_eq!(
         client.inspect(&created).unwrap_err(),
         Error::Processless {
@@ -294,7 +294,7 @@ fn rucksack_packer_gets_the_container_record() {
         Some(Arc::new(format!("{}|{}|{}", c.id, raw.id, raw.image)) as whalewatcher::Rucksack)
     };
     let client = ContainerdClient::new(&ctr.sock).with_rucksack_packer(Arc::new(packer));
-    let c = client.inspect(&tag).unwrap();
+    let c = client.inspect(&tag).unwrap().alive().unwrap();
     assert_eq!(
         c.rucksack::<String>().map(String::as_str),
         Some(format!("{tag}|{tag}|{}", ctr.image).as_str())

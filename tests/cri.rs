@@ -68,7 +68,7 @@ fn list_and_inspect_match_ground_truth() {
         assert!(!c.image.is_empty());
         check_pod_labels(c, pod);
         // inspect agrees with list.
-        let i = cri.inspect(id).expect("inspect");
+        let i = cri.inspect(id).expect("inspect").alive().expect("alive");
         assert_eq!(&i, *c);
     }
     for pod in &pods {
@@ -82,7 +82,13 @@ fn list_and_inspect_match_ground_truth() {
         assert_eq!(s.pid, sandbox_pid(&pod.ch, &pod.id));
         assert!(std::path::Path::new(&format!("/proc/{}", s.pid)).exists());
         check_pod_labels(s, pod);
-        assert_eq!(&cri.inspect(&pod.id).expect("inspect sandbox"), *s);
+        assert_eq!(
+            &cri.inspect(&pod.id)
+                .expect("inspect sandbox")
+                .alive()
+                .expect("alive"),
+            *s
+        );
     }
     assert!(!m.contains_key(created.as_str()));
     assert!(matches!(
@@ -284,7 +290,10 @@ fn rucksack_packer_gets_the_verbose_info_map() {
         assert_eq!(c.rucksack::<String>(), Some(&c.id), "{c:?}");
     }
     assert_eq!(
-        cri.inspect(&id).expect("inspect").rucksack::<String>(),
+        cri.inspect(&id)
+            .expect("inspect")
+            .container()
+            .rucksack::<String>(),
         Some(&id)
     );
 }

@@ -10,7 +10,9 @@ use protobuf::well_known_types::empty::Empty;
 use protobuf::Message;
 
 use crate::container::{Container, EngineRef};
-use crate::engine::{CancelSet, EngineClient, EngineInfo, EventStream, RucksackPacker, CONTAINERD};
+use crate::engine::{
+    CancelSet, EngineClient, EngineInfo, EventStream, Inspection, RucksackPacker, CONTAINERD,
+};
 use crate::error::{Error, Result};
 use crate::grpc::Channel;
 use crate::proto::containerd_containers::{
@@ -245,7 +247,7 @@ impl EngineClient for ContainerdClient {
         Ok(out)
     }
 
-    fn inspect(&self, id: &str) -> Result<Container> {
+    fn inspect(&self, id: &str) -> Result<Inspection> {
         let (ns, cid) = split_id(id);
         let not_found = || Error::NotFound { id: id.to_string() };
         if self.is_ignored(ns) || cid.is_empty() || ns.is_empty() {
@@ -278,7 +280,7 @@ impl EngineClient for ContainerdClient {
             .into_option()
             .ok_or_else(|| Error::protocol("containerd", "Tasks/Get without a process"))?;
         let c = to_container(ns, &rec, &task, &engine).ok_or_else(processless)?;
-        Ok(self.finish(c, &rec))
+        Ok(Inspection::Alive(self.finish(c, &rec)))
     }
 
     fn events(&self) -> Result<Box<dyn EventStream>> {

@@ -10,7 +10,9 @@ use parking_lot::Mutex;
 use protobuf::{EnumOrUnknown, Message, MessageField};
 
 use crate::container::{Container, EngineRef};
-use crate::engine::{CancelSet, EngineClient, EngineInfo, EventStream, RucksackPacker, CRI};
+use crate::engine::{
+    CancelSet, EngineClient, EngineInfo, EventStream, Inspection, RucksackPacker, CRI,
+};
 use crate::error::{Error, Result};
 use crate::grpc::Channel;
 use crate::proto::cri_api::{
@@ -184,6 +186,46 @@ impl Rpc {
 }
 
 impl CriClient {
+    /// Inspects one alive container or sandbox.
+    fn inspect_alive(&self, id: &str) -> Result<Container> {
+        let engine = self.engine_ref();
+        if id.is_empty() {
+            return Err(Error::NotFound { id: id.into() });
+        }
+        // (containerd resolves the id filter as a unique prefix: insist on the exact id.)
+        let found = self.rpc.running_containers(Some(id))?;
+        if let Some(c) = found.into_iter().find(|c| c.id == id) {
+            let pod = match self.sandbox_status(&c.pod_sandbox_id) {
+                Ok(r) => r.status.as_ref().map(|s| pod_meta(&s.metadata)),
+                Err(e) if vanished(&e) => return Err(Error::Processless { id: id.into() }),
+                Err(e) => return Err(e),
+            }
+            .unwrap_or_default();
+            return match self.container_container(id, &pod, &engine) {
+                Err(e) if vanished(&e) && !e.is_not_alive() => {
+                    Err(Error::Processless { id: id.into() })
+                }
+                r => r,
+            };
+        }
+        match self.sandbox_container(id, &engine) {
+            Err(Error::Grpc {
+                code: NOT_FOUND, ..
+            }) => {
+                // Neither a running container nor a sandbox; a container that exists but
+                // does not run is processless.
+                match self.container_status(id) {
+                    Ok(_) => Err(Error::Processless { id: id.into() }),
+                    Err(Error::Grpc {
+                        code: NOT_FOUND, ..
+                    }) => Err(Error::NotFound { id: id.into() }),
+                    Err(e) => Err(e),
+                }
+            }
+            r => r,
+        }
+    }
+
     /// A client of the CRI socket at `path`, else of `CONTAINER_RUNTIME_ENDPOINT`, else of
     /// the first existing of [`DEFAULT_ENDPOINTS`]. Lazy: connects on the first call, so
     /// this never fails, even when the runtime is down.
@@ -410,43 +452,8 @@ impl EngineClient for CriClient {
         Ok(out)
     }
 
-    fn inspect(&self, id: &str) -> Result<Container> {
-        let engine = self.engine_ref();
-        if id.is_empty() {
-            return Err(Error::NotFound { id: id.into() });
-        }
-        // (containerd resolves the id filter as a unique prefix: insist on the exact id.)
-        let found = self.rpc.running_containers(Some(id))?;
-        if let Some(c) = found.into_iter().find(|c| c.id == id) {
-            let pod = match self.sandbox_status(&c.pod_sandbox_id) {
-                Ok(r) => r.status.as_ref().map(|s| pod_meta(&s.metadata)),
-                Err(e) if vanished(&e) => return Err(Error::Processless { id: id.into() }),
-                Err(e) => return Err(e),
-            }
-            .unwrap_or_default();
-            return match self.container_container(id, &pod, &engine) {
-                Err(e) if vanished(&e) && !e.is_not_alive() => {
-                    Err(Error::Processless { id: id.into() })
-                }
-                r => r,
-            };
-        }
-        match self.sandbox_container(id, &engine) {
-            Err(Error::Grpc {
-                code: NOT_FOUND, ..
-            }) => {
-                // Neither a running container nor a sandbox; a container that exists but
-                // does not run is processless.
-                match self.container_status(id) {
-                    Ok(_) => Err(Error::Processless { id: id.into() }),
-                    Err(Error::Grpc {
-                        code: NOT_FOUND, ..
-                    }) => Err(Error::NotFound { id: id.into() }),
-                    Err(e) => Err(e),
-                }
-            }
-            r => r,
-        }
+    fn inspect(&self, id: &str) -> Result<Inspection> {
+        self.inspect_alive(id).map(Inspection::Alive)
     }
 
     fn events(&self) -> Result<Box<dyn EventStream>> {

@@ -12,7 +12,9 @@ use super::json::{list_ids, parse_json};
 use crate::container::{Container, EngineRef};
 use crate::docker::events::EventDecoder;
 use crate::docker::inspect::container_from_inspect;
-use crate::engine::{EngineClient, EngineInfo, EventStream, RucksackPacker, DOCKER, PODMAN};
+use crate::engine::{
+    EngineClient, EngineInfo, EventStream, Inspection, RucksackPacker, DOCKER, PODMAN,
+};
 use crate::error::{Error, Result};
 use crate::http::{
     error_message, percent_encode, BodyReader, Endpoint, HttpClient, HttpOptions, Response,
@@ -327,9 +329,9 @@ impl EngineClient for DockerClient {
         self.check(self.inspect_all(&n, &ids))
     }
 
-    fn inspect(&self, id: &str) -> Result<Container> {
+    fn inspect(&self, id: &str) -> Result<Inspection> {
         let n = self.negotiated()?;
-        self.check(self.inspect_with(&n, id))
+        self.check(self.inspect_with(&n, id)).map(Inspection::Alive)
     }
 
     fn events(&self) -> Result<Box<dyn EventStream>> {

@@ -30,7 +30,7 @@ use super::health::{Health, HealthCell};
 use super::hub::Hub;
 use super::metrics::MetricsCell;
 use crate::container::Container;
-use crate::engine::{RawEvent, RawEventKind};
+use crate::engine::{Inspection, RawEvent, RawEventKind};
 use crate::error::{Error, Result};
 use crate::event::{ContainerEvent, EventKind};
 use crate::portfolio::Portfolio;
@@ -59,7 +59,7 @@ pub(crate) enum Msg {
     Inspected {
         token: u64,
         id: String,
-        result: Result<Container>,
+        result: Result<Inspection>,
     },
     Shutdown,
 }
@@ -389,13 +389,17 @@ impl SyncThread {
         }
     }
 
-    fn inspected(&mut self, token: u64, id: String, result: Result<Container>) {
+    fn inspected(&mut self, token: u64, id: String, result: Result<Inspection>) {
         let Some(p) = self.pending.get_mut(&id) else {
             return;
         };
         if p.token != token {
             return;
         }
+        let result = result.and_then(|i| {
+            i.alive()
+                .ok_or_else(|| Error::Processless { id: id.clone() })
+        });
         match result {
             Ok(mut c) => {
                 let p = self.pending.remove(&id);

@@ -298,7 +298,7 @@ pub fn inspect_cases(e: &Engine) {
     let name = e.name("insp");
     let id = e.start(&name, &["--label", "a=b"]);
     let c = e.client();
-    let got = c.inspect(&id).unwrap();
+    let got = c.inspect(&id).unwrap().alive().expect("alive");
     let t = truth(&e.inspect(std::slice::from_ref(&id))[0]).unwrap();
     assert_eq!(
         (got.id.as_str(), got.name.as_str(), got.pid),

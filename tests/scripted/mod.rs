@@ -11,7 +11,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 use whalewatcher::engine::{EventStream, RawEvent, RawEventKind};
-use whalewatcher::{Container, EngineClient, EngineInfo, Error, Result};
+use whalewatcher::{Container, EngineClient, EngineInfo, Error, Inspection, Result};
 
 type Hook = Box<dyn FnMut(&Script) + Send>;
 
@@ -253,7 +253,7 @@ impl EngineClient for ScriptedEngine {
         Ok(snap)
     }
 
-    fn inspect(&self, id: &str) -> Result<Container> {
+    fn inspect(&self, id: &str) -> Result<Inspection> {
         self.check()?;
         self.script.run_hook(|h| &mut h.before_inspect);
         self.script
@@ -262,6 +262,7 @@ impl EngineClient for ScriptedEngine {
             .alive
             .get(id)
             .cloned()
+            .map(Inspection::Alive)
             .ok_or(Error::NotFound { id: id.into() })
     }
 
