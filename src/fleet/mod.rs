@@ -46,7 +46,7 @@ pub use subscription::{FleetItem, FleetSubscription};
 
 use crate::container::Container;
 use crate::discover::{self, DiscoverOptions, Found};
-use crate::engine::EngineInfo;
+use crate::engine::{EngineClient, EngineInfo};
 use crate::error::{Error, Result};
 use crate::portfolio::Portfolio;
 use crate::watcher::{Health, Metrics, Watcher, WatcherOptions};
@@ -54,6 +54,10 @@ use subscription::Control;
 
 /// Finds the engines to watch; called at start and at every rescan.
 pub type Scanner = Box<dyn Fn() -> Vec<Found> + Send>;
+
+/// Makes the client of a found engine (by default [`Found::client`]); called once per
+/// attachment, under the fleet's lock.
+pub type Connector = Box<dyn Fn(&Found) -> Result<Box<dyn EngineClient>> + Send>;
 
 /// How many vanished engines [`Fleet::engines`] remembers.
 const VANISHED_KEPT: usize = 16;
@@ -123,6 +127,7 @@ struct State {
 struct Inner {
     state: Mutex<State>,
     scanner: Mutex<Scanner>,
+    connector: Mutex<Connector>,
     options: FleetOptions,
 }
 
@@ -143,9 +148,16 @@ impl Fleet {
     /// Like [`new`](Self::new), with another way to find the engines (e.g. a fixed list, or
     /// discovery narrowed down).
     pub fn with_scanner(scanner: Scanner, options: FleetOptions) -> Fleet {
+        Self::with_connector(scanner, Box::new(|f: &Found| f.client()), options)
+    }
+
+    /// Like [`with_scanner`](Self::with_scanner), with another way to make the engines'
+    /// clients (e.g. a test double, or a client with other settings).
+    pub fn with_connector(scanner: Scanner, connector: Connector, options: FleetOptions) -> Fleet {
         let inner = Arc::new(Inner {
             state: Mutex::new(State::default()),
             scanner: Mutex::new(scanner),
+            connector: Mutex::new(connector),
             options,
         });
         inner.scan();
@@ -330,7 +342,7 @@ impl Inner {
             {
                 continue;
             }
-            let client = match f.client() {
+            let client = match (self.connector.lock())(f) {
                 Ok(c) => c,
                 Err(e) => {
                     log::warn!("cannot watch {} {}: {e}", f.kind.as_str(), f.api_path);
