@@ -3,12 +3,24 @@
 //!
 //! A supervisor thread rescans every [`FleetOptions::rescan`]:
 //! - an engine found for the first time — or found again with another PID or socket
-//!   inode ([`Found::identity`]), i.e. restarted — gets a new watcher (attached);
+//!   inode ([`Found::identity`]), i.e. restarted — gets a new watcher (attached); fleet
+//!   subscriptions get [`FleetItem::Attached`] at once, and a subscription to the watcher
+//!   once it has synced for the first time, i.e. synthetic `Started` events for every
+//!   container of its first listing, however many (they are the subscription's snapshot,
+//!   not live events through its bounded queue);
 //! - an engine no longer found (its process ended) is detached: its watcher is closed,
 //!   [`Fleet::engines`] shows it as [`EngineState::Vanished`], and every fleet subscription
-//!   gets an `Exited` event (`synthetic: true`, no exit code, `seq` 0) for each of its
-//!   containers. A restarted engine therefore shows as Exited for the old incarnation's
-//!   containers, then Started (synthetic) for what the new one runs.
+//!   gets an `Exited` event (`synthetic: true`, no exit code, `seq` 0) for each container
+//!   of that engine it was told is alive, then [`FleetItem::Vanished`]. A restarted engine
+//!   therefore shows as Exited for the old incarnation's containers, then Started
+//!   (synthetic) for what the new one runs.
+//!
+//! A fleet subscription gets every engine's events exactly (in order, each once) or a
+//! [`FleetItem::Gap`] naming the engine and the sequence numbers it lost; a subscription
+//! that falls behind on an engine is resumed from that engine's journal
+//! ([`FleetItem::Lagged`]). The merge logic is a pure state machine (`merge.rs`), tested by
+//! tables and by a seeded simulation (`sim.rs`; `WHALEWATCHER_SIM_SEEDS=N` runs N seeds,
+//! `WHALEWATCHER_SIM_SEED=S` replays one).
 //!
 //! Containers are tagged with their engine by [`Container::engine`] (type and engine id).
 //! The sync algorithm stays in the watcher: the fleet only composes watchers.
@@ -32,6 +44,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod merge;
 mod subscription;
 
 use std::collections::VecDeque;
@@ -58,6 +71,11 @@ pub type Scanner = Box<dyn Fn() -> Vec<Found> + Send>;
 /// Makes the client of a found engine (by default [`Found::client`]); called once per
 /// attachment, under the fleet's lock.
 pub type Connector = Box<dyn Fn(&Found) -> Result<Box<dyn EngineClient>> + Send>;
+
+/// How long the supervisor first waits before looking again whether a new engine's
+/// watcher has synced; doubled up to [`SYNC_POLL_MAX`] while one has not.
+const SYNC_POLL_MIN: Duration = Duration::from_millis(5);
+const SYNC_POLL_MAX: Duration = Duration::from_millis(250);
 
 /// How many vanished engines [`Fleet::engines`] remembers.
 const VANISHED_KEPT: usize = 16;
@@ -112,8 +130,12 @@ pub struct EngineStatus {
 }
 
 pub(crate) struct Member {
+    /// This attachment's number (1 for the first engine attached).
+    key: merge::Key,
     pub(crate) found: Arc<Found>,
     pub(crate) watcher: Arc<Watcher>,
+    /// The watcher has synced (or failed) once: fleet subscriptions subscribe to it.
+    ready: bool,
 }
 
 #[derive(Default)]
@@ -124,11 +146,49 @@ struct State {
     attached_total: u64,
 }
 
+impl State {
+    /// Subscribes every fleet subscription to the watchers that synced (or failed) for the
+    /// first time since the last call. True while some watcher has not yet.
+    fn promote(&mut self) -> bool {
+        let mut waiting = false;
+        let State {
+            members,
+            subscribers,
+            ..
+        } = self;
+        for m in members.iter_mut().filter(|m| !m.ready) {
+            if !matches!(m.watcher.health(), Health::Synced | Health::Failed(_)) {
+                waiting = true;
+                continue;
+            }
+            m.ready = true;
+            subscribers.retain(|s| {
+                s.send(Control::Synced {
+                    key: m.key,
+                    engine: m.found.clone(),
+                    watcher: Arc::downgrade(&m.watcher),
+                    sub: m.watcher.subscribe(),
+                })
+                .is_ok()
+            });
+        }
+        waiting
+    }
+}
+
 struct Inner {
     state: Mutex<State>,
     scanner: Mutex<Scanner>,
     connector: Mutex<Connector>,
     options: FleetOptions,
+}
+
+/// Closes a detached watcher (when the fleet held the last reference) and returns the
+/// sequence number of the last event it published.
+fn close_watcher(watcher: Arc<Watcher>) -> u64 {
+    let mut reader = watcher.reader();
+    drop(watcher);
+    reader.portfolio().seq()
 }
 
 /// Watches every engine discovery finds; dropping it closes it.
@@ -222,7 +282,8 @@ impl Fleet {
     }
 
     /// Waits until every attached engine is synced. `Err` names the first engine that
-    /// failed or did not sync in time.
+    /// failed or did not sync in time. Once it returns `Ok`, every fleet subscription is
+    /// subscribed to every attached engine.
     pub fn wait_ready(&self, timeout: Duration) -> Result<()> {
         let end = Instant::now() + timeout;
         for (found, w) in self.watchers() {
@@ -231,19 +292,31 @@ impl Fleet {
                 what: format!("{} {}: {e}", found.kind.as_str(), found.api_path),
             })?;
         }
+        self.inner.state.lock().promote();
         Ok(())
     }
 
-    /// One merged stream: for each attached engine synthetic `Started` events for its
-    /// current containers, then the live events of all engines, of engines attached
-    /// later, and `Exited` for the containers of engines that vanish.
+    /// One merged stream: for each attached engine whose watcher has synced, synthetic
+    /// `Started` events for its current containers, then the live events of all engines;
+    /// an engine that has not synced yet (and one attached later) joins with synthetic
+    /// `Started` events for its containers once it has; `Exited` for the containers of
+    /// engines that vanish. See [`FleetItem`] for what each item means.
     pub fn subscribe(&self) -> FleetSubscription {
         let (tx, rx) = crossbeam_channel::unbounded();
         let mut st = self.inner.state.lock();
+        st.promote();
         let subs = st
             .members
             .iter()
-            .map(|m| (m.found.clone(), m.watcher.clone(), m.watcher.subscribe()))
+            .filter(|m| m.ready)
+            .map(|m| {
+                (
+                    m.key,
+                    m.found.clone(),
+                    Arc::downgrade(&m.watcher),
+                    m.watcher.subscribe(),
+                )
+            })
             .collect();
         st.subscribers.push(tx);
         FleetSubscription::new(subs, rx)
@@ -259,12 +332,24 @@ impl Fleet {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        let members = {
+        let (members, subscribers) = {
             let mut st = self.inner.state.lock();
-            st.subscribers.clear();
-            std::mem::take(&mut st.members)
+            (
+                std::mem::take(&mut st.members),
+                std::mem::take(&mut st.subscribers),
+            )
         };
-        drop(members); // the last reference closes each watcher
+        for m in members {
+            // The last reference closes the watcher; subscriptions still drain it, and
+            // learn where it stopped (for the Gap of one that lagged on it too late).
+            let last_seq = close_watcher(m.watcher);
+            for s in &subscribers {
+                let _ = s.send(Control::Closed {
+                    key: m.key,
+                    last_seq,
+                });
+            }
+        }
     }
 }
 
@@ -282,23 +367,43 @@ impl std::fmt::Debug for Fleet {
     }
 }
 
+/// Rescans every `options.rescan`; meanwhile, while a new engine's watcher has not synced
+/// yet, looks often (backing off) whether it has, to subscribe the fleet subscriptions.
 fn supervise(inner: Arc<Inner>, stopped: Receiver<()>) {
+    let mut next_scan = Instant::now() + inner.options.rescan;
+    let mut poll = SYNC_POLL_MIN;
     loop {
-        match stopped.recv_timeout(inner.options.rescan) {
-            Err(RecvTimeoutError::Timeout) => inner.scan(),
+        let waiting = inner.state.lock().promote();
+        let now = Instant::now();
+        let mut wait = next_scan.saturating_duration_since(now);
+        if waiting {
+            wait = wait.min(poll);
+            poll = (poll * 2).min(SYNC_POLL_MAX);
+        }
+        match stopped.recv_timeout(wait) {
+            Err(RecvTimeoutError::Timeout) => {
+                if Instant::now() >= next_scan {
+                    if inner.scan() {
+                        poll = SYNC_POLL_MIN;
+                    }
+                    next_scan = Instant::now() + inner.options.rescan;
+                }
+            }
             _ => return,
         }
     }
 }
 
 impl Inner {
-    fn scan(&self) {
+    /// True when an engine was attached.
+    fn scan(&self) -> bool {
         let found = (self.scanner.lock())();
-        self.rescan(&found);
+        self.rescan(&found)
     }
 
-    /// Detaches what is gone or changed, attaches what is new.
-    fn rescan(&self, found: &[Found]) {
+    /// Detaches what is gone or changed, attaches what is new. True when it attached one.
+    fn rescan(&self, found: &[Found]) -> bool {
+        let mut attached = false;
         let mut st = self.state.lock();
         let (keep, gone): (Vec<Member>, Vec<Member>) = std::mem::take(&mut st.members)
             .into_iter()
@@ -311,7 +416,6 @@ impl Inner {
                 m.found.api_path,
                 m.found.pid
             );
-            let last = m.watcher.portfolio();
             st.vanished.push_front(EngineStatus {
                 found: (*m.found).clone(),
                 info: m.watcher.engine_info(),
@@ -322,17 +426,19 @@ impl Inner {
                 metrics: m.watcher.metrics(),
             });
             st.vanished.truncate(VANISHED_KEPT);
-            let containers: Vec<Arc<Container>> = last.sorted();
+            // Closed first, so that every subscription's queue holds all the watcher
+            // published and `last_seq` is final. Closing waits for the watcher's threads:
+            // off the lock's critical path would be nicer, but the engine is gone, so its
+            // calls fail fast.
+            let last_seq = close_watcher(m.watcher);
             st.subscribers.retain(|s| {
                 s.send(Control::Vanished {
+                    key: m.key,
                     engine: m.found.clone(),
-                    containers: containers.clone(),
+                    last_seq,
                 })
                 .is_ok()
             });
-            // Closing waits for the watcher's threads: off the lock's critical path would
-            // be nicer, but the engine is gone, so its calls fail fast.
-            drop(m);
         }
         for f in found {
             if st
@@ -350,25 +456,36 @@ impl Inner {
                 }
             };
             st.attached_total += 1;
+            attached = true;
+            let key = st.attached_total;
             let mut options = self.options.watcher.clone();
-            options.name = format!("{}-{}{}", options.name, f.kind.as_str(), st.attached_total);
+            options.name = format!("{}-{}{}", options.name, f.kind.as_str(), key);
             let watcher = Arc::new(Watcher::new(client, options));
             let found = Arc::new(f.clone());
+            // Subscribing waits for the first sync (see `State::promote`): a subscription
+            // made now would get the first listing as live events through its bounded
+            // queue.
             st.subscribers.retain(|s| {
                 s.send(Control::Attached {
+                    key,
                     engine: found.clone(),
-                    watcher: Arc::downgrade(&watcher),
-                    sub: watcher.subscribe(),
                 })
                 .is_ok()
             });
             // Remove a vanished entry of the same engine: it is back.
             st.vanished
                 .retain(|v| !(v.found.kind == f.kind && v.found.api_path == f.api_path));
-            st.members.push(Member { found, watcher });
+            st.members.push(Member {
+                key,
+                found,
+                watcher,
+                ready: false,
+            });
         }
         st.members.sort_by(|a, b| {
             (a.found.kind, &a.found.api_path).cmp(&(b.found.kind, &b.found.api_path))
         });
+        st.promote();
+        attached
     }
 }

@@ -1,29 +1,39 @@
 //! The merged event stream of a [`Fleet`](super::Fleet): pulled by the caller's thread,
-//! selecting over every engine's subscription and the fleet's control channel. Lagging
-//! engine subscriptions are resumed from their watcher's journal.
+//! selecting over every engine's subscription and the fleet's control channel. What to
+//! emit is decided by the pure [`Merge`] machine; this file only moves its inputs and
+//! carries out its effects (resuming a lagging engine from its watcher's journal).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
-use crossbeam_channel::{Receiver, Select, TryRecvError};
+use crossbeam_channel::{Receiver, Select};
 
-use crate::container::Container;
+use super::merge::{Effect, Input, Key, Merge};
 use crate::discover::Found;
-use crate::event::{ContainerEvent, EventKind};
-use crate::watcher::{Item, Subscription, Watcher};
+use crate::event::ContainerEvent;
+use crate::watcher::{Subscription, Watcher};
 
 /// What the fleet's supervisor tells its subscriptions.
 pub(crate) enum Control {
-    Attached {
+    /// An engine was attached (its watcher has not synced yet).
+    Attached { key: Key, engine: Arc<Found> },
+    /// The engine's watcher synced for the first time: here is a subscription to it
+    /// (synthetic `Started` for its portfolio, then live events).
+    Synced {
+        key: Key,
         engine: Arc<Found>,
         watcher: Weak<Watcher>,
         sub: Subscription,
     },
+    /// The engine vanished; its watcher published nothing after `last_seq`.
     Vanished {
+        key: Key,
         engine: Arc<Found>,
-        containers: Vec<Arc<Container>>,
+        last_seq: u64,
     },
+    /// The fleet closed; the engine's watcher published nothing after `last_seq`.
+    Closed { key: Key, last_seq: u64 },
 }
 
 /// One item of the merged stream.
@@ -32,12 +42,18 @@ pub enum FleetItem {
     /// A container event of one engine (the container names its engine). `seq` is the
     /// engine watcher's; the synthetic exits of a vanished engine have `seq` 0.
     Event(ContainerEvent),
-    /// An engine was attached; its synthetic `Started` events follow.
+    /// An engine was attached; its synthetic `Started` events follow once its watcher has
+    /// synced (however many containers it runs: they do not go through the bounded queue).
     Attached(Arc<Found>),
-    /// An engine vanished; the `Exited` events of its containers came just before.
+    /// An engine vanished. Just before came the events still queued for this subscription,
+    /// then a synthetic `Exited` (`seq` 0, no exit code) for each container of the engine
+    /// this subscription had been told is alive (and not told exited since): after
+    /// `Vanished`, none of the engine's containers is alive in the stream.
     Vanished(Arc<Found>),
-    /// This subscription fell behind on an engine and resumed from its journal; events
-    /// may repeat from `resume_seq`.
+    /// This subscription fell behind on an engine and resumed from its journal: the
+    /// engine's events from `resume_seq` on follow (a [`Gap`](Self::Gap) first for those
+    /// that already fell out of the journal). Events the subscription already had are not
+    /// repeated.
     Lagged {
         /// Which engine.
         engine: Arc<Found>,
@@ -46,7 +62,10 @@ pub enum FleetItem {
         /// Where the replay starts.
         resume_seq: u64,
     },
-    /// Events of an engine that fell out of its journal before they could be replayed.
+    /// Events `from..=to` of an engine that this subscription will never get: they fell
+    /// out of the engine's journal before they could be replayed, or the subscription fell
+    /// behind on the engine when its watcher was already gone (the engine vanished or the
+    /// fleet closed), so that nothing could be replayed.
     Gap {
         /// Which engine.
         engine: Arc<Found>,
@@ -58,7 +77,7 @@ pub enum FleetItem {
 }
 
 struct Source {
-    engine: Arc<Found>,
+    key: Key,
     /// Weak: the fleet alone keeps watchers alive, so closing it closes them.
     watcher: Weak<Watcher>,
     sub: Subscription,
@@ -66,6 +85,7 @@ struct Source {
 
 /// The merged event stream of a fleet; see [`Fleet::subscribe`](super::Fleet::subscribe).
 pub struct FleetSubscription {
+    merge: Merge,
     sources: Vec<Source>,
     control: Option<Receiver<Control>>,
     pending: VecDeque<FleetItem>,
@@ -73,21 +93,19 @@ pub struct FleetSubscription {
 
 impl FleetSubscription {
     pub(crate) fn new(
-        subs: Vec<(Arc<Found>, Arc<Watcher>, Subscription)>,
+        subs: Vec<(Key, Arc<Found>, Weak<Watcher>, Subscription)>,
         control: Receiver<Control>,
     ) -> Self {
-        FleetSubscription {
-            sources: subs
-                .into_iter()
-                .map(|(engine, watcher, sub)| Source {
-                    engine,
-                    watcher: Arc::downgrade(&watcher),
-                    sub,
-                })
-                .collect(),
+        let mut me = FleetSubscription {
+            merge: Merge::new(),
+            sources: Vec::new(),
             control: Some(control),
             pending: VecDeque::new(),
+        };
+        for (key, engine, watcher, sub) in subs {
+            me.add_source(key, engine, watcher, sub);
         }
+        me
     }
 
     /// The next item, waiting at most `timeout`; `None` on timeout or once the fleet is
@@ -117,7 +135,10 @@ impl FleetSubscription {
                 };
                 match op.recv(control) {
                     Ok(c) => self.control(c),
-                    Err(_) => self.control = None,
+                    Err(_) => {
+                        self.control = None;
+                        self.feed(Input::ControlEnded);
+                    }
                 }
                 continue;
             }
@@ -125,8 +146,10 @@ impl FleetSubscription {
             let Some(source) = self.sources.get(i) else {
                 continue;
             };
+            let key = source.key;
             match op.recv(source.sub.receiver()) {
-                Ok(item) => self.item(i, item),
+                Ok(item) => self.feed(Input::Item { key, item }),
+                // The watcher closed and everything it sent us was taken.
                 Err(_) => {
                     self.sources.remove(i);
                 }
@@ -152,88 +175,73 @@ impl FleetSubscription {
         }
     }
 
-    fn item(&mut self, i: usize, item: Item) {
-        let source = &mut self.sources[i];
-        match item {
-            Item::Event(e) => self.pending.push_back(FleetItem::Event(e)),
-            Item::Lagged { missed, resume_seq } => {
-                match source.watcher.upgrade() {
-                    Some(w) => source.sub = w.subscribe_since(resume_seq.saturating_sub(1)),
-                    None => {
-                        self.sources.remove(i);
-                        return;
+    fn add_source(
+        &mut self,
+        key: Key,
+        engine: Arc<Found>,
+        watcher: Weak<Watcher>,
+        sub: Subscription,
+    ) {
+        self.sources.retain(|s| s.key != key);
+        self.sources.push(Source { key, watcher, sub });
+        self.feed(Input::Subscribed { key, engine });
+    }
+
+    /// Runs one input through the machine and carries out its effects (a resume answers
+    /// with another input).
+    fn feed(&mut self, input: Input) {
+        let mut inputs = VecDeque::from([input]);
+        while let Some(input) = inputs.pop_front() {
+            for effect in self.merge.handle(input) {
+                match effect {
+                    Effect::Emit(item) => self.pending.push_back(item),
+                    Effect::Drop { key } => self.sources.retain(|s| s.key != key),
+                    Effect::Resume { key, after } => {
+                        let source = self.sources.iter_mut().find(|s| s.key == key);
+                        let ok = match source.map(|s| (s.watcher.upgrade(), s)) {
+                            Some((Some(w), s)) => {
+                                s.sub = w.subscribe_since(after);
+                                true
+                            }
+                            _ => false,
+                        };
+                        inputs.push_back(Input::Resumed { key, ok });
                     }
                 }
-                self.pending.push_back(FleetItem::Lagged {
-                    engine: source.engine.clone(),
-                    missed,
-                    resume_seq,
-                });
             }
-            Item::Gap { from, to } => self.pending.push_back(FleetItem::Gap {
-                engine: source.engine.clone(),
-                from,
-                to,
-            }),
         }
     }
 
     fn control(&mut self, c: Control) {
         match c {
-            Control::Attached {
+            Control::Attached { key, engine } => self.feed(Input::Attached { key, engine }),
+            Control::Synced {
+                key,
                 engine,
                 watcher,
                 sub,
+            } => self.add_source(key, engine, watcher, sub),
+            Control::Vanished {
+                key,
+                engine,
+                last_seq,
             } => {
-                self.pending.push_back(FleetItem::Attached(engine.clone()));
-                self.sources.push(Source {
+                // What the engine's watcher still had queued for us comes first.
+                let mut queued = Vec::new();
+                if let Some(s) = self.sources.iter().find(|s| s.key == key) {
+                    while let Ok(item) = s.sub.receiver().try_recv() {
+                        queued.push(item);
+                    }
+                }
+                self.feed(Input::Vanished {
+                    key,
                     engine,
-                    watcher,
-                    sub,
+                    queued,
+                    last_seq,
+                    at: SystemTime::now(),
                 });
             }
-            Control::Vanished { engine, containers } => {
-                // First what the engine's watcher still had queued for us, then the exits of
-                // its last portfolio as amended by those queued events (the watcher may
-                // have moved on after the fleet took the portfolio).
-                let mut alive: BTreeMap<String, Arc<Container>> =
-                    containers.into_iter().map(|c| (c.id.clone(), c)).collect();
-                let at = self
-                    .sources
-                    .iter()
-                    .position(|s| Arc::ptr_eq(&s.engine, &engine));
-                if let Some(i) = at {
-                    loop {
-                        match self.sources[i].sub.receiver().try_recv() {
-                            Ok(Item::Event(e)) => {
-                                if matches!(e.kind, EventKind::Exited { .. }) {
-                                    alive.remove(&e.container.id);
-                                } else {
-                                    alive.insert(e.container.id.clone(), e.container.clone());
-                                }
-                                self.pending.push_back(FleetItem::Event(e));
-                            }
-                            Ok(_) => {}
-                            Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => break,
-                        }
-                    }
-                    self.sources.remove(i);
-                }
-                let now = SystemTime::now();
-                for container in alive.into_values() {
-                    self.pending.push_back(FleetItem::Event(ContainerEvent {
-                        seq: 0,
-                        time: now,
-                        kind: EventKind::Exited {
-                            exit_code: None,
-                            oom: false,
-                        },
-                        container,
-                        synthetic: true,
-                    }));
-                }
-                self.pending.push_back(FleetItem::Vanished(engine));
-            }
+            Control::Closed { key, last_seq } => self.feed(Input::Closed { key, last_seq }),
         }
     }
 }
