@@ -278,7 +278,7 @@ impl Merge {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     //! Table tests in the style of httparse's: per case, the inputs in order and, for each,
     //! the effects it must produce, written compactly (see `show`).
 

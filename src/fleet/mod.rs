@@ -45,6 +45,8 @@
 #![forbid(unsafe_code)]
 
 mod merge;
+#[cfg(test)]
+mod sim;
 mod subscription;
 
 use std::collections::VecDeque;
