@@ -54,7 +54,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 
 pub use subscription::{FleetItem, FleetSubscription};
@@ -182,6 +182,8 @@ struct Inner {
     state: Mutex<State>,
     scanner: Mutex<Scanner>,
     connector: Mutex<Connector>,
+    /// Wakes the supervisor to watch a new engine's first sync.
+    wake: Sender<()>,
     options: FleetOptions,
 }
 
@@ -216,10 +218,12 @@ impl Fleet {
     /// Like [`with_scanner`](Self::with_scanner), with another way to make the engines'
     /// clients (e.g. a test double, or a client with other settings).
     pub fn with_connector(scanner: Scanner, connector: Connector, options: FleetOptions) -> Fleet {
+        let (wake, woken) = crossbeam_channel::bounded::<()>(1);
         let inner = Arc::new(Inner {
             state: Mutex::new(State::default()),
             scanner: Mutex::new(scanner),
             connector: Mutex::new(connector),
+            wake,
             options,
         });
         inner.scan();
@@ -227,7 +231,7 @@ impl Fleet {
         let i = inner.clone();
         let thread = std::thread::Builder::new()
             .name(format!("{}-fleet", i.options.watcher.name))
-            .spawn(move || supervise(i, stopped))
+            .spawn(move || supervise(i, stopped, woken))
             .expect("cannot spawn the fleet thread");
         Fleet {
             inner,
@@ -371,7 +375,8 @@ impl std::fmt::Debug for Fleet {
 
 /// Rescans every `options.rescan`; meanwhile, while a new engine's watcher has not synced
 /// yet, looks often (backing off) whether it has, to subscribe the fleet subscriptions.
-fn supervise(inner: Arc<Inner>, stopped: Receiver<()>) {
+/// `woken` says that an engine was attached (by any thread).
+fn supervise(inner: Arc<Inner>, stopped: Receiver<()>, woken: Receiver<()>) {
     let mut next_scan = Instant::now() + inner.options.rescan;
     let mut poll = SYNC_POLL_MIN;
     loop {
@@ -382,29 +387,27 @@ fn supervise(inner: Arc<Inner>, stopped: Receiver<()>) {
             wait = wait.min(poll);
             poll = (poll * 2).min(SYNC_POLL_MAX);
         }
-        match stopped.recv_timeout(wait) {
-            Err(RecvTimeoutError::Timeout) => {
+        crossbeam_channel::select! {
+            recv(stopped) -> _ => return,
+            recv(woken) -> _ => poll = SYNC_POLL_MIN,
+            default(wait) => {
                 if Instant::now() >= next_scan {
-                    if inner.scan() {
-                        poll = SYNC_POLL_MIN;
-                    }
+                    inner.scan();
                     next_scan = Instant::now() + inner.options.rescan;
                 }
             }
-            _ => return,
         }
     }
 }
 
 impl Inner {
-    /// True when an engine was attached.
-    fn scan(&self) -> bool {
+    fn scan(&self) {
         let found = (self.scanner.lock())();
-        self.rescan(&found)
+        self.rescan(&found);
     }
 
-    /// Detaches what is gone or changed, attaches what is new. True when it attached one.
-    fn rescan(&self, found: &[Found]) -> bool {
+    /// Detaches what is gone or changed, attaches what is new.
+    fn rescan(&self, found: &[Found]) {
         let mut attached = false;
         let mut st = self.state.lock();
         let (keep, gone): (Vec<Member>, Vec<Member>) = std::mem::take(&mut st.members)
@@ -488,6 +491,8 @@ impl Inner {
             (a.found.kind, &a.found.api_path).cmp(&(b.found.kind, &b.found.api_path))
         });
         st.promote();
-        attached
+        if attached {
+            let _ = self.wake.try_send(());
+        }
     }
 }
