@@ -374,3 +374,49 @@ fn fleet_closing_while_the_subscriber_lags_tells_the_gap() {
         panic!("{e}; {ctx}");
     }
 }
+
+/// A subscriber that lags on a live engine is resumed from the journal: one Lagged naming
+/// the engine, then the events it missed, each once, in order; its view ends equal to the
+/// engine's truth.
+#[test]
+fn lag_on_a_live_engine_is_resumed_exactly() {
+    let script = Script::new();
+    script.start("r0", "");
+    let a = found("resume", 15);
+    let rig = Rig::new(
+        &[(&a, &script)],
+        &[&a],
+        WatcherOptions::default().with_subscriber_capacity(4),
+    );
+    rig.fleet.wait_ready(WAIT).unwrap();
+    let mut sub = rig.fleet.subscribe();
+    let w = rig.fleet.watchers()[0].1.clone();
+    let first = w.portfolio().seq() + 1;
+    for i in 0..20 {
+        script.start(&format!("r{}", i + 1), "");
+    }
+    common::wait_until(WAIT, "the 20 starts applied", || w.portfolio().len() == 21);
+    for i in 0..5 {
+        script.exit(&format!("r{}", i + 1), 0);
+    }
+    common::wait_until(WAIT, "the 5 exits applied", || w.portfolio().len() == 16);
+    let last = w.portfolio().seq();
+    let mut view = View::default();
+    view.until(&mut sub, "the truth", |v| {
+        v.ids() == script.alive_ids().into_iter().collect()
+    });
+    view.drain(&mut sub, Duration::from_millis(100));
+    let ctx = format!("items {:#?}", view.items);
+    assert!(view.errors.is_empty(), "{:?}; {ctx}", view.errors);
+    let lags: Vec<_> = view.lags_and_gaps();
+    assert!(
+        !lags.is_empty()
+            && lags
+                .iter()
+                .all(|i| matches!(i, FleetItem::Lagged { engine, .. } if **engine == a)),
+        "expected Lagged only: {lags:?}"
+    );
+    if let Err(e) = view.check_exact_or_told(&a, first, last) {
+        panic!("{e}; {ctx}");
+    }
+}
