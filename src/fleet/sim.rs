@@ -296,6 +296,11 @@ impl Sim {
             s.next = Some(start + 1);
             sim.feed(Input::Subscribed { key, engine }).expect("start");
         }
+        // And one attached before the subscription but not synced yet: the subscription
+        // hears of it only when it has synced (no Attached).
+        if sim.rng.percent(50) {
+            sim.attach_engine();
+        }
         sim
     }
 
