@@ -59,21 +59,6 @@ impl HealthCell {
         self.changed.notify_all();
     }
 
-    /// Moves to Reconnecting, keeping the first `since` of an ongoing outage.
-    pub(crate) fn lost(&self, error: Error) {
-        let mut s = self.state.lock();
-        let since = match &*s {
-            Health::Failed(_) => return,
-            Health::Reconnecting { since, .. } => *since,
-            _ => SystemTime::now(),
-        };
-        *s = Health::Reconnecting {
-            since,
-            last_error: error,
-        };
-        self.changed.notify_all();
-    }
-
     pub(crate) fn wait_synced(&self, timeout: Duration) -> Result<(), Error> {
         let deadline = Instant::now() + timeout;
         let mut s = self.state.lock();

@@ -16,7 +16,10 @@ mod hub;
 mod metrics;
 mod options;
 mod reader;
+mod state;
 mod sync;
+#[cfg(test)]
+mod tests;
 mod threads;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,7 +39,7 @@ pub use reader::PortfolioReader;
 use crate::engine::{EngineClient, EngineInfo};
 use crate::error::{Error, Result};
 use crate::portfolio::Portfolio;
-use sync::{Msg, Shared, SyncThread};
+use sync::{Msg, Shared, Stopper, SyncThread};
 
 /// Watches one container engine. Dropping it closes it.
 pub struct Watcher {
@@ -68,15 +71,23 @@ impl Watcher {
         let info = Arc::new(Mutex::new(None));
         let (tx, rx) = crossbeam_channel::unbounded();
         let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
-        let (wake_tx, wake_rx) = crossbeam_channel::bounded::<()>(0);
+        let (wake_tx, wake_rx) = crossbeam_channel::bounded::<()>(1);
         let stop = Arc::new(AtomicBool::new(false));
         let name = &options.name;
-        let sync = SyncThread::new(
-            shared.clone(),
-            jobs_tx,
+        let state = state::SyncState::new(
+            state::Config {
+                inspect_attempts: options.inspect_attempts,
+                max_buffered: options.max_buffered_events,
+                ..state::Config::default()
+            },
             (options.retry)(),
-            options.inspect_attempts,
         );
+        let stopper = Stopper {
+            engine: engine.clone(),
+            stop: stop.clone(),
+            wake: wake_tx.clone(),
+        };
+        let sync = SyncThread::new(shared.clone(), jobs_tx, state, stopper);
         let spawn = |suffix: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
                 .name(format!("{name}-{suffix}"))
@@ -188,7 +199,9 @@ impl Watcher {
             return;
         }
         self.stop.store(true, Ordering::SeqCst);
-        self.wake.take();
+        if let Some(w) = self.wake.take() {
+            let _ = w.try_send(());
+        }
         self.engine.cancel();
         let _ = self.tx.send(Msg::Shutdown);
         for t in self.threads.drain(..) {
