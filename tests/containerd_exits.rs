@@ -85,7 +85,6 @@ fn ours(events: &[ContainerEvent], ns: &str) -> Vec<ContainerEvent> {
 /// (`sh -c 'exit 3'`); each appears as Started + Exited(3), live, in order, with its
 /// nerdctl name, labels and project, and never enters the portfolio without a process.
 #[test]
-#[ignore = "needs the state-machine watcher (issue 13)"]
 fn containerd_short_lived_containers_each_start_and_exit() {
     let Some(shared) = common::endpoint("WHALEWATCHER_CONTAINERD") else {
         return;
@@ -148,7 +147,11 @@ fn containerd_short_lived_containers_each_start_and_exit() {
         .collect();
     let events = collect_exits(&sub, &names, WAIT, Duration::from_millis(500));
     let held = spy.finish();
-    let events = ours(&events, &ns);
+    let mine: Vec<String> = ids.iter().map(|id| ctr.display(id)).collect();
+    let events: Vec<ContainerEvent> = ours(&events, &ns)
+        .into_iter()
+        .filter(|e| mine.contains(&e.container.id))
+        .collect();
     for id in &ids {
         let t = exit_truth(&ctr, id);
         assert_eq!(t.exit_code, Some(3), "{t:?}");
@@ -168,7 +171,6 @@ fn containerd_short_lived_containers_each_start_and_exit() {
 /// own code (3) while containerd is down. After the restart the watcher's resync reports
 /// both as Exited with the codes containerd recorded (`ctr tasks rm` says the same).
 #[test]
-#[ignore = "needs the state-machine watcher (issue 13)"]
 fn containerd_exit_codes_survive_a_restart() {
     let Some(shared) = common::endpoint("WHALEWATCHER_CONTAINERD") else {
         return;

@@ -434,18 +434,19 @@ pub fn check_short_lived(events: &[ContainerEvent], t: &ExitTruth) {
     }
 }
 
-/// Collects events until every container named in `names` has an Exited event (or
-/// `timeout` passes), then whatever follows within `quiet`.
+/// Collects events until every container in `keys` (by name or id) has an Exited event
+/// (or `timeout` passes), then whatever follows within `quiet`.
 pub fn collect_exits(
     sub: &Subscription,
-    names: &[String],
+    keys: &[String],
     timeout: Duration,
     quiet: Duration,
 ) -> Vec<ContainerEvent> {
-    let mut pending: std::collections::BTreeSet<&str> = names.iter().map(String::as_str).collect();
+    let mut pending: std::collections::BTreeSet<&str> = keys.iter().map(String::as_str).collect();
     let mut got = collect(sub, timeout, |e| {
         if matches!(e.kind, EventKind::Exited { .. }) {
             pending.remove(e.container.name.as_str());
+            pending.remove(e.container.id.as_str());
         }
         pending.is_empty()
     });
