@@ -468,6 +468,8 @@ fn short_lived_rm(e: &Cli, names_too: bool) {
         ));
     }
     let events = collect_exits(&sub, &ids, WAIT, Duration::from_millis(500));
+    let image =
+        std::env::var("WHALEWATCHER_PLAIN_IMAGE").unwrap_or_else(|_| "busybox:local".into());
     let labels = BTreeMap::from([
         ("com.docker.compose.project".to_string(), project.clone()),
         ("com.docker.compose.service".to_string(), "once".to_string()),
@@ -478,6 +480,12 @@ fn short_lived_rm(e: &Cli, names_too: bool) {
             name: n.clone(),
             project: project.clone(),
             labels: labels.clone(),
+            // As the exit event names it: Docker as given, podman fully qualified.
+            image: Some(if e.cli == "podman" {
+                format!("localhost/{image}")
+            } else {
+                image.clone()
+            }),
             exit_code: Some(3),
             oom: false,
         };

@@ -372,6 +372,8 @@ pub struct ExitTruth {
     pub name: String,
     pub project: String,
     pub labels: BTreeMap<String, String>,
+    /// The image reference, where the truth knows it.
+    pub image: Option<String>,
     pub exit_code: Option<i32>,
     pub oom: bool,
 }
@@ -393,6 +395,10 @@ impl ExitTruth {
                 .cloned()
                 .unwrap_or_default(),
             labels,
+            image: v["Config"]["Image"]
+                .as_str()
+                .or(v["ImageName"].as_str())
+                .map(str::to_string),
             exit_code: v["State"]["ExitCode"].as_i64().map(|c| c as i32),
             oom: v["State"]["OOMKilled"].as_bool().unwrap_or(false),
         }
@@ -401,8 +407,8 @@ impl ExitTruth {
 
 /// Issue 13 item 7: the events of a container that exited at once are exactly Started,
 /// then Exited with the engine's exit code and OOM flag, both live, in order, each with
-/// the container's name, labels and project as the engine has them (pid 0 when the
-/// watcher never saw a process).
+/// the container's name, labels, project and image as the engine has them (pid 0 when
+/// the watcher never saw a process).
 pub fn check_short_lived(events: &[ContainerEvent], t: &ExitTruth) {
     let mine: Vec<&ContainerEvent> = events.iter().filter(|e| e.container.id == t.id).collect();
     let kinds: Vec<EventKind> = mine.iter().map(|e| e.kind).collect();
@@ -431,6 +437,13 @@ pub fn check_short_lived(events: &[ContainerEvent], t: &ExitTruth) {
             e.kind
         );
         assert!(!c.paused);
+        if let Some(image) = &t.image {
+            assert_eq!(
+                &c.image, image,
+                "image of {} in its {:?} event",
+                t.id, e.kind
+            );
+        }
     }
 }
 
