@@ -518,7 +518,9 @@ fn delete_task(ctr: &Ctr, ns: &str, id: &str) -> i32 {
     let err = String::from_utf8_lossy(&out.stderr);
     match err.split("exit with non-zero exit code ").nth(1) {
         Some(rest) => rest
-            .trim_end_matches(|c: char| !c.is_ascii_digit())
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
             .parse()
             .unwrap_or_else(|_| panic!("cannot read the exit code in {err:?}")),
         None => 0,
