@@ -152,6 +152,10 @@ fn die_during_listing_is_not_added() {
     w.wait_ready(T).unwrap();
     let mut r = Replay::default();
     converge(&w, &s, &mut r, &sub);
+    wait_until(T, "a reported", || {
+        r.drain(&sub);
+        r.events.iter().filter(|(id, _)| id == "a").count() >= 2
+    });
     assert!(w.portfolio().get("a").is_none());
     let a: Vec<_> = r.events.iter().filter(|(id, _)| id == "a").collect();
     assert_eq!(a, [&("a".into(), "started"), &("a".into(), "exited")]);
@@ -219,6 +223,10 @@ fn die_while_inspect_in_flight_reports_started_then_exited() {
     s.start("y", "");
     let mut r = Replay::default();
     converge(&w, &s, &mut r, &sub);
+    wait_until(T, "x reported", || {
+        r.drain(&sub);
+        r.full.iter().filter(|e| e.container.id == "x").count() >= 2
+    });
     assert!(w.portfolio().get("x").is_none());
     let x: Vec<_> = r.full.iter().filter(|e| e.container.id == "x").collect();
     assert_eq!(x.len(), 2, "{x:?}");

@@ -15,18 +15,20 @@ use crate::portfolio::Portfolio;
 pub enum Item {
     /// A lifecycle event (synthetic `Started` events first, for a plain subscription).
     Event(ContainerEvent),
-    /// The subscriber fell behind: its queue was full, `missed` events of the batch that
-    /// overflowed it were not delivered, and the subscription ENDS here (nothing follows).
+    /// The subscriber fell behind: its queue was full, `missed` events that its filter
+    /// would have delivered were not, and the subscription ENDS here (nothing follows).
     /// Everything from `resume_seq` on is in the journal while it lasts: resubscribe with
     /// [`Watcher::subscribe_since`](super::Watcher::subscribe_since)`(resume_seq - 1)`.
     Lagged {
-        /// Events that did not fit into the queue when it overflowed.
+        /// Events (that the subscription's filter passes) not delivered.
         missed: u64,
         /// The sequence number of the first event that was not delivered.
         resume_seq: u64,
     },
-    /// Events `from..=to` have already fallen out of the journal and cannot be replayed
-    /// (some of them may have concerned the subscription's containers).
+    /// Events `from..=to` had already fallen out of the journal when the subscription
+    /// began and cannot be replayed (some of them may have concerned the subscription's
+    /// containers); the subscription's events follow from `to + 1` on. Replaying the
+    /// stream onto a snapshot is no longer exact: take a fresh snapshot (`subscribe()`).
     Gap {
         /// First sequence number that is lost.
         from: u64,
@@ -42,7 +44,8 @@ pub enum Since {
     Now,
     /// Journal events with a sequence number greater than this, then live events.
     Seq(u64),
-    /// Journal events that happened at or after this time, then live events.
+    /// Journal events from the first one that happened at or after this time on (in seq
+    /// order), then live events.
     Time(SystemTime),
 }
 
@@ -142,6 +145,12 @@ impl Hub {
     pub(crate) fn subscriber_count(&mut self) -> usize {
         self.subscribers.retain(|s| s.alive.strong_count() > 0);
         self.subscribers.len()
+    }
+
+    /// Journal and dropped-index lengths (for the simulation's bounds check).
+    #[cfg(test)]
+    pub(crate) fn lengths(&self) -> (usize, usize) {
+        (self.journal.len(), self.dropped_index.len())
     }
 
     fn index_capacity(&self) -> usize {

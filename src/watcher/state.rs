@@ -902,7 +902,13 @@ pub(crate) fn fold(old: &Portfolio, list: &[Container], buffered: &[RawEvent]) -
     let mut pend: Vec<(String, Draft)> = Vec::new();
     let mut pend_at: HashMap<&str, usize> = HashMap::new();
     let mut seen_start: HashSet<&str> = HashSet::new();
-    for ev in buffered {
+    let mut last_start: HashMap<&str, usize> = HashMap::new();
+    for (i, ev) in buffered.iter().enumerate() {
+        if ev.kind == RawEventKind::Started {
+            last_start.insert(ev.id.as_str(), i);
+        }
+    }
+    for (i, ev) in buffered.iter().enumerate() {
         let id = ev.id.as_str();
         match ev.kind {
             RawEventKind::Started => {
@@ -940,16 +946,24 @@ pub(crate) fn fold(old: &Portfolio, list: &[Container], buffered: &[RawEvent]) -
                     continue;
                 }
                 let before_start = !seen_start.contains(id);
+                let start_follows = last_start.get(id).is_some_and(|&j| j > i);
                 match (fresh.get(id).cloned(), old.get(id)) {
                     // The listing shows the old incarnation: this is its exit.
                     (Some(c), Some(o)) if o.pid == c.pid => {
                         first_exit.entry(ev.id.clone()).or_insert(exit);
                         fresh.remove(id);
                     }
-                    // The listing shows a newer incarnation (its start is later in the
-                    // buffer): this exit is the old one's.
-                    (Some(_), Some(_)) if before_start => {
+                    // The listing shows a newer incarnation and a start follows in the
+                    // buffer: either this exit is the old one's and the listing was taken
+                    // after that start, or the listed one started while the watcher was
+                    // away and this is its exit, the listing taken before it. The
+                    // buffer cannot tell: the exit goes to the old one, and the listed
+                    // one is dropped so that the start that follows is inspected (the
+                    // engine says which incarnation is alive). (With no start to follow,
+                    // the listed one is short-lived: next arm.)
+                    (Some(_), Some(_)) if before_start && start_follows => {
                         first_exit.entry(ev.id.clone()).or_insert(exit);
+                        fresh.remove(id);
                     }
                     // A container the listing saw, short-lived.
                     (Some(c), _) => {
