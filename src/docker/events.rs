@@ -309,6 +309,8 @@ mod tests {
         );
     }
 
+    const DOCKER_RM_DIE: &str = r#"{"Type":"container","Action":"die","Actor":{"ID":"3615ea","Attributes":{"com.docker.compose.project":"pp","exitCode":"3","image":"busybox:local","name":"rmtest"}}}"#;
+
     /// Die events as Docker 20.10 and Podman 4.3 wrote them for `run --rm --label
     /// com.docker.compose.project=pp --label a=b --name rmtest busybox:local sh -c 'exit 3'`
     /// (captured here), and others: the details each carries.
@@ -384,7 +386,7 @@ mod tests {
         let start = r#"{"Type":"container","Action":"start","Actor":{"ID":"c","Attributes":{"name":"x","image":"i"}}}"#;
         assert_eq!(all(start, 100).unwrap()[0].details, None);
         // The details make the container as the event describes it.
-        let evs = all(table_line_docker(), 100).unwrap();
+        let evs = all(DOCKER_RM_DIE, 100).unwrap();
         let engine = std::sync::Arc::new(crate::EngineRef {
             kind: "docker.com".into(),
             id: "E".into(),
@@ -402,10 +404,6 @@ mod tests {
             (c.image.as_str(), c.engine.id.as_str()),
             ("busybox:local", "E")
         );
-    }
-
-    fn table_line_docker() -> &'static str {
-        r#"{"Type":"container","Action":"die","Actor":{"ID":"3615ea","Attributes":{"com.docker.compose.project":"pp","exitCode":"3","image":"busybox:local","name":"rmtest"}}}"#
     }
 
     #[test]
