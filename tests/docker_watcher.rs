@@ -552,10 +552,16 @@ fn podman_short_lived_rm_containers_keep_their_names() {
 /// for), for exits with a code of their own.
 const TRAP_EXIT_3: &str = "trap 'exit 3' TERM; while :; do sleep 0.1; done";
 
+/// A container that, on SIGTERM, makes its shell (PID 1) hold 200 MB: under an 8 MiB
+/// limit the OOM killer ends it (137).
+const TRAP_OOM: &str =
+    "trap 'x=$(head -c 200000000 /dev/zero | tr \\\\0 a)' TERM; while :; do sleep 0.1; done";
+
 /// Issue 13 item 8, the common part: `w` (subscribed by `sub`, synced) loses its engine
 /// through `break_engine`; meanwhile one container is killed (137) and another ends on
-/// SIGTERM with its own code (3); `heal` brings the engine back. The resync must report
-/// both as Exited with the exit code and OOM flag `inspect` shows, not `null`.
+/// SIGTERM with its own code (3), and a third is OOM-killed (137); `heal` brings the
+/// engine back. The resync must report each as Exited with the exit code and OOM flag
+/// `inspect` shows, not `null`.
 fn exits_while_away(
     e: &Cli,
     w: &Watcher,
@@ -565,12 +571,19 @@ fn exits_while_away(
 ) {
     let project = e.name("away");
     let plabel = format!("com.docker.compose.project={project}");
-    let (kn, tn) = (e.name("killed"), e.name("termed"));
+    let (kn, tn, on) = (e.name("killed"), e.name("termed"), e.name("oomed"));
     let killed = e.start(&kn, &["--label", &plabel]);
     let termed = run_sh(e, &tn, &["--label", &plabel], TRAP_EXIT_3);
-    common::wait_until(WAIT, "the watcher has both containers", || {
+    let oomed = run_sh(
+        e,
+        &on,
+        &["--label", &plabel, "-m", "8m", "--memory-swap", "8m"],
+        TRAP_OOM,
+    );
+    let ids = [killed.clone(), termed.clone(), oomed.clone()];
+    common::wait_until(WAIT, "the watcher has the containers", || {
         let pf = w.portfolio();
-        pf.get(&killed).is_some() && pf.get(&termed).is_some()
+        ids.iter().all(|id| pf.get(id).is_some())
     });
     break_engine();
     common::wait_until(WAIT, "Health::Reconnecting", || {
@@ -578,10 +591,16 @@ fn exits_while_away(
     });
     e.run(&["kill", &killed]);
     e.run(&["kill", "-s", "TERM", &termed]);
-    common::wait_until(WAIT, "both exited", || {
-        let v: Vec<serde_json::Value> =
-            serde_json::from_str(&e.run(&["inspect", &killed, &termed])).unwrap();
-        v.iter().all(|c| c["State"]["Pid"].as_u64() == Some(0))
+    e.run(&["kill", "-s", "TERM", &oomed]);
+    let inspect = || -> Vec<serde_json::Value> {
+        let mut args = vec!["inspect"];
+        args.extend(ids.iter().map(String::as_str));
+        serde_json::from_str(&e.run(&args)).unwrap()
+    };
+    common::wait_until(WAIT, "all exited", || {
+        inspect()
+            .iter()
+            .all(|c| c["State"]["Pid"].as_u64() == Some(0))
     });
     // The watcher is still away: nothing of it may have been reported.
     assert!(
@@ -592,24 +611,20 @@ fn exits_while_away(
     heal();
     w.wait_ready(Duration::from_secs(60))
         .expect("watcher re-attaches");
-    let events: Vec<_> = collect_exits(
-        sub,
-        &[kn.clone(), tn.clone()],
-        WAIT,
-        Duration::from_millis(300),
-    )
-    .into_iter()
-    .filter(|ev| ev.container.id == killed || ev.container.id == termed)
-    .collect();
+    let events: Vec<_> = collect_exits(sub, &ids, WAIT, Duration::from_millis(300))
+        .into_iter()
+        .filter(|ev| ids.contains(&ev.container.id))
+        .collect();
     replay(&events);
-    let truths: Vec<watcher_shared::ExitTruth> =
-        serde_json::from_str::<Vec<serde_json::Value>>(&e.run(&["inspect", &killed, &termed]))
-            .unwrap()
-            .iter()
-            .map(watcher_shared::ExitTruth::from_inspect)
-            .collect();
+    let truths: Vec<watcher_shared::ExitTruth> = inspect()
+        .iter()
+        .map(watcher_shared::ExitTruth::from_inspect)
+        .collect();
     assert_eq!(truths[0].exit_code, Some(137));
     assert_eq!(truths[1].exit_code, Some(3));
+    assert_eq!(truths[2].exit_code, Some(137));
+    // dockerd flags the OOM kill (podman 4.3 on cgroup v1 never does).
+    eprintln!("{}: OOMKilled {}", e.cli, truths[2].oom);
     for t in &truths {
         let exit = events
             .iter()
