@@ -341,9 +341,10 @@ fn run_sh(e: &Cli, name: &str, extra: &[&str], script: &str) -> String {
 }
 
 /// Issue 13 item 7: two compose-like projects come up in parallel, each with one-shot
-/// services (`sh -c 'exit 3'`, gone before any inspect): every one of them appears in
-/// the stream as Started + Exited(3), live, in order, with the name, labels and project
-/// `inspect` shows, and none ever enters the portfolio without a process or stays in it.
+/// services (`sh -c 'exit 3'`, gone before any inspect; and one OOM-killed at once): every
+/// one of them appears in the stream as Started + Exited with the exit code and OOM flag
+/// `inspect` shows, live, in order, with the name, labels, project and image `inspect`
+/// shows, and none ever enters the portfolio without a process or stays in it.
 fn short_lived(e: &Arc<Cli>) {
     let w = watch(e);
     let sub = w.subscribe();
@@ -360,25 +361,25 @@ fn short_lived(e: &Arc<Cli>) {
             let (e, tag) = (e.clone(), tag.clone());
             std::thread::spawn(move || {
                 let project = format!("{tag}-{p}");
-                let names: Vec<String> = (0..per_project)
-                    .map(|i| {
-                        let n = format!("{project}-once-{i}");
-                        e.name_as(&n);
-                        n
-                    })
+                let mut names: Vec<String> = (0..per_project)
+                    .map(|i| format!("{project}-once-{i}"))
                     .collect();
+                // Project a also has a one-shot service that the OOM killer ends at once.
+                if p == "a" {
+                    names.push(format!("{project}-oom"));
+                }
                 for n in &names {
-                    run_sh(
-                        &e,
-                        n,
-                        &[
-                            "--label",
-                            &format!("com.docker.compose.project={project}"),
-                            "--label",
-                            "com.docker.compose.service=once",
-                        ],
-                        "exit 3",
-                    );
+                    e.name_as(n);
+                    let plabel = format!("com.docker.compose.project={project}");
+                    let mut args = vec!["--label", &plabel];
+                    let script = if n.ends_with("-oom") {
+                        args.extend(["-m", "8m", "--memory-swap", "8m"]);
+                        "x=$(head -c 200000000 /dev/zero | tr '\\0' a)"
+                    } else {
+                        args.extend(["--label", "com.docker.compose.service=once"]);
+                        "exit 3"
+                    };
+                    run_sh(&e, n, &args, script);
                 }
                 names
             })
@@ -398,9 +399,14 @@ fn short_lived(e: &Arc<Cli>) {
             .iter()
             .map(watcher_shared::ExitTruth::from_inspect)
             .collect();
-    assert_eq!(truths.len(), 2 * per_project);
+    assert_eq!(truths.len(), 2 * per_project + 1);
     for t in &truths {
-        assert_eq!(t.exit_code, Some(3), "{t:?}");
+        if t.name.ends_with("-oom") {
+            assert_eq!(t.exit_code, Some(137), "{t:?}");
+            eprintln!("{}: OOMKilled {}", e.cli, t.oom);
+        } else {
+            assert_eq!(t.exit_code, Some(3), "{t:?}");
+        }
         assert!(t.project.starts_with(&tag));
         watcher_shared::check_short_lived(&events, t);
     }
