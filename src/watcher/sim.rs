@@ -182,6 +182,8 @@ struct Sim {
     list_fail: u64,
     status_cut: u64,
     max_portfolio: usize,
+    /// Containers whose start the live watcher took and has not reported yet.
+    owed: std::collections::BTreeSet<String>,
     /// Keep a log of inputs and events (when replaying one seed).
     verbose: bool,
     log: Vec<String>,
@@ -231,6 +233,7 @@ impl Sim {
             list_fail,
             status_cut,
             max_portfolio: 0,
+            owed: Default::default(),
             verbose: false,
             log: Vec::new(),
         }
@@ -430,6 +433,17 @@ impl Sim {
             self.log.push(describe_input(&input));
         }
         let wall = self.wall();
+        // Item 7: a start the live watcher takes for a container it does not show is owed
+        // a Started event.
+        if let Input::Event { gen, event } = &input {
+            if *gen == self.gen
+                && event.kind == RawEventKind::Started
+                && self.state.is_live()
+                && self.state.portfolio().get(&event.id).is_none()
+            {
+                self.owed.insert(event.id.clone());
+            }
+        }
         let fx = self.state.handle(input, self.now(), wall);
         // The first loss since the last Synced (a stale listing answer is no loss: the
         // machine ignores it and health does not change).
@@ -461,6 +475,9 @@ impl Sim {
                         "Exited {} with code {c} the engine never gave it ({known:?})",
                         e.container.id
                     );
+                }
+                if e.kind == EventKind::Started {
+                    self.owed.remove(&e.container.id);
                 }
                 self.history.insert(e.seq, self.reference.clone());
                 self.times.push((e.seq, e.time));
@@ -790,6 +807,11 @@ impl Sim {
             "portfolio != truth when quiet"
         );
         assert_eq!(self.reference, truth);
+        assert!(
+            self.owed.is_empty(),
+            "starts never reported: {:?}",
+            self.owed
+        );
     }
 }
 

@@ -6,8 +6,8 @@
 //!
 //! Per event-stream generation (each (re)connection of the event stream):
 //! 1. `StreamOpened`: ask for a listing, buffer this generation's events meanwhile (at
-//!    most [`Config::max_buffered`]; on overflow the buffer is dropped and a new listing
-//!    asked for, so memory stays bounded).
+//!    most [`Config::max_buffered`]; on overflow the buffer is salvaged — see 7 — and a
+//!    new listing asked for, so memory stays bounded).
 //! 2. The listing arrives. Containers of the previous portfolio that the listing (with the
 //!    buffered events replayed onto it) lacks and for which no buffered exit says how
 //!    they ended are looked up with one [`Job::ExitStatuses`] (inspects in bounded total
@@ -38,6 +38,14 @@
 //!    [`Config::inspect_attempts`] times; meanwhile health is `Syncing` (a container the
 //!    engine reported started is unaccounted for). When the attempts are exhausted the
 //!    watcher relists (anti-entropy, same stream) instead of forgetting the container.
+//! 7. Before a new listing (stream lost, relist, buffer overflow) every pending container
+//!    is settled: its short-lived incarnations are reported at once (bare: id and
+//!    project), its open one is carried into the next listing's buffer as a start. When
+//!    the stream is lost or the buffer overflows during a listing, the buffered events are
+//!    "salvaged": applied as live events (they follow the portfolio shown, in order), so
+//!    exits keep their codes and starts are carried (before the first sync only the
+//!    starts, one per container). Carried starts do not count against the cap; there is
+//!    at most one per container.
 //!
 //! Health: `Synced` only in the live phase with no failed inspect outstanding;
 //! `Reconnecting { since }` keeps the time of the first loss until the next `Synced`;
@@ -206,6 +214,9 @@ struct Listing {
     /// Token of the outstanding List or ExitStatuses job.
     token: u64,
     buffered: Vec<RawEvent>,
+    /// How many of `buffered` (at its start) are starts carried from before: they do
+    /// not count against the cap (at most one per pending container).
+    carried: usize,
     /// The listing failed: retry then.
     retry_at: Option<Instant>,
     /// The listing, while its vanished containers' exit statuses are asked for.
@@ -232,6 +243,10 @@ pub(crate) struct SyncState {
     health: Health,
     stale_since: Option<SystemTime>,
     synced_once: bool,
+    /// Starts of pending containers carried into the next listing's buffer.
+    carry: Vec<RawEvent>,
+    /// Applying a lost listing's buffer: no inspects.
+    salvaging: bool,
     fx: Effects,
 }
 
@@ -253,6 +268,8 @@ impl SyncState {
             health: Health::Connecting,
             stale_since: None,
             synced_once: false,
+            carry: Vec::new(),
+            salvaging: false,
             fx: Effects::default(),
         }
     }
@@ -277,9 +294,15 @@ impl SyncState {
     #[allow(dead_code)]
     pub(crate) fn buffered(&self) -> usize {
         match &self.phase {
-            Phase::Listing(l) => l.buffered.len(),
+            Phase::Listing(l) => l.buffered.len() - l.carried,
             _ => 0,
         }
+    }
+
+    /// True in the live phase.
+    #[cfg(test)]
+    pub(crate) fn is_live(&self) -> bool {
+        matches!(self.phase, Phase::Live)
     }
 
     /// Containers started and not yet accounted for.
@@ -325,9 +348,19 @@ impl SyncState {
                 self.fx.raw_events += 1;
                 let max = self.cfg.max_buffered;
                 match &mut self.phase {
-                    Phase::Listing(l) if l.buffered.len() >= max => {
+                    Phase::Listing(l) if l.buffered.len() - l.carried >= max => {
+                        // Apply what is buffered as live events (as when the stream is
+                        // lost), then list again with an empty buffer.
                         log::warn!("more than {max} events while listing: relisting");
+                        let l = std::mem::replace(&mut self.phase, Phase::Down);
+                        if let Phase::Listing(l) = l {
+                            self.salvage(l.buffered, wall);
+                        }
+                        self.flush_pending(wall);
                         self.start_listing();
+                        if let Phase::Listing(l) = &mut self.phase {
+                            l.buffered.push(event);
+                        }
                     }
                     Phase::Listing(l) => l.buffered.push(event),
                     Phase::Live => self.apply_live(event, wall),
@@ -337,7 +370,9 @@ impl SyncState {
             Input::Event { .. } => {}
             Input::StreamLost { gen, error } => {
                 if gen == self.gen {
-                    self.phase = Phase::Down;
+                    if let Phase::Listing(l) = std::mem::replace(&mut self.phase, Phase::Down) {
+                        self.salvage(l.buffered, wall);
+                    }
                     self.flush_pending(wall);
                     self.lost(error, wall);
                 }
@@ -373,6 +408,7 @@ impl SyncState {
     fn fail(&mut self, error: Error) {
         self.phase = Phase::Failed;
         self.pending = HashMap::new();
+        self.carry = Vec::new();
         let error = match error {
             e @ Error::GaveUp { .. } => e,
             e => Error::GaveUp { last: Box::new(e) },
@@ -397,9 +433,11 @@ impl SyncState {
 
     fn start_listing(&mut self) {
         let token = self.token();
+        let buffered = std::mem::take(&mut self.carry);
         self.phase = Phase::Listing(Listing {
             token,
-            buffered: Vec::new(),
+            carried: buffered.len(),
+            buffered,
             retry_at: None,
             listed: None,
         });
@@ -446,24 +484,53 @@ impl SyncState {
         c
     }
 
-    /// Reports the short-lived incarnations of every pending container without details
-    /// (the stream is lost or a relist begins: the listing covers the open ones).
+    /// Settles every pending container before a listing (the stream is lost or a relist
+    /// begins): its short-lived incarnations are reported at once, without details; its
+    /// open one is carried into the next listing's buffer as a start that happened before
+    /// the listing (so that it is reported even if it dies before the listing: the
+    /// listing covers it, or its inspect then says how it ended).
     fn flush_pending(&mut self, wall: SystemTime) {
-        let mut ids: Vec<String> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| !p.done.is_empty())
-            .map(|(id, _)| id.clone())
-            .collect();
+        let mut ids: Vec<String> = self.pending.keys().cloned().collect();
         ids.sort();
         for id in ids {
-            if let Some(mut p) = self.pending.remove(&id) {
+            let Some(mut p) = self.pending.remove(&id) else {
+                continue;
+            };
+            if p.open {
+                let mut e = RawEvent::new(RawEventKind::Started, id.clone());
+                e.project = p.project.clone();
+                e.time = wall;
+                self.carry.push(e);
+            }
+            if !p.done.is_empty() {
                 p.open = false;
                 let details = p.await_die.take().and_then(|(_, d)| d);
                 self.finalize_pending(&id, p, details, Outcome::Gone, wall);
             }
         }
-        self.pending.clear();
+    }
+
+    /// The stream was lost while listing: the buffered events (they follow the portfolio
+    /// shown, in order) are applied as live ones, so that exits are reported with their
+    /// codes and starts are carried into the next listing (a short-lived container
+    /// reported without details). Before the first sync only the starts are carried.
+    fn salvage(&mut self, buffered: Vec<RawEvent>, wall: SystemTime) {
+        if !self.synced_once {
+            // One start per container: the carry stays bounded by the containers.
+            for e in buffered {
+                if e.kind == RawEventKind::Started && !self.carry.iter().any(|c| c.id == e.id) {
+                    self.carry.push(e);
+                }
+            }
+            return;
+        }
+        self.salvaging = true;
+        self.phase = Phase::Live;
+        for ev in buffered {
+            self.apply_live(ev, wall);
+        }
+        self.phase = Phase::Down;
+        self.salvaging = false;
     }
 
     fn inspect(&mut self, id: &str, project: Option<String>) {
@@ -481,10 +548,12 @@ impl SyncState {
                 await_die: None,
             },
         );
-        self.fx.jobs.push(Job::Inspect {
-            token,
-            id: id.to_string(),
-        });
+        if !self.salvaging {
+            self.fx.jobs.push(Job::Inspect {
+                token,
+                id: id.to_string(),
+            });
+        }
     }
 
     fn listed(
@@ -623,16 +692,29 @@ impl SyncState {
         match ev.kind {
             RawEventKind::Started => {
                 if let Some(p) = self.pending.get_mut(&ev.id) {
+                    if p.open && p.await_die.is_some() {
+                        // The engine said the open incarnation is gone, and now another
+                        // one starts: the die of the first was not seen.
+                        p.done.push(Exit {
+                            code: None,
+                            oom: false,
+                            time: wall,
+                        });
+                        p.open = false;
+                    }
+                    // A new incarnation (or, with the last one open, a repeated start, or
+                    // one whose die was lost while the watcher was away): what an inspect
+                    // in flight finds may predate it, so ask again.
                     if !p.open {
-                        // A new incarnation: what an inspect in flight finds may predate
-                        // it, so ask again.
-                        p.open = true;
                         p.paused = None;
-                        p.attempts = 1;
-                        p.retry_at = None;
-                        p.await_die = None;
-                        self.next_token += 1;
-                        p.token = self.next_token;
+                    }
+                    p.open = true;
+                    p.attempts = 1;
+                    p.retry_at = None;
+                    p.await_die = None;
+                    self.next_token += 1;
+                    p.token = self.next_token;
+                    if !self.salvaging {
                         self.fx.jobs.push(Job::Inspect {
                             token: p.token,
                             id: ev.id,
@@ -841,8 +923,12 @@ impl SyncState {
     fn tick(&mut self, now: Instant, wall: SystemTime) {
         if let Phase::Listing(l) = &mut self.phase {
             if l.retry_at.is_some_and(|t| t <= now) {
-                // Health stays Reconnecting (stale since the first loss) until it answers.
-                self.start_listing();
+                // Same buffer (its events still follow the stream's opening); health stays
+                // Reconnecting (stale since the first loss) until the listing answers.
+                self.next_token += 1;
+                l.token = self.next_token;
+                l.retry_at = None;
+                self.fx.jobs.push(Job::List { token: l.token });
             }
         }
         let mut retry: Vec<(String, u64)> = Vec::new();

@@ -568,6 +568,40 @@ const ROWS: &[Row] = &[
         portfolio: &["a/10"],
         synced: true,
     },
+    Row {
+        name: "a start pending when the stream is lost is carried into the next listing",
+        steps: &[
+            Start("b"),
+            Lost,
+            Open(2),
+            List(&[("a", 10, false)]),
+            Exited("b", 7),
+        ],
+        events: &["+b", "-b:7"],
+        portfolio: &["a/10"],
+        synced: true,
+    },
+    Row {
+        name: "stream lost during a listing: the buffered exit keeps its code",
+        steps: &[Lost, Open(2), Die("a", 5), Lost],
+        events: &["-a:5"],
+        portfolio: &[],
+        synced: false,
+    },
+    Row {
+        name: "a start after the engine said gone: two incarnations",
+        steps: &[Start("b"), NotFound("b"), Start("b"), Alive("b", 21)],
+        events: &["+b", "-b:?", "+b"],
+        portfolio: &["a/10", "b/21"],
+        synced: true,
+    },
+    Row {
+        name: "a repeated start while the inspect runs asks again (stale answer dropped)",
+        steps: &[Start("b"), Start("b"), Stale("b", 20), Alive("b", 21)],
+        events: &["+b"],
+        portfolio: &["a/10", "b/21"],
+        synced: true,
+    },
 ];
 
 #[test]
