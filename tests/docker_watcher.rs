@@ -508,7 +508,7 @@ fn short_lived_rm(e: &Cli, names_too: bool) {
                         oom: false
                     }
                 ],
-                "{n} ({id})"
+                "{n} ({id}): {mine:#?}"
             );
             for ev in &mine {
                 assert!(!ev.synthetic);
