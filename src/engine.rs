@@ -6,10 +6,11 @@
 #![forbid(unsafe_code)]
 
 use std::any::Any;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::container::{Container, Rucksack};
+use crate::container::{Container, EngineRef, Rucksack};
 use crate::error::Result;
 
 pub use crate::cancel::{CancelGuard, CancelSet, Shutdown};
@@ -107,6 +108,10 @@ pub struct RawEvent {
     pub project: Option<String>,
     /// When it happened, by the engine's clock.
     pub time: SystemTime,
+    /// What the event itself says about the container, for when the engine forgets the
+    /// container before it can be inspected (`docker run --rm`). Docker and Podman set it
+    /// on [`Exited`](RawEventKind::Exited) events only; `None` everywhere else.
+    pub details: Option<Box<EventDetails>>,
 }
 
 impl RawEvent {
@@ -117,7 +122,36 @@ impl RawEvent {
             id: id.into(),
             project: None,
             time: SystemTime::now(),
+            details: None,
         }
+    }
+}
+
+/// The container details an engine event carries (Docker and Podman put the container's
+/// name, image and labels into the attributes of each container event).
+///
+/// The attributes mix labels with the engine's own keys; `labels` holds the attributes
+/// without the engine's keys (`name`, `image`, `exitCode`, `containerExitCode`, `podId`),
+/// so a label of one of those names is missing here (Docker overwrites such labels in the
+/// event anyway).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EventDetails {
+    /// The container's name.
+    pub name: String,
+    /// The container's image reference.
+    pub image: String,
+    /// The container's labels, as far as the event tells.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl EventDetails {
+    /// The container these details describe, as a container without a process: `pid` 0,
+    /// not paused, no start time, project from the labels, on `engine`.
+    pub fn to_container(&self, id: &str, engine: Arc<EngineRef>) -> Container {
+        let mut c = Container::new(id, self.name.clone(), 0).with_labels(self.labels.clone());
+        c.image = self.image.clone();
+        c.engine = engine;
+        c
     }
 }
 

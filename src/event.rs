@@ -9,13 +9,16 @@ use crate::container::Container;
 /// What happened to a container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
-    /// The container appeared in the portfolio (it started, or it was already alive when
-    /// the watcher or the subscription began). Its `paused` flag tells whether it is paused.
+    /// The container started (or it was already alive when the watcher or the
+    /// subscription began). Its `paused` flag tells whether it is paused. A short-lived
+    /// container's `Started` is followed at once by its `Exited`: it never enters the
+    /// portfolio, and its `pid` is 0 unless the engine still knew it.
     Started,
     /// The container's process ended and it left the portfolio.
     Exited {
-        /// The exit code, when the engine reported one (not after a resync that found the
-        /// container gone without having seen its exit).
+        /// The exit code, when the engine reported one. After a resync that found the
+        /// container gone without having seen its exit, the one the engine still knows
+        /// (for the latest process of that id); `None` when the engine forgot it.
         exit_code: Option<i32>,
         /// Whether the OOM killer hit the container before it exited.
         oom: bool,
@@ -42,15 +45,19 @@ impl EventKind {
 #[derive(Debug, Clone)]
 pub struct ContainerEvent {
     /// Strictly increasing per watcher for live events. Synthetic events carry the
-    /// sequence number of the last live event their snapshot reflects.
+    /// sequence number of the last event their snapshot reflects (the first listing's
+    /// their own), never more than the next live event's.
     pub seq: u64,
-    /// When it happened (engine clock for live events, the watcher's clock otherwise).
+    /// When it happened (engine clock for live events and engine-reported exits, the
+    /// watcher's clock otherwise); not monotonic in `seq`.
     pub time: SystemTime,
     /// What happened.
     pub kind: EventKind,
     /// The container as it is after the event (for `Exited`: as it was last seen).
     pub container: Arc<Container>,
-    /// True for the `Started` events that describe the portfolio at subscription time.
+    /// True for the `Started` events that describe the portfolio at subscription time,
+    /// and for the first listing's `Started` events (they describe the initial
+    /// portfolio). They never count against a subscriber's queue capacity.
     pub synthetic: bool,
 }
 

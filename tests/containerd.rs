@@ -446,3 +446,288 @@ fn next_for_within(
         }
     }
 }
+
+/// Exits as inspect and the event stream report them (reads `ctr` JSON and RFC 3339 times,
+/// which come with the `docker` feature's serde_json and time parser).
+#[cfg(feature = "docker")]
+mod exits {
+    use super::*;
+
+    /// `ctr events` running in the background: the engine's own account of what happened.
+    struct CtrEvents {
+        child: std::process::Child,
+        file: std::path::PathBuf,
+    }
+
+    impl CtrEvents {
+        fn start(ctr: &Ctr, tag: &str) -> CtrEvents {
+            let file = std::env::temp_dir().join(format!("{tag}.events"));
+            let out = std::fs::File::create(&file).unwrap();
+            let child = std::process::Command::new("ctr")
+                .args(["-a", &ctr.sock, "events"])
+                .stdout(out)
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            CtrEvents { child, file }
+        }
+
+        /// The JSON payloads of `topic` in namespace `ns` seen so far.
+        fn payloads(&self, ns: &str, topic: &str) -> Vec<serde_json::Value> {
+            std::fs::read_to_string(&self.file)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| {
+                    // "<date> <time> <zone> <zone name> <ns> <topic> <json>"
+                    let f: Vec<&str> = l.splitn(7, ' ').collect();
+                    (f.len() == 7 && f[4] == ns && f[5] == topic)
+                        .then(|| serde_json::from_str(f[6]).ok())
+                        .flatten()
+                })
+                .collect()
+        }
+
+        /// The `/tasks/exit` of `id`'s init process, waited for (bounded).
+        fn exit_of(&self, ns: &str, id: &str) -> serde_json::Value {
+            self.exit_of_exec(ns, id, id)
+        }
+
+        /// The `/tasks/exit` of process `exec` of container `id`, waited for (bounded).
+        fn exit_of_exec(&self, ns: &str, id: &str, exec: &str) -> serde_json::Value {
+            let mut found = None;
+            common::wait_until(WAIT, "ctr events shows the exit", || {
+                found = self
+                    .payloads(ns, "/tasks/exit")
+                    .into_iter()
+                    .find(|p| p["container_id"] == id && p["id"] == exec);
+                found.is_some()
+            });
+            found.unwrap()
+        }
+    }
+
+    impl Drop for CtrEvents {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            let _ = std::fs::remove_file(&self.file);
+        }
+    }
+
+    /// `ctr tasks rm`: the exit code it warns about (0 when it warns of none).
+    fn delete_task(ctr: &Ctr, ns: &str, id: &str) -> i32 {
+        let out = std::process::Command::new("ctr")
+            .args(["-a", &ctr.sock, "-n", ns, "tasks", "rm", id])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ctr tasks rm {id}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        match err.split("exit with non-zero exit code ").nth(1) {
+            Some(rest) => rest
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+                .parse()
+                .unwrap_or_else(|_| panic!("cannot read the exit code in {err:?}")),
+            None => 0,
+        }
+    }
+
+    /// inspect of containers whose task stopped (`exit 3`, SIGKILL, OOM kill): Exited with
+    /// the record's details and the task's exit status and time, agreeing with `ctr tasks
+    /// ls`, `ctr events` and `ctr tasks rm`; an exec'd process's exit does not count; after
+    /// the task is deleted Processless, after the container is, NotFound. The exit events
+    /// carry the same code and time.
+    #[test]
+    fn inspect_of_stopped_tasks_says_how_they_ended() {
+        let Some(ctr) = Ctr::from_env() else { return };
+        let plain = std::env::var("WHALEWATCHER_CTR_PLAIN_IMAGE")
+            .unwrap_or_else(|_| "docker.io/library/busybox:local".into());
+        let tag = unique("exits");
+        let ns = "testns";
+        let truth = CtrEvents::start(&ctr, &tag);
+        let ignored = vec!["moby".into(), "k8s.io".into(), "wwignored".into()];
+        let client = ContainerdClient::new(&ctr.sock).with_ignored_namespaces(ignored);
+        let rx = pump(&client);
+        // The subscription may become active a moment after the call: wait until a
+        // sentinel's start shows.
+        let mut warm = false;
+        for i in 0..10 {
+            let s = format!("{tag}-sentinel{i}");
+            let _c = run_sh(&ctr, ns, &s, &plain, &[], "true");
+            if next_for_within(&rx, &format!("{ns}/{s}"), Duration::from_secs(2)).is_some() {
+                warm = true;
+                break;
+            }
+        }
+        assert!(warm, "the event stream never delivered");
+
+        let cases = [
+            ("exit3", "exit 3", None::<&str>),
+            ("killed", "sleep 100000", None),
+            (
+                "oom",
+                "x=$(head -c 200000000 /dev/zero | tr '\\0' a)",
+                Some("8388608"),
+            ),
+        ];
+        for (what, script, mem) in cases {
+            let id = format!("{tag}-{what}");
+            let full = format!("{ns}/{id}");
+            let extra: Vec<&str> = mem.map(|m| vec!["--memory-limit", m]).unwrap_or_default();
+            let _cleanup = run_sh(&ctr, ns, &id, &plain, &extra, script);
+            if what == "killed" {
+                // An exec'd process that ends is no exit of the container. (ctr exits with
+                // the exec'd process's code.)
+                let _ = ctr.try_run(
+                    ns,
+                    &[
+                        "tasks",
+                        "exec",
+                        "--exec-id",
+                        "e1",
+                        &id,
+                        "sh",
+                        "-c",
+                        "exit 5",
+                    ],
+                );
+                let exec_exit = truth.exit_of_exec(ns, &id, "e1");
+                assert_eq!(exec_exit["exit_status"], 5);
+                let (pid, status) = ctr.tasks(ns)[&id].clone();
+                assert_eq!(status, "RUNNING");
+                match client.inspect(&full) {
+                    Ok(whalewatcher::Inspection::Alive(c)) => assert_eq!(c.pid, pid),
+                    other => panic!("{what}: expected Alive, got {other:?}"),
+                }
+                ctr.run(ns, &["tasks", "kill", "-s", "KILL", &id]);
+            }
+            common::wait_until(WAIT, "the task stopped", || {
+                ctr.tasks(ns).get(&id).is_some_and(|(_, s)| s == "STOPPED")
+            });
+            let (got, status) = match client.inspect(&full) {
+                Ok(whalewatcher::Inspection::Exited(c, s)) => (c, s),
+                other => panic!("{what}: expected Exited, got {other:?}"),
+            };
+            // The record's details, without a process.
+            let info: serde_json::Value =
+                serde_json::from_str(&ctr.run(ns, &["containers", "info", &id])).unwrap();
+            let want_labels: BTreeMap<String, String> = info["Labels"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+                .collect();
+            assert_eq!(got.labels, want_labels, "{what}");
+            assert_eq!(
+                (got.id.as_str(), got.name.as_str(), got.pid, got.paused),
+                (full.as_str(), "testns/job", 0, false),
+                "{what}"
+            );
+            assert_eq!(got.project, "p1");
+            assert_eq!(got.image, info["Image"].as_str().unwrap());
+            assert_eq!(got.engine.kind, "containerd.io");
+            // The engine's account of the exit.
+            let exit = truth.exit_of(ns, &id);
+            assert_eq!(
+                status.exit_code.map(i64::from),
+                exit["exit_status"].as_i64().or(Some(0)),
+                "{what}"
+            );
+            let exited_at =
+                whalewatcher::docker::parse_rfc3339(exit["exited_at"].as_str().unwrap()).unwrap();
+            assert!(exited_at.is_some());
+            assert_eq!(status.time, exited_at, "{what}");
+            assert!(!status.oom, "containerd records no OOM flag on the task");
+            // The event stream: the same code and time; OOM as `ctr events` says.
+            let ev = loop {
+                let ev = next_for(&rx, &full).unwrap_or_else(|| panic!("{what}: no exit event"));
+                if matches!(ev.kind, RawEventKind::Exited { .. }) {
+                    break ev;
+                }
+            };
+            let oomed = truth
+                .payloads(ns, "/tasks/oom")
+                .iter()
+                .any(|p| p["container_id"] == id.as_str());
+            assert_eq!(
+                ev.kind,
+                RawEventKind::Exited {
+                    exit_code: status.exit_code,
+                    oom: oomed
+                },
+                "{what}"
+            );
+            assert_eq!(Some(ev.time), status.time, "{what}");
+            let want_code = match what {
+                "exit3" => 3,
+                _ => 137,
+            };
+            assert_eq!(status.exit_code, Some(want_code), "{what}");
+            if what == "oom" {
+                assert!(oomed, "containerd reported no OOM for the OOM-killed task");
+            }
+            assert!(!mine(&client.list().unwrap(), &tag).contains_key(&full));
+            // `ctr tasks rm` reports the same code; then no task: Processless.
+            assert_eq!(delete_task(&ctr, ns, &id), want_code, "{what}");
+            assert_eq!(
+                client.inspect(&full).unwrap_err(),
+                Error::Processless { id: full.clone() }
+            );
+            ctr.run(ns, &["containers", "rm", &id]);
+            assert_eq!(
+                client.inspect(&full).unwrap_err(),
+                Error::NotFound { id: full.clone() }
+            );
+        }
+        client.cancel();
+    }
+
+    /// `ctr run -d` of `image` with `sh -c script`; removed on drop.
+    fn run_sh<'a>(
+        ctr: &'a Ctr,
+        ns: &str,
+        id: &str,
+        image: &str,
+        extra: &[&str],
+        script: &str,
+    ) -> Cleanup<'a> {
+        ensure_image_of(ctr, ns, image);
+        let mut args = vec!["run", "-d"];
+        if let Some(r) = &ctr.runc_root {
+            args.extend(["--runc-root", r.as_str()]);
+        }
+        args.extend([
+            "--label",
+            "nerdctl/name=job",
+            "--label",
+            "com.docker.compose.project=p1",
+        ]);
+        args.extend_from_slice(extra);
+        args.extend([image, id, "sh", "-c", script]);
+        ctr.run(ns, &args);
+        Cleanup {
+            ctr,
+            ns: ns.into(),
+            id: id.into(),
+        }
+    }
+
+    /// Makes sure `image` exists in namespace `ns` (copied from `default`).
+    fn ensure_image_of(ctr: &Ctr, ns: &str, image: &str) {
+        static LOCK: Mutex<()> = Mutex::new(());
+        let _l = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        if ctr
+            .run(ns, &["images", "ls", "-q"])
+            .lines()
+            .any(|l| l == image)
+        {
+            return;
+        }
+        let script = format!(
+            "ctr -a '{s}' -n default images export - '{image}' | ctr -a '{s}' -n '{ns}' images import -",
+            s = ctr.sock,
+        );
+        common::run("sh", &["-c", &script]);
+    }
+}

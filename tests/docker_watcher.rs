@@ -4,12 +4,14 @@
 #![cfg(feature = "docker")]
 
 mod common;
+mod fault_proxy;
 mod watcher_shared;
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use watcher_shared::{collect, converge, drain, kinds, replay, view, Cli};
+use watcher_shared::{collect, collect_exits, converge, drain, kinds, replay, view, Cli};
 use whalewatcher::docker::DockerClient;
 use whalewatcher::{EventKind, Watcher, WatcherOptions};
 
@@ -325,4 +327,393 @@ fn dockerd_killed_and_restarted() {
     assert_eq!(a[n - 1].container.pid, new_pid);
     w.close();
     drop(e);
+}
+
+/// `run -d` of the plain image with `sh -c script` and extra args; returns the id (for
+/// `--rm`, the container may be gone by then).
+fn run_sh(e: &Cli, name: &str, extra: &[&str], script: &str) -> String {
+    let image =
+        std::env::var("WHALEWATCHER_PLAIN_IMAGE").unwrap_or_else(|_| "busybox:local".into());
+    let mut args = vec!["run", "-d", "--network", "none", "--name", name];
+    args.extend_from_slice(extra);
+    args.extend([image.as_str(), "sh", "-c", script]);
+    e.run(&args).trim().to_string()
+}
+
+/// Issue 13 item 7: two compose-like projects come up in parallel, each with one-shot
+/// services (`sh -c 'exit 3'`, gone before any inspect; and one OOM-killed at once): every
+/// one of them appears in the stream as Started + Exited with the exit code and OOM flag
+/// `inspect` shows, live, in order, with the name, labels, project and image `inspect`
+/// shows, and none ever enters the portfolio without a process or stays in it.
+fn short_lived(e: &Arc<Cli>) {
+    let w = watch(e);
+    let sub = w.subscribe();
+    warm_up(e, &sub);
+    let tag = e.name("sl");
+    let spy = {
+        let tag = tag.clone();
+        watcher_shared::PortfolioSpy::start(w.reader(), move |c| c.name.starts_with(&tag))
+    };
+    let per_project = 3;
+    let handles: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|p| {
+            let (e, tag) = (e.clone(), tag.clone());
+            std::thread::spawn(move || {
+                let project = format!("{tag}-{p}");
+                let mut names: Vec<String> = (0..per_project)
+                    .map(|i| format!("{project}-once-{i}"))
+                    .collect();
+                // Project a also has a one-shot service that the OOM killer ends at once.
+                if p == "a" {
+                    names.push(format!("{project}-oom"));
+                }
+                for n in &names {
+                    e.name_as(n);
+                    let plabel = format!("com.docker.compose.project={project}");
+                    let mut args = vec!["--label", &plabel];
+                    let script = if n.ends_with("-oom") {
+                        args.extend(["-m", "8m", "--memory-swap", "8m"]);
+                        "x=$(head -c 200000000 /dev/zero | tr '\\0' a)"
+                    } else {
+                        args.extend(["--label", "com.docker.compose.service=once"]);
+                        "exit 3"
+                    };
+                    run_sh(&e, n, &args, script);
+                }
+                names
+            })
+        })
+        .collect();
+    let names: Vec<String> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    let events = collect_exits(&sub, &names, WAIT, Duration::from_millis(500));
+    let held = spy.finish();
+    let mut args = vec!["inspect"];
+    args.extend(names.iter().map(String::as_str));
+    let truths: Vec<watcher_shared::ExitTruth> =
+        serde_json::from_str::<Vec<serde_json::Value>>(&e.run(&args))
+            .unwrap()
+            .iter()
+            .map(watcher_shared::ExitTruth::from_inspect)
+            .collect();
+    assert_eq!(truths.len(), 2 * per_project + 1);
+    for t in &truths {
+        if t.name.ends_with("-oom") {
+            assert_eq!(t.exit_code, Some(137), "{t:?}");
+            eprintln!("{}: OOMKilled {}", e.cli, t.oom);
+        } else {
+            assert_eq!(t.exit_code, Some(3), "{t:?}");
+        }
+        assert!(t.project.starts_with(&tag));
+        watcher_shared::check_short_lived(&events, t);
+    }
+    assert!(
+        held.iter().all(|c| c.pid != 0),
+        "containers without a process in the portfolio: {held:#?}"
+    );
+    let pf = w.portfolio();
+    for t in &truths {
+        assert!(
+            pf.get(&t.id).is_none(),
+            "{} stayed in the portfolio",
+            t.name
+        );
+    }
+    let ours: Vec<_> = events
+        .into_iter()
+        .filter(|ev| names.contains(&ev.container.name))
+        .collect();
+    replay(&ours);
+    w.close();
+}
+
+#[test]
+fn docker_short_lived_containers_each_start_and_exit() {
+    let _s = serial();
+    if let Some(e) = docker() {
+        short_lived(&Arc::new(e));
+    }
+}
+
+#[test]
+fn podman_short_lived_containers_each_start_and_exit() {
+    let _s = serial();
+    if let Some(e) = podman() {
+        short_lived(&Arc::new(e));
+    }
+}
+
+/// Issue 13 item 7 with `run --rm`: the engine forgets the container right after its exit,
+/// often before the watcher's inspect. Each still shows Started + Exited(3), live, in
+/// order, with its project, and never stays in the portfolio; with `names`, also with the
+/// name and labels the engine's exit event carried (`RawEvent::details`).
+fn short_lived_rm(e: &Cli, names_too: bool) {
+    let w = watch(e);
+    let sub = w.subscribe();
+    warm_up(e, &sub);
+    let tag = e.name("rm");
+    let project = format!("{tag}-proj");
+    let names: Vec<String> = (0..4).map(|i| format!("{tag}-once-{i}")).collect();
+    let mut ids = Vec::new();
+    for n in &names {
+        e.name_as(n);
+        ids.push(run_sh(
+            e,
+            n,
+            &[
+                "--rm",
+                "--label",
+                &format!("com.docker.compose.project={project}"),
+                "--label",
+                "com.docker.compose.service=once",
+            ],
+            "exit 3",
+        ));
+    }
+    let events = collect_exits(&sub, &ids, WAIT, Duration::from_millis(500));
+    let image =
+        std::env::var("WHALEWATCHER_PLAIN_IMAGE").unwrap_or_else(|_| "busybox:local".into());
+    let labels = BTreeMap::from([
+        ("com.docker.compose.project".to_string(), project.clone()),
+        ("com.docker.compose.service".to_string(), "once".to_string()),
+    ]);
+    for (n, id) in names.iter().zip(&ids) {
+        let truth = watcher_shared::ExitTruth {
+            id: id.clone(),
+            name: n.clone(),
+            project: project.clone(),
+            labels: labels.clone(),
+            // As the exit event names it: Docker as given, podman fully qualified.
+            image: Some(if e.cli == "podman" {
+                format!("localhost/{image}")
+            } else {
+                image.clone()
+            }),
+            exit_code: Some(3),
+            oom: false,
+        };
+        if names_too {
+            watcher_shared::check_short_lived(&events, &truth);
+        } else {
+            let mine: Vec<_> = events.iter().filter(|ev| &ev.container.id == id).collect();
+            assert_eq!(
+                mine.iter().map(|ev| ev.kind).collect::<Vec<_>>(),
+                vec![
+                    EventKind::Started,
+                    EventKind::Exited {
+                        exit_code: Some(3),
+                        oom: false
+                    }
+                ],
+                "{n} ({id}): {mine:#?}"
+            );
+            for ev in &mine {
+                assert!(!ev.synthetic);
+                assert_eq!(ev.container.project, project, "{ev:?}");
+            }
+        }
+        assert!(w.portfolio().get(id).is_none());
+    }
+    w.close();
+}
+
+#[test]
+fn docker_short_lived_rm_containers_each_start_and_exit() {
+    let _s = serial();
+    if let Some(e) = docker() {
+        short_lived_rm(&e, false);
+    }
+}
+
+#[test]
+fn podman_short_lived_rm_containers_each_start_and_exit() {
+    let _s = serial();
+    if let Some(e) = podman() {
+        short_lived_rm(&e, false);
+    }
+}
+
+#[test]
+#[ignore = "needs the watcher to use RawEvent::details for containers gone before their inspect (issue 13 item 7)"]
+fn docker_short_lived_rm_containers_keep_their_names() {
+    let _s = serial();
+    if let Some(e) = docker() {
+        short_lived_rm(&e, true);
+    }
+}
+
+#[test]
+#[ignore = "needs the watcher to use RawEvent::details for containers gone before their inspect (issue 13 item 7)"]
+fn podman_short_lived_rm_containers_keep_their_names() {
+    let _s = serial();
+    if let Some(e) = podman() {
+        short_lived_rm(&e, true);
+    }
+}
+
+/// A container that exits 3 on SIGTERM (a trap: PID 1 ignores signals it has no handler
+/// for), for exits with a code of their own.
+const TRAP_EXIT_3: &str = "trap 'exit 3' TERM; while :; do sleep 0.1; done";
+
+/// A container that, on SIGTERM, makes its shell (PID 1) hold 200 MB: under an 8 MiB
+/// limit the OOM killer ends it (137).
+const TRAP_OOM: &str =
+    "trap 'x=$(head -c 200000000 /dev/zero | tr \\\\0 a)' TERM; while :; do sleep 0.1; done";
+
+/// Issue 13 item 8, the common part: `w` (subscribed by `sub`, synced) loses its engine
+/// through `break_engine`; meanwhile one container is killed (137) and another ends on
+/// SIGTERM with its own code (3), and a third is OOM-killed (137); `heal` brings the
+/// engine back. The resync must report each as Exited with the exit code and OOM flag
+/// `inspect` shows, not `null`.
+fn exits_while_away(
+    e: &Cli,
+    w: &Watcher,
+    sub: &whalewatcher::Subscription,
+    break_engine: impl FnOnce(),
+    heal: impl FnOnce(),
+) {
+    let project = e.name("away");
+    let plabel = format!("com.docker.compose.project={project}");
+    let (kn, tn, on) = (e.name("killed"), e.name("termed"), e.name("oomed"));
+    let killed = e.start(&kn, &["--label", &plabel]);
+    let termed = run_sh(e, &tn, &["--label", &plabel], TRAP_EXIT_3);
+    let oomed = run_sh(
+        e,
+        &on,
+        &["--label", &plabel, "-m", "8m", "--memory-swap", "8m"],
+        TRAP_OOM,
+    );
+    let ids = [killed.clone(), termed.clone(), oomed.clone()];
+    common::wait_until(WAIT, "the watcher has the containers", || {
+        let pf = w.portfolio();
+        ids.iter().all(|id| pf.get(id).is_some())
+    });
+    break_engine();
+    common::wait_until(WAIT, "Health::Reconnecting", || {
+        matches!(w.health(), whalewatcher::Health::Reconnecting { .. })
+    });
+    e.run(&["kill", &killed]);
+    e.run(&["kill", "-s", "TERM", &termed]);
+    e.run(&["kill", "-s", "TERM", &oomed]);
+    let inspect = || -> Vec<serde_json::Value> {
+        let mut args = vec!["inspect"];
+        args.extend(ids.iter().map(String::as_str));
+        serde_json::from_str(&e.run(&args)).unwrap()
+    };
+    common::wait_until(WAIT, "all exited", || {
+        inspect()
+            .iter()
+            .all(|c| c["State"]["Pid"].as_u64() == Some(0))
+    });
+    // The watcher is still away: nothing of it may have been reported.
+    assert!(
+        matches!(w.health(), whalewatcher::Health::Reconnecting { .. }),
+        "{:?}",
+        w.health()
+    );
+    heal();
+    w.wait_ready(Duration::from_secs(60))
+        .expect("watcher re-attaches");
+    let events: Vec<_> = collect_exits(sub, &ids, WAIT, Duration::from_millis(300))
+        .into_iter()
+        .filter(|ev| ids.contains(&ev.container.id))
+        .collect();
+    replay(&events);
+    let truths: Vec<watcher_shared::ExitTruth> = inspect()
+        .iter()
+        .map(watcher_shared::ExitTruth::from_inspect)
+        .collect();
+    assert_eq!(truths[0].exit_code, Some(137));
+    assert_eq!(truths[1].exit_code, Some(3));
+    assert_eq!(truths[2].exit_code, Some(137));
+    // dockerd flags the OOM kill (podman 4.3 on cgroup v1 never does).
+    eprintln!("{}: OOMKilled {}", e.cli, truths[2].oom);
+    for t in &truths {
+        let exit = events
+            .iter()
+            .rfind(|ev| ev.container.id == t.id)
+            .expect("an event of the container");
+        assert_eq!(
+            exit.kind,
+            EventKind::Exited {
+                exit_code: t.exit_code,
+                oom: t.oom
+            },
+            "{} exited while the watcher was away; inspect says {t:?}",
+            t.name
+        );
+        assert_eq!(exit.container.name, t.name);
+        assert_eq!(exit.container.project, project);
+        assert!(w.portfolio().get(&t.id).is_none());
+    }
+}
+
+/// Issue 13 item 8 on podman: a private podman API service (over the shared storage) is
+/// SIGKILLed while the watcher watches it; the containers live on under conmon; two of
+/// them end while it is down; after its restart the resync reports their exit codes as
+/// `podman inspect` has them (137, 3).
+#[test]
+fn podman_exit_codes_survive_a_service_restart() {
+    let _s = serial();
+    let Some(e) = podman() else { return };
+    let mut p = watcher_shared::podman::PrivatePodman::start();
+    let w = Watcher::new(
+        DockerClient::new(Some(&p.url)).unwrap(),
+        WatcherOptions::default().with_retry(|| {
+            whalewatcher::ExponentialBackoff::new(
+                Duration::from_millis(50),
+                Duration::from_millis(500),
+            )
+        }),
+    );
+    let sub = w.subscribe();
+    w.wait_ready(WAIT).expect("watcher syncs");
+    warm_up(&e, &sub);
+    let p = std::cell::RefCell::new(&mut p);
+    exits_while_away(
+        &e,
+        &w,
+        &sub,
+        || p.borrow_mut().kill9(),
+        || p.borrow_mut().launch(),
+    );
+    w.close();
+}
+
+/// Issue 13 item 8 on dockerd, through a fault proxy: the watcher's connections are cut
+/// and refused while two containers end; after the proxy heals, the resync reports their
+/// exit codes as `docker inspect` has them (137, 3).
+#[test]
+fn docker_exit_codes_survive_a_lost_connection() {
+    let _s = serial();
+    let Some(e) = docker() else { return };
+    let proxy = fault_proxy::Proxy::start(&e.url);
+    let w = Watcher::new(
+        DockerClient::new(Some(&proxy.url()))
+            .unwrap()
+            .with_timeout(Duration::from_secs(5)),
+        WatcherOptions::default().with_retry(|| {
+            whalewatcher::ExponentialBackoff::new(
+                Duration::from_millis(50),
+                Duration::from_millis(500),
+            )
+        }),
+    );
+    let sub = w.subscribe();
+    w.wait_ready(WAIT).expect("watcher syncs");
+    warm_up(&e, &sub);
+    exits_while_away(
+        &e,
+        &w,
+        &sub,
+        || {
+            proxy.set(fault_proxy::Fault::Refuse);
+            proxy.cut();
+        },
+        || proxy.set(fault_proxy::Fault::None),
+    );
+    w.close();
 }

@@ -30,6 +30,13 @@ fn inspect_found_not_found_processless() {
 }
 
 #[test]
+fn inspect_of_exited_containers_says_how_they_ended() {
+    if let Some(e) = podman() {
+        docker_shared::inspect_exits(&e);
+    }
+}
+
+#[test]
 fn info_matches_podman_info() {
     if let Some(e) = podman() {
         docker_shared::info_matches(&e);

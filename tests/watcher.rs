@@ -26,6 +26,7 @@ struct Replay {
     alive: HashMap<String, (u32, bool)>,
     last_seq: u64,
     events: Vec<(String, &'static str)>,
+    full: Vec<whalewatcher::ContainerEvent>,
 }
 
 impl Replay {
@@ -44,6 +45,7 @@ impl Replay {
         }
         let id = ev.container.id.clone();
         self.events.push((id.clone(), ev.kind.as_str()));
+        self.full.push(ev.clone());
         match ev.kind {
             EventKind::Started => {
                 assert!(
@@ -133,6 +135,9 @@ fn initial_sync_and_synthetic_subscription() {
     w.close();
 }
 
+/// A container the listing saw that died before the listing was applied is reported as a
+/// short-lived one (Started, then Exited with the die's code) and never enters the
+/// portfolio.
 #[test]
 fn die_during_listing_is_not_added() {
     let s = Script::new();
@@ -147,8 +152,13 @@ fn die_during_listing_is_not_added() {
     w.wait_ready(T).unwrap();
     let mut r = Replay::default();
     converge(&w, &s, &mut r, &sub);
+    wait_until(T, "a reported", || {
+        r.drain(&sub);
+        r.events.iter().filter(|(id, _)| id == "a").count() >= 2
+    });
     assert!(w.portfolio().get("a").is_none());
-    assert!(!r.events.iter().any(|(id, _)| id == "a"), "{:?}", r.events);
+    let a: Vec<_> = r.events.iter().filter(|(id, _)| id == "a").collect();
+    assert_eq!(a, [&("a".into(), "started"), &("a".into(), "exited")]);
 }
 
 #[test]
@@ -196,20 +206,40 @@ fn start_during_listing_is_no_duplicate() {
     assert!(w.portfolio().get("late").is_some());
 }
 
+/// Issue 13 item 7: a container that dies after its start event but before its inspect
+/// answers is reported Started then Exited with the die's exit code, and never enters the
+/// portfolio. (On ef5c2da the die won and the container produced no event at all.)
 #[test]
-fn die_while_inspect_in_flight_wins() {
+fn die_while_inspect_in_flight_reports_started_then_exited() {
     let s = Script::new();
     let w = Watcher::new(s.client(), options());
     w.wait_ready(T).unwrap();
     let sub = w.subscribe();
-    // the container dies after the start event but before the inspect answers
-    s.before_inspect(|s| s.exit("x", 0));
-    s.start("x", "");
+    s.before_inspect(|s| {
+        s.exit("x", 3);
+        s.wait_delivered();
+    });
+    s.start("x", "job");
     s.start("y", "");
     let mut r = Replay::default();
     converge(&w, &s, &mut r, &sub);
+    wait_until(T, "x reported", || {
+        r.drain(&sub);
+        r.full.iter().filter(|e| e.container.id == "x").count() >= 2
+    });
     assert!(w.portfolio().get("x").is_none());
-    assert!(!r.events.iter().any(|(id, _)| id == "x"));
+    let x: Vec<_> = r.full.iter().filter(|e| e.container.id == "x").collect();
+    assert_eq!(x.len(), 2, "{x:?}");
+    assert_eq!(x[0].kind, EventKind::Started);
+    assert_eq!(
+        x[1].kind,
+        EventKind::Exited {
+            exit_code: Some(3),
+            oom: false
+        }
+    );
+    assert_eq!(x[0].container.name, "name-x", "details from the engine");
+    assert_eq!(x[0].container.project, "job");
     assert!(w.portfolio().get("y").is_some());
 }
 

@@ -28,7 +28,7 @@ use crate::proto::containerd_tasks::{
 };
 use crate::proto::containerd_version::VersionResponse;
 
-use super::convert::{split_id, task_container_id, to_container};
+use super::convert::{split_id, task_container_id, to_container, to_inspection};
 use super::events::{ContainerdEvents, TOPIC_FILTERS};
 
 const NAMESPACES_LIST: &str = "/containerd.services.namespaces.v1.Namespaces/List";
@@ -279,8 +279,12 @@ impl EngineClient for ContainerdClient {
             .process
             .into_option()
             .ok_or_else(|| Error::protocol("containerd", "Tasks/Get without a process"))?;
-        let c = to_container(ns, &rec, &task, &engine).ok_or_else(processless)?;
-        Ok(Inspection::Alive(self.finish(c, &rec)))
+        Ok(
+            match to_inspection(ns, &rec, &task, &engine).ok_or_else(processless)? {
+                Inspection::Alive(c) => Inspection::Alive(self.finish(c, &rec)),
+                Inspection::Exited(c, status) => Inspection::Exited(self.finish(c, &rec), status),
+            },
+        )
     }
 
     fn events(&self) -> Result<Box<dyn EventStream>> {

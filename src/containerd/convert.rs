@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use protobuf::well_known_types::timestamp::Timestamp;
 
 use crate::container::{Container, EngineRef};
+use crate::engine::{ExitStatus, Inspection};
 use crate::proto::containerd_containers::Container as ProtoContainer;
 use crate::proto::containerd_task_types::{Process, Status};
 
@@ -66,6 +67,52 @@ pub fn to_container(
     engine: &Arc<EngineRef>,
 ) -> Option<Container> {
     let paused = liveness(task)?;
+    Some(model(ns, c, task.pid, paused, engine))
+}
+
+/// What a container's record and its task (the init process, as `Tasks/Get` without an
+/// exec id returns it) say: [`Inspection::Alive`] for a running or paused task,
+/// [`Inspection::Exited`] for a stopped one (the container with `pid` 0, its
+/// `exit_status` and `exited_at`; containerd records no OOM flag), `None` for a task that
+/// was created but never started (or whose status is unknown).
+pub fn to_inspection(
+    ns: &str,
+    c: &ProtoContainer,
+    task: &Process,
+    engine: &Arc<EngineRef>,
+) -> Option<Inspection> {
+    if let Some(alive) = to_container(ns, c, task, engine) {
+        return Some(Inspection::Alive(alive));
+    }
+    let status = exit_status(task)?;
+    Some(Inspection::Exited(model(ns, c, 0, false, engine), status))
+}
+
+/// How a stopped task ended; `None` when it is not stopped.
+pub fn exit_status(task: &Process) -> Option<ExitStatus> {
+    if task.status.enum_value() != Ok(Status::STOPPED) {
+        return None;
+    }
+    Some(ExitStatus {
+        exit_code: Some(task.exit_status as i32),
+        oom: false,
+        time: exit_time(task.exited_at.as_ref()),
+    })
+}
+
+/// An exit time: `None` when absent, unset (zero) or before the epoch (Go's zero time).
+pub fn exit_time(ts: Option<&Timestamp>) -> Option<SystemTime> {
+    to_system_time(ts).filter(|t| *t > UNIX_EPOCH)
+}
+
+/// The container model of a containerd record with `pid` and `paused` as given.
+fn model(
+    ns: &str,
+    c: &ProtoContainer,
+    pid: u32,
+    paused: bool,
+    engine: &Arc<EngineRef>,
+) -> Container {
     let labels: BTreeMap<String, String> = c
         .labels
         .iter()
@@ -76,11 +123,11 @@ pub fn to_container(
         Some(n) if !n.is_empty() => display_id(ns, n),
         _ => id.clone(),
     };
-    let mut out = Container::new(id, name, task.pid).with_labels(labels);
+    let mut out = Container::new(id, name, pid).with_labels(labels);
     out.paused = paused;
     out.image = c.image.clone();
     out.engine = engine.clone();
-    Some(out)
+    out
 }
 
 /// A protobuf timestamp as system time; `None` when absent or out of range.
@@ -183,6 +230,113 @@ mod tests {
         let mut t = task("c", 1, Status::RUNNING);
         t.status = EnumOrUnknown::from_i32(99);
         assert!(to_container("default", &c, &t, &engine()).is_none());
+    }
+
+    fn ts(seconds: i64, nanos: i32) -> Timestamp {
+        let mut t = Timestamp::new();
+        t.seconds = seconds;
+        t.nanos = nanos;
+        t
+    }
+
+    /// (what, status, exit_status, exited_at, want: None = no process and no exit,
+    /// Some(None) = alive, Some(Some(status)) = exited)
+    type Row = (
+        &'static str,
+        Status,
+        u32,
+        Option<Timestamp>,
+        Option<Option<ExitStatus>>,
+    );
+
+    /// Tasks/Get answers (the init process) and what inspect makes of them.
+    #[test]
+    fn inspection_table() {
+        let c = record(
+            "c",
+            &[
+                ("nerdctl/name", "job"),
+                ("com.docker.compose.project", "p1"),
+            ],
+        );
+        let at = |s: u64, n: u32| Some(UNIX_EPOCH + Duration::new(s, n));
+        let stopped = |code: i32, time| {
+            Some(Some(ExitStatus {
+                exit_code: Some(code),
+                oom: false,
+                time,
+            }))
+        };
+        let table: Vec<Row> = vec![
+            ("running", Status::RUNNING, 0, None, Some(None)),
+            ("paused", Status::PAUSED, 0, None, Some(None)),
+            ("pausing", Status::PAUSING, 0, None, Some(None)),
+            ("created, never started", Status::CREATED, 0, None, None),
+            ("unknown", Status::UNKNOWN, 0, None, None),
+            (
+                "stopped: exit 3",
+                Status::STOPPED,
+                3,
+                Some(ts(1_796_571_412, 544_033_536)),
+                stopped(3, at(1_796_571_412, 544_033_536)),
+            ),
+            (
+                "stopped: killed",
+                Status::STOPPED,
+                137,
+                Some(ts(1_796_571_428, 0)),
+                stopped(137, at(1_796_571_428, 0)),
+            ),
+            (
+                "stopped, shim lost (255), no exit time",
+                Status::STOPPED,
+                255,
+                None,
+                stopped(255, None),
+            ),
+            (
+                "stopped, Go's zero time",
+                Status::STOPPED,
+                0,
+                Some(ts(-62_135_596_800, 0)),
+                stopped(0, None),
+            ),
+            (
+                "stopped, zero timestamp",
+                Status::STOPPED,
+                1,
+                Some(ts(0, 0)),
+                stopped(1, None),
+            ),
+        ];
+        for (what, status, code, exited_at, want) in table {
+            let mut t = task("c", 4242, status);
+            t.exit_status = code;
+            t.exited_at = exited_at.into();
+            let got = to_inspection("testns", &c, &t, &engine());
+            match (got, want) {
+                (None, None) => {}
+                (Some(Inspection::Alive(a)), Some(None)) => {
+                    assert_eq!(a.pid, 4242, "{what}");
+                    assert_eq!(a.paused, status != Status::RUNNING, "{what}");
+                }
+                (Some(Inspection::Exited(x, got)), Some(Some(want))) => {
+                    assert_eq!(got, want, "{what}");
+                    assert_eq!(
+                        (x.id.as_str(), x.name.as_str(), x.pid, x.paused),
+                        ("testns/c", "testns/job", 0, false),
+                        "{what}"
+                    );
+                    assert_eq!(x.project, "p1", "{what}");
+                    assert_eq!(x.image, "docker.io/library/busybox:sleep", "{what}");
+                    assert_eq!(x.engine.id, "uuid", "{what}");
+                }
+                (got, want) => panic!("{what}: got {got:?}, want {want:?}"),
+            }
+        }
+        let mut t = task("c", 1, Status::STOPPED);
+        t.status = EnumOrUnknown::from_i32(99);
+        assert!(to_inspection("default", &c, &t, &engine()).is_none());
     }
 
     #[test]

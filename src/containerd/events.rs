@@ -11,7 +11,7 @@ use crate::grpc::MessageStream;
 use crate::proto::containerd_events::Envelope;
 use crate::proto::containerd_task_events::{TaskExit, TaskOOM, TaskPaused, TaskResumed, TaskStart};
 
-use super::convert::{display_id, to_system_time};
+use super::convert::{display_id, exit_time, to_system_time};
 
 /// The subscription filters: task start, exit, pause, resume and OOM. (containerd needs the
 /// quotes; unquoted values silently match nothing.)
@@ -83,6 +83,7 @@ impl Translator {
         };
         let url = any.type_url.as_str();
         let ns = env.namespace.as_str();
+        let mut exited_at = None;
         let (kind, cid) = if names(url, "containerd.events.TaskStart") {
             let m: TaskStart = parse(&any.value)?;
             let id = display_id(ns, &m.container_id);
@@ -96,6 +97,7 @@ impl Translator {
             }
             let id = display_id(ns, &m.container_id);
             let oom = self.take_oom(&id);
+            exited_at = exit_time(m.exited_at.as_ref());
             let kind = RawEventKind::Exited {
                 exit_code: Some(m.exit_status as i32),
                 oom,
@@ -121,7 +123,9 @@ impl Translator {
             return Ok(None);
         };
         let mut ev = RawEvent::new(kind, cid);
-        if let Some(t) = to_system_time(env.timestamp.as_ref()) {
+        // An exit's time is when the process ended (as inspect says), else when
+        // containerd published the event.
+        if let Some(t) = exited_at.or_else(|| to_system_time(env.timestamp.as_ref())) {
             ev.time = t;
         }
         Ok(Some(ev))
@@ -250,6 +254,33 @@ mod tests {
         r.container_id = "c".into();
         let ev = t.translate(&env("default", "", &r)).unwrap().unwrap();
         assert_eq!(ev.kind, RawEventKind::Unpaused);
+    }
+
+    #[test]
+    fn an_exit_is_stamped_with_its_exit_time() {
+        let mut t = tr();
+        let mut m = exit("c", "c", 3);
+        let mut at = Timestamp::new();
+        at.seconds = 1_700_000_005;
+        at.nanos = 7;
+        m.exited_at = Some(at).into();
+        let ev = t.translate(&env("default", "", &m)).unwrap().unwrap();
+        assert_eq!(ev.time, UNIX_EPOCH + Duration::new(1_700_000_005, 7));
+        assert_eq!(
+            ev.kind,
+            RawEventKind::Exited {
+                exit_code: Some(3),
+                oom: false
+            }
+        );
+        assert_eq!(ev.details, None);
+        // Without one (or with Go's zero time), the envelope's time.
+        let mut m = exit("c", "c", 3);
+        let mut zero = Timestamp::new();
+        zero.seconds = -62_135_596_800;
+        m.exited_at = Some(zero).into();
+        let ev = t.translate(&env("default", "", &m)).unwrap().unwrap();
+        assert_eq!(ev.time, UNIX_EPOCH + Duration::from_secs(1_700_000_000));
     }
 
     #[test]

@@ -11,6 +11,12 @@
 //!   sets too).
 //! - The engine id is the server UUID from the introspection API (containerd 1.5 and
 //!   later; empty for older releases).
+//! - Inspecting a container whose task has stopped gives
+//!   [`Inspection::Exited`](crate::Inspection::Exited) with the task's exit status and
+//!   exit time (containerd records no OOM flag: only the `/tasks/oom` event tells);
+//!   without a task (never started, or the stopped task was deleted) it is
+//!   [`Processless`](crate::Error::Processless); without the container record,
+//!   [`NotFound`](crate::Error::NotFound). Exit events are stamped with the exit time.
 //! - The exit of an exec'd process (`/tasks/exit` whose `id` is not the container's) is
 //!   not the container's exit and produces no event. A `/tasks/oom` marks the container's
 //!   next exit with `oom: true`.

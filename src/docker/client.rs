@@ -191,7 +191,7 @@ impl DockerClient {
         parse_json(&r.body, what)
     }
 
-    fn inspect_with(&self, n: &Negotiated, id: &str) -> Result<Container> {
+    fn inspect_with(&self, n: &Negotiated, id: &str) -> Result<Inspection> {
         // Ids and names are [A-Za-z0-9][A-Za-z0-9_.-]*; anything else cannot name a
         // container, and must not reach the path (the engine's router cleans "../").
         let valid = id.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
@@ -232,7 +232,7 @@ impl DockerClient {
         let next = AtomicUsize::new(0);
         let failed = AtomicBool::new(false);
         let workers = INSPECT_WORKERS.min(ids.len());
-        let mut results: Vec<(usize, Result<Container>)> = Vec::with_capacity(ids.len());
+        let mut results: Vec<(usize, Result<Inspection>)> = Vec::with_capacity(ids.len());
         std::thread::scope(|s| {
             let handles: Vec<_> = (0..workers)
                 .map(|_| {
@@ -265,7 +265,9 @@ impl DockerClient {
         let mut alive = Vec::with_capacity(results.len());
         for (_, r) in results {
             match r {
-                Ok(c) => alive.push(c),
+                Ok(Inspection::Alive(c)) => alive.push(c),
+                // Exited between the list and its inspect: its die event tells.
+                Ok(Inspection::Exited(..)) => {}
                 Err(e) if e.is_not_alive() => {}
                 Err(e) => return Err(e),
             }
@@ -331,7 +333,7 @@ impl EngineClient for DockerClient {
 
     fn inspect(&self, id: &str) -> Result<Inspection> {
         let n = self.negotiated()?;
-        self.check(self.inspect_with(&n, id)).map(Inspection::Alive)
+        self.check(self.inspect_with(&n, id))
     }
 
     fn events(&self) -> Result<Box<dyn EventStream>> {

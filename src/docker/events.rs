@@ -8,13 +8,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 
 use crate::container::PROJECT_LABEL;
-use crate::engine::{EventStream, RawEvent, RawEventKind};
+use crate::engine::{EventDetails, EventStream, RawEvent, RawEventKind};
 use crate::error::{Error, Result};
 
 /// Largest accepted single event object.
 pub const MAX_EVENT: usize = 1024 * 1024;
 /// Most container ids remembered between an `oom` and its `die` event.
 const MAX_OOM_PENDING: usize = 4096;
+/// The event attributes that are the engine's own, not the container's labels.
+const ENGINE_ATTRIBUTES: [&str; 5] = ["name", "image", "exitCode", "containerExitCode", "podId"];
 
 /// Decodes a byte stream of concatenated JSON objects into raw lifecycle events.
 pub struct EventDecoder<R> {
@@ -158,13 +160,37 @@ impl<R: Read> EventDecoder<R> {
             _ => return None,
         };
         let time = event_time(v);
+        let details = match kind {
+            RawEventKind::Exited { .. } => attrs.and_then(details).map(Box::new),
+            _ => None,
+        };
         Some(RawEvent {
             kind,
             id: id.to_string(),
             project: attr(PROJECT_LABEL).map(str::to_string),
             time,
+            details,
         })
     }
+}
+
+/// The container details in an event's `Actor.Attributes` (Docker and Podman: the
+/// container's labels, plus `name`, `image` and the exit code under their own keys);
+/// `None` without a name (not a container event as the engines write them).
+fn details(attrs: &Value) -> Option<EventDetails> {
+    let attrs = attrs.as_object()?;
+    let text = |k: &str| attrs.get(k).and_then(Value::as_str);
+    let name = text("name").filter(|n| !n.is_empty())?;
+    let labels = attrs
+        .iter()
+        .filter(|(k, _)| !ENGINE_ATTRIBUTES.contains(&k.as_str()))
+        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+        .collect();
+    Some(EventDetails {
+        name: name.strip_prefix('/').unwrap_or(name).to_string(),
+        image: text("image").unwrap_or("").to_string(),
+        labels,
+    })
 }
 
 /// `timeNano`, else `time` (seconds), else now. A time beyond what `SystemTime` holds
@@ -197,6 +223,7 @@ impl<R: Read + Send> EventStream for EventDecoder<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
     use std::io::Cursor;
 
     /// Hands out the input in pieces of `step` bytes.
@@ -279,6 +306,103 @@ mod tests {
                 exit_code: Some(3),
                 oom: false
             }
+        );
+    }
+
+    const DOCKER_RM_DIE: &str = r#"{"Type":"container","Action":"die","Actor":{"ID":"3615ea","Attributes":{"com.docker.compose.project":"pp","exitCode":"3","image":"busybox:local","name":"rmtest"}}}"#;
+
+    /// Die events as Docker 20.10 and Podman 4.3 wrote them for `run --rm --label
+    /// com.docker.compose.project=pp --label a=b --name rmtest busybox:local sh -c 'exit 3'`
+    /// (captured here), and others: the details each carries.
+    #[test]
+    fn exit_events_carry_the_containers_details() {
+        let labels = |l: &[(&str, &str)]| -> BTreeMap<String, String> {
+            l.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let rm = |image: &str| {
+            Some(EventDetails {
+                name: "rmtest".into(),
+                image: image.into(),
+                labels: labels(&[("a", "b"), (PROJECT_LABEL, "pp")]),
+            })
+        };
+        let table: Vec<(&str, &str, Option<i32>, Option<EventDetails>)> = vec![
+            (
+                "docker",
+                r#"{"status":"die","id":"3615ea","from":"busybox:local","Type":"container","Action":"die","Actor":{"ID":"3615ea","Attributes":{"a":"b","com.docker.compose.project":"pp","exitCode":"3","image":"busybox:local","name":"rmtest"}},"scope":"local","time":1796571440,"timeNano":1796571440782887805}"#,
+                Some(3),
+                rm("busybox:local"),
+            ),
+            (
+                "podman",
+                r#"{"status":"die","id":"f1aa1f","from":"localhost/busybox:local","Type":"container","Action":"die","Actor":{"ID":"f1aa1f","Attributes":{"a":"b","com.docker.compose.project":"pp","containerExitCode":"3","exitCode":"3","image":"localhost/busybox:local","name":"rmtest","podId":""}},"scope":"local","time":1796571440,"timeNano":1796571440891776296}"#,
+                Some(3),
+                rm("localhost/busybox:local"),
+            ),
+            (
+                "no labels, no image",
+                r#"{"Type":"container","Action":"die","Actor":{"ID":"c","Attributes":{"exitCode":"0","name":"/x","n":7}}}"#,
+                Some(0),
+                Some(EventDetails {
+                    name: "x".into(),
+                    ..Default::default()
+                }),
+            ),
+            (
+                "no name: no details",
+                r#"{"Type":"container","Action":"die","Actor":{"ID":"c","Attributes":{"exitCode":"1","a":"b"}}}"#,
+                Some(1),
+                None,
+            ),
+            (
+                "no attributes",
+                r#"{"Type":"container","Action":"die","Actor":{"ID":"c"}}"#,
+                None,
+                None,
+            ),
+            (
+                "attributes not an object",
+                r#"{"Type":"container","Action":"died","Actor":{"ID":"c","Attributes":[1]}}"#,
+                None,
+                None,
+            ),
+        ];
+        for (what, line, code, want) in table {
+            let evs = all(line, 7).unwrap();
+            assert_eq!(evs.len(), 1, "{what}");
+            assert_eq!(
+                evs[0].kind,
+                RawEventKind::Exited {
+                    exit_code: code,
+                    oom: false
+                },
+                "{what}"
+            );
+            assert_eq!(evs[0].details.as_deref(), want.as_ref(), "{what}");
+        }
+        // Only exits carry details (a start's container is inspected while it exists).
+        let start = r#"{"Type":"container","Action":"start","Actor":{"ID":"c","Attributes":{"name":"x","image":"i"}}}"#;
+        assert_eq!(all(start, 100).unwrap()[0].details, None);
+        // The details make the container as the event describes it.
+        let evs = all(DOCKER_RM_DIE, 100).unwrap();
+        let engine = std::sync::Arc::new(crate::EngineRef {
+            kind: "docker.com".into(),
+            id: "E".into(),
+        });
+        let c = evs[0]
+            .details
+            .as_ref()
+            .unwrap()
+            .to_container(&evs[0].id, engine);
+        assert_eq!(
+            (c.id.as_str(), c.name.as_str(), c.pid, c.project.as_str()),
+            ("3615ea", "rmtest", 0, "pp")
+        );
+        assert_eq!(
+            (c.image.as_str(), c.engine.id.as_str()),
+            ("busybox:local", "E")
         );
     }
 

@@ -3,7 +3,12 @@
 //!
 //! Containers come from `GET /containers/json` (running and paused only), each inspected
 //! with `GET /containers/{id}/json`; lifecycle events from the `GET /events` stream
-//! (`start`, `die`, `pause`, `unpause`, and `oom` to flag the following `die`). Privileged
+//! (`start`, `die`, `pause`, `unpause`, and `oom` to flag the following `die`). Inspecting
+//! a container that has exited gives [`Inspection::Exited`](crate::Inspection::Exited)
+//! with `State.ExitCode`, `State.OOMKilled` and `State.FinishedAt`; one created but never
+//! started is [`Processless`](crate::Error::Processless). Exit events carry the name, image
+//! and labels from the event's attributes ([`EventDetails`](crate::engine::EventDetails)),
+//! for containers removed before anyone could inspect them (`run --rm`). Privileged
 //! containers get the label [`PRIVILEGED_LABEL`](crate::container::PRIVILEGED_LABEL) with
 //! an empty value, as in the Go original.
 #![forbid(unsafe_code)]

@@ -11,18 +11,23 @@ use crate::error::Error;
 pub enum Health {
     /// Connecting for the first time; nothing is known yet.
     Connecting,
-    /// Connected; listing the containers (the portfolio shows the previous state, if any).
+    /// Connected and listing the containers, or a container the engine reported started
+    /// is not accounted for yet (its inspect failed and is retried; then the watcher
+    /// relists). The portfolio shows the previous state and may lag behind the engine.
     Syncing,
-    /// The portfolio is current and events flow.
+    /// The portfolio is the engine's truth as of the last event, and events flow.
     Synced,
-    /// The connection was lost; retrying. The portfolio is stale since `since`.
+    /// The event stream or a listing failed; retrying. The portfolio is stale since
+    /// `since`: the first loss of this outage (it does not move while retries fail).
     Reconnecting {
-        /// When the watcher lost the engine.
+        /// When the watcher first lost the engine in this outage.
         since: SystemTime,
         /// Why the last attempt failed.
         last_error: Error,
     },
-    /// The retry policy gave up, or the watcher was closed; nothing more will happen.
+    /// Terminal. A retry policy gave up ([`Error::GaveUp`]) or the watcher was closed
+    /// ([`Error::Cancelled`]): every thread has stopped, every subscription has ended, the
+    /// journal is freed; the last portfolio stays readable. Nothing more will happen.
     Failed(Error),
 }
 
@@ -56,21 +61,6 @@ impl HealthCell {
             return; // final
         }
         *s = h;
-        self.changed.notify_all();
-    }
-
-    /// Moves to Reconnecting, keeping the first `since` of an ongoing outage.
-    pub(crate) fn lost(&self, error: Error) {
-        let mut s = self.state.lock();
-        let since = match &*s {
-            Health::Failed(_) => return,
-            Health::Reconnecting { since, .. } => *since,
-            _ => SystemTime::now(),
-        };
-        *s = Health::Reconnecting {
-            since,
-            last_error: error,
-        };
         self.changed.notify_all();
     }
 

@@ -2,10 +2,10 @@
 //! subscription's snapshot and its live events join with no gap and no duplicate.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
 use crate::event::{ContainerEvent, EventKind};
 use crate::portfolio::Portfolio;
@@ -15,18 +15,20 @@ use crate::portfolio::Portfolio;
 pub enum Item {
     /// A lifecycle event (synthetic `Started` events first, for a plain subscription).
     Event(ContainerEvent),
-    /// The subscriber fell behind: its queue was full, `missed` events of the batch that
-    /// overflowed it were not delivered, and the subscription ENDS here (nothing follows).
+    /// The subscriber fell behind: its queue was full, `missed` events that its filter
+    /// would have delivered were not, and the subscription ENDS here (nothing follows).
     /// Everything from `resume_seq` on is in the journal while it lasts: resubscribe with
     /// [`Watcher::subscribe_since`](super::Watcher::subscribe_since)`(resume_seq - 1)`.
     Lagged {
-        /// Events that did not fit into the queue when it overflowed.
+        /// Events (that the subscription's filter passes) not delivered.
         missed: u64,
         /// The sequence number of the first event that was not delivered.
         resume_seq: u64,
     },
-    /// Events `from..=to` have already fallen out of the journal and cannot be replayed
-    /// (some of them may have concerned the subscription's containers).
+    /// Events `from..=to` had already fallen out of the journal when the subscription
+    /// began and cannot be replayed (some of them may have concerned the subscription's
+    /// containers); the subscription's events follow from `to + 1` on. Replaying the
+    /// stream onto a snapshot is no longer exact: take a fresh snapshot (`subscribe()`).
     Gap {
         /// First sequence number that is lost.
         from: u64,
@@ -42,14 +44,18 @@ pub enum Since {
     Now,
     /// Journal events with a sequence number greater than this, then live events.
     Seq(u64),
-    /// Journal events that happened at or after this time, then live events.
+    /// Journal events from the first one that happened at or after this time on (in seq
+    /// order), then live events.
     Time(SystemTime),
 }
 
-/// A subscriber's receiving end. Dropping it unsubscribes.
+/// A subscriber's receiving end. Dropping it unsubscribes (at once: it stops counting
+/// in [`Watcher::subscriber_count`](super::Watcher::subscriber_count)).
 #[derive(Debug)]
 pub struct Subscription {
     rx: Receiver<Item>,
+    /// The hub holds a weak reference: dropping the subscription is visible at once.
+    _alive: Arc<()>,
 }
 
 impl Subscription {
@@ -89,22 +95,31 @@ impl Iterator for Subscription {
 
 struct Subscriber {
     tx: Sender<Item>,
-    /// Items the queue may hold before the subscriber counts as lagging; the channel has
-    /// one slot more, reserved for the final `Lagged` marker.
+    /// Live items the queue may hold before the subscriber counts as lagging: the
+    /// capacity plus every synthetic item queued for it (those never count against the
+    /// capacity, and there are at most as many as the portfolio had containers).
     limit: usize,
     filter: Option<String>,
     missed: u64,
     resume_seq: u64,
-    /// The receiver was dropped.
-    gone: bool,
+    alive: Weak<()>,
 }
+
+/// A journal entry: the event and the largest event time up to it (monotone in seq).
+type Entry = (ContainerEvent, SystemTime);
 
 pub(crate) struct Hub {
     pub(crate) portfolio: Arc<Portfolio>,
-    journal: VecDeque<ContainerEvent>,
+    journal: VecDeque<Entry>,
     journal_capacity: usize,
-    /// Highest sequence number dropped from the journal, and its time.
-    dropped: Option<(u64, SystemTime)>,
+    /// Highest sequence number dropped from the journal (0: none).
+    dropped: u64,
+    /// (seq, running max time) of the most recently dropped events, for `Since::Time`.
+    dropped_index: VecDeque<(u64, SystemTime)>,
+    /// The running max time of the last entry that fell out of `dropped_index`.
+    dropped_floor: Option<SystemTime>,
+    /// Largest event time published so far.
+    max_time: Option<SystemTime>,
     subscribers: Vec<Subscriber>,
     capacity: usize,
     closed: bool,
@@ -116,19 +131,45 @@ impl Hub {
             portfolio: Arc::new(Portfolio::new()),
             journal: VecDeque::new(),
             journal_capacity,
-            dropped: None,
+            dropped: 0,
+            dropped_index: VecDeque::new(),
+            dropped_floor: None,
+            max_time: None,
             subscribers: Vec::new(),
             capacity: capacity.max(1),
             closed: false,
         }
     }
 
-    pub(crate) fn subscriber_count(&self) -> usize {
+    /// Active subscriptions (dropped ones are pruned first).
+    pub(crate) fn subscriber_count(&mut self) -> usize {
+        self.subscribers.retain(|s| s.alive.strong_count() > 0);
         self.subscribers.len()
     }
 
+    /// Journal and dropped-index lengths (for the simulation's bounds check).
+    #[cfg(test)]
+    pub(crate) fn lengths(&self) -> (usize, usize) {
+        (self.journal.len(), self.dropped_index.len())
+    }
+
+    fn index_capacity(&self) -> usize {
+        self.journal_capacity.max(64)
+    }
+
+    fn drop_entry(&mut self, (ev, key): Entry) {
+        self.dropped = ev.seq;
+        self.dropped_index.push_back((ev.seq, key));
+        if self.dropped_index.len() > self.index_capacity() {
+            if let Some((_, k)) = self.dropped_index.pop_front() {
+                self.dropped_floor = Some(k);
+            }
+        }
+    }
+
     /// Publishes a new portfolio together with the events that led to it. Returns how
-    /// many subscriptions ended lagging.
+    /// many subscriptions ended lagging. Synthetic events (the first listing's `Started`
+    /// events) reach every subscriber whatever its queue holds.
     pub(crate) fn publish(
         &mut self,
         portfolio: Arc<Portfolio>,
@@ -136,54 +177,70 @@ impl Hub {
     ) -> usize {
         self.portfolio = portfolio;
         for ev in events {
+            let key = self.max_time.map_or(ev.time, |m| m.max(ev.time));
+            self.max_time = Some(key);
             if self.journal_capacity > 0 {
                 if self.journal.len() == self.journal_capacity {
                     if let Some(old) = self.journal.pop_front() {
-                        self.dropped = Some((old.seq, old.time));
+                        self.drop_entry(old);
                     }
                 }
-                self.journal.push_back(ev.clone());
+                self.journal.push_back((ev.clone(), key));
             } else {
-                self.dropped = Some((ev.seq, ev.time));
+                self.drop_entry((ev.clone(), key));
             }
             for s in &mut self.subscribers {
+                if s.filter.as_ref().is_some_and(|f| *f != ev.container.id) {
+                    continue;
+                }
                 if s.missed > 0 {
                     s.missed += 1;
                     continue;
                 }
-                if s.filter.as_ref().is_some_and(|f| *f != ev.container.id) {
-                    continue;
-                }
-                if s.tx.len() >= s.limit {
+                if ev.synthetic {
+                    s.limit += 1;
+                } else if s.tx.len() >= s.limit {
                     s.missed = 1;
                     s.resume_seq = ev.seq;
                     continue;
                 }
-                // Full cannot happen: we checked the length, and only we send.
-                if let Err(TrySendError::Disconnected(_)) = s.tx.try_send(Item::Event(ev.clone())) {
-                    s.gone = true;
-                }
+                let _ = s.tx.send(Item::Event(ev.clone()));
             }
         }
         let mut lagged = 0;
         self.subscribers.retain(|s| {
             if s.missed > 0 {
                 lagged += 1;
-                let _ = s.tx.try_send(Item::Lagged {
+                let _ = s.tx.send(Item::Lagged {
                     missed: s.missed,
                     resume_seq: s.resume_seq,
                 });
                 return false;
             }
-            !s.gone
+            s.alive.strong_count() > 0
         });
         lagged
+    }
+
+    /// The first sequence number whose event happened at or after `t` (by the running
+    /// max of event times), if any event has; `Err(())` when it fell out of the index.
+    fn first_at_or_after(&self, t: SystemTime) -> Option<Result<u64, ()>> {
+        if self.dropped_floor.is_some_and(|k| k >= t) {
+            return Some(Err(()));
+        }
+        if let Some((seq, _)) = self.dropped_index.iter().find(|(_, k)| *k >= t) {
+            return Some(Ok(*seq));
+        }
+        self.journal
+            .iter()
+            .find(|(_, k)| *k >= t)
+            .map(|(e, _)| Ok(e.seq))
     }
 
     pub(crate) fn subscribe(&mut self, since: Since, filter: Option<String>) -> Subscription {
         let matches = |c: &str| filter.as_deref().is_none_or(|f| f == c);
         let mut initial = Vec::new();
-        match since {
+        let after = match since {
             Since::Now => {
                 let p = &self.portfolio;
                 initial.extend(p.sorted().into_iter().filter(|c| matches(&c.id)).map(|c| {
@@ -195,45 +252,52 @@ impl Hub {
                         synthetic: true,
                     })
                 }));
+                None
             }
             Since::Seq(seq) => {
-                if let Some((dropped, _)) = self.dropped {
-                    if dropped > seq {
+                if self.dropped > seq {
+                    initial.push(Item::Gap {
+                        from: seq + 1,
+                        to: self.dropped,
+                    });
+                }
+                Some(seq)
+            }
+            Since::Time(t) => match self.first_at_or_after(t) {
+                // Everything from the first event at or after `t` on, in seq order.
+                Some(Ok(first)) => {
+                    if first <= self.dropped {
                         initial.push(Item::Gap {
-                            from: seq + 1,
-                            to: dropped,
+                            from: first,
+                            to: self.dropped,
                         });
                     }
+                    Some(first - 1)
                 }
-                initial.extend(
-                    self.journal
-                        .iter()
-                        .filter(|e| e.seq > seq && matches(&e.container.id))
-                        .map(|e| Item::Event(e.clone())),
-                );
-            }
-            Since::Time(t) => {
-                if let Some((dropped, time)) = self.dropped {
-                    if time >= t {
-                        initial.push(Item::Gap {
-                            from: 1,
-                            to: dropped,
-                        });
-                    }
+                Some(Err(())) => {
+                    initial.push(Item::Gap {
+                        from: 1,
+                        to: self.dropped,
+                    });
+                    Some(self.dropped)
                 }
-                initial.extend(
-                    self.journal
-                        .iter()
-                        .filter(|e| e.time >= t && matches(&e.container.id))
-                        .map(|e| Item::Event(e.clone())),
-                );
-            }
+                None => Some(u64::MAX),
+            },
+        };
+        if let Some(after) = after {
+            initial.extend(
+                self.journal
+                    .iter()
+                    .filter(|(e, _)| e.seq > after && matches(&e.container.id))
+                    .map(|(e, _)| Item::Event(e.clone())),
+            );
         }
         let limit = self.capacity + initial.len();
-        let (tx, rx) = crossbeam_channel::bounded(limit + 1);
+        let (tx, rx) = crossbeam_channel::unbounded();
         for i in initial {
-            let _ = tx.try_send(i);
+            let _ = tx.send(i);
         }
+        let alive = Arc::new(());
         if !self.closed {
             self.subscribers.push(Subscriber {
                 tx,
@@ -241,15 +305,18 @@ impl Hub {
                 filter,
                 missed: 0,
                 resume_seq: 0,
-                gone: false,
+                alive: Arc::downgrade(&alive),
             });
         }
-        Subscription { rx }
+        Subscription { rx, _alive: alive }
     }
 
-    /// Ends every subscription (their receivers see the end after draining).
+    /// Ends every subscription (their receivers see the end after draining) and frees
+    /// the journal.
     pub(crate) fn close(&mut self) {
         self.closed = true;
         self.subscribers.clear();
+        self.journal = VecDeque::new();
+        self.dropped_index = VecDeque::new();
     }
 }

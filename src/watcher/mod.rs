@@ -2,13 +2,38 @@
 //! lifecycle events out to subscribers.
 //!
 //! Threads (three per engine): the event reader, the worker (listings and inspects) and
-//! ONE sync thread that owns all state — the algorithm is in `sync.rs`, in one place.
+//! ONE sync thread that owns all state. The algorithm is a pure state machine in
+//! `state.rs` (no threads, clocks or locks; its module docs describe every race it
+//! handles); `sync.rs` only moves messages, runs its timers and publishes.
 //!
-//! Subscriber policy: each subscriber has a bounded queue
-//! ([`WatcherOptions::subscriber_capacity`]). The sync thread never blocks on a subscriber:
-//! when a queue is full, that subscription ends with an explicit [`Item::Lagged`] (a slot is
-//! reserved for it) while everyone else goes on; the lagging subscriber resubscribes with
-//! [`Watcher::subscribe_since`] to replay what it missed from the journal.
+//! # What the watcher promises
+//! - **Exactness**: when [`Health::Synced`], the portfolio is the engine's truth as of the
+//!   last event it delivered, and every subscription's stream replayed onto its starting
+//!   snapshot (empty for [`Watcher::subscribe`], the portfolio at `seq` for
+//!   [`Watcher::subscribe_since`]) gives the portfolio. Every container the engine reports
+//!   started appears in the stream: a short-lived one as `Started` + `Exited` (exit code,
+//!   OOM flag, the details the engine still had; `pid` 0 when none), never in the
+//!   portfolio. Never two `Started` of a container without an `Exited` between.
+//! - **Health** ([`Health`]): `Syncing` while listing, and while a container the engine
+//!   reported started is unaccounted for (its inspect failed and is retried with backoff;
+//!   after [`WatcherOptions::inspect_attempts`] the watcher relists). `Reconnecting
+//!   { since }`: the portfolio is stale since `since`, the first loss of the outage.
+//!   `Failed` is terminal: a retry policy gave up, all threads have stopped, every
+//!   subscription has ended and the journal is freed (the last portfolio stays readable).
+//! - **Bounded memory**: each subscriber's queue holds at most its capacity plus the
+//!   synthetic `Started` events describing the portfolio; the journal its capacity; the
+//!   events buffered during a listing at most [`WatcherOptions::max_buffered_events`]
+//!   (overflow drops them and relists).
+//!
+//! # Subscriber policy
+//! Each subscriber has a bounded queue ([`WatcherOptions::subscriber_capacity`]). The
+//! sync thread never blocks on a subscriber: when a queue is full, that subscription ends
+//! with an explicit [`Item::Lagged`] while everyone else goes on; the lagging subscriber
+//! resubscribes with [`Watcher::subscribe_since`] to replay what it missed from the
+//! journal, and gets an [`Item::Gap`] first when part of it has already fallen out.
+//! Synthetic `Started` events (a new subscription's picture of the portfolio, and the
+//! first listing's events for a subscription made before it) never count against the
+//! queue.
 #![forbid(unsafe_code)]
 
 mod health;
@@ -16,7 +41,12 @@ mod hub;
 mod metrics;
 mod options;
 mod reader;
+#[cfg(test)]
+mod sim;
+mod state;
 mod sync;
+#[cfg(test)]
+mod tests;
 mod threads;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,7 +66,7 @@ pub use reader::PortfolioReader;
 use crate::engine::{EngineClient, EngineInfo};
 use crate::error::{Error, Result};
 use crate::portfolio::Portfolio;
-use sync::{Msg, Shared, SyncThread};
+use sync::{Msg, Shared, Stopper, SyncThread};
 
 /// Watches one container engine. Dropping it closes it.
 pub struct Watcher {
@@ -68,15 +98,23 @@ impl Watcher {
         let info = Arc::new(Mutex::new(None));
         let (tx, rx) = crossbeam_channel::unbounded();
         let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
-        let (wake_tx, wake_rx) = crossbeam_channel::bounded::<()>(0);
+        let (wake_tx, wake_rx) = crossbeam_channel::bounded::<()>(1);
         let stop = Arc::new(AtomicBool::new(false));
         let name = &options.name;
-        let sync = SyncThread::new(
-            shared.clone(),
-            jobs_tx,
+        let state = state::SyncState::new(
+            state::Config {
+                inspect_attempts: options.inspect_attempts,
+                max_buffered: options.max_buffered_events,
+                ..state::Config::default()
+            },
             (options.retry)(),
-            options.inspect_attempts,
         );
+        let stopper = Stopper {
+            engine: engine.clone(),
+            stop: stop.clone(),
+            wake: wake_tx.clone(),
+        };
+        let sync = SyncThread::new(shared.clone(), jobs_tx, state, stopper);
         let spawn = |suffix: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
                 .name(format!("{name}-{suffix}"))
@@ -141,7 +179,8 @@ impl Watcher {
     }
 
     /// Synthetic `Started` events for exactly the current portfolio, then live events,
-    /// with no gap and no duplicate.
+    /// with no gap and no duplicate. Made before the first sync, it receives the first
+    /// listing's `Started` events, marked synthetic, however many there are.
     pub fn subscribe(&self) -> Subscription {
         self.shared.hub.lock().subscribe(Since::Now, None)
     }
@@ -152,7 +191,11 @@ impl Watcher {
         self.shared.hub.lock().subscribe(Since::Seq(seq), None)
     }
 
-    /// Journal events since `time`, then live events.
+    /// Journal events from the first one that happened at or after `time` on (in seq
+    /// order; event times are not monotonic: a resync's `Exited` carries the engine's exit
+    /// time), then live events. An [`Item::Gap`] comes first when some of them have
+    /// already fallen out of the journal; its `from` is the first lost one, exactly (1
+    /// when the time lies further back than twice the journal capacity).
     pub fn subscribe_since_time(&self, time: SystemTime) -> Subscription {
         self.shared.hub.lock().subscribe(Since::Time(time), None)
     }
@@ -172,7 +215,7 @@ impl Watcher {
         self.shared.metrics.snapshot(subscribers)
     }
 
-    /// Number of active subscriptions.
+    /// Number of active subscriptions (a dropped one stops counting at once).
     pub fn subscriber_count(&self) -> usize {
         self.shared.hub.lock().subscriber_count()
     }
@@ -188,7 +231,9 @@ impl Watcher {
             return;
         }
         self.stop.store(true, Ordering::SeqCst);
-        self.wake.take();
+        if let Some(w) = self.wake.take() {
+            let _ = w.try_send(());
+        }
         self.engine.cancel();
         let _ = self.tx.send(Msg::Shutdown);
         for t in self.threads.drain(..) {

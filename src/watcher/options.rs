@@ -19,9 +19,14 @@ pub struct WatcherOptions {
     /// Number of past events kept for [`subscribe_since`](super::Watcher::subscribe_since)
     /// (default 4096).
     pub journal_capacity: usize,
-    /// How often an inspect that failed for another reason than "container gone" is tried
-    /// again before the container is left to the next resync (default 3).
+    /// How often an inspect that failed for another reason than "container gone" is
+    /// tried, with backoff, before the watcher relists the engine's containers to account
+    /// for it (default 3).
     pub inspect_attempts: u32,
+    /// Most engine events buffered while a listing runs (default 65,536). When more
+    /// arrive, the buffer is dropped and the watcher lists again, so memory stays bounded
+    /// under an event flood.
+    pub max_buffered_events: usize,
     /// A name for the watcher's threads and log messages (default `"whalewatcher"`).
     pub name: String,
 }
@@ -33,6 +38,7 @@ impl Default for WatcherOptions {
             subscriber_capacity: 1024,
             journal_capacity: 4096,
             inspect_attempts: 3,
+            max_buffered_events: 65_536,
             name: "whalewatcher".into(),
         }
     }
@@ -74,6 +80,7 @@ impl std::fmt::Debug for WatcherOptions {
             .field("subscriber_capacity", &self.subscriber_capacity)
             .field("journal_capacity", &self.journal_capacity)
             .field("inspect_attempts", &self.inspect_attempts)
+            .field("max_buffered_events", &self.max_buffered_events)
             .field("name", &self.name)
             .finish()
     }

@@ -10,7 +10,8 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 
 use super::metrics::MetricsCell;
-use super::sync::{Job, Msg, MIN_RECONNECT};
+use super::state::{Input, Job};
+use super::sync::{Msg, MIN_RECONNECT};
 use crate::engine::{EngineClient, EngineInfo};
 use crate::error::Error;
 use crate::retry::RetryPolicy;
@@ -41,14 +42,14 @@ pub(crate) fn reader(
         let error = match engine.events() {
             Ok(mut stream) => {
                 gen += 1;
-                if tx.send(Msg::StreamOpened { gen }).is_err() {
+                if tx.send(Msg::In(Input::StreamOpened { gen })).is_err() {
                     return;
                 }
                 loop {
                     match stream.next_event() {
                         Ok(Some(event)) => {
                             delivered = true;
-                            if tx.send(Msg::Event { gen, event }).is_err() {
+                            if tx.send(Msg::In(Input::Event { gen, event })).is_err() {
                                 return;
                             }
                         }
@@ -68,12 +69,12 @@ pub(crate) fn reader(
         if delivered || opened.elapsed() >= HEALTHY_STREAM {
             retry.reset();
         }
-        let _ = tx.send(Msg::StreamLost {
+        let _ = tx.send(Msg::In(Input::StreamLost {
             gen,
             error: error.clone(),
-        });
+        }));
         let Some(delay) = retry.next_delay() else {
-            let _ = tx.send(Msg::GaveUp { error });
+            let _ = tx.send(Msg::In(Input::GaveUp { error }));
             return;
         };
         match wake.recv_timeout(delay.max(MIN_RECONNECT)) {
@@ -93,20 +94,39 @@ pub(crate) fn worker(
     for job in jobs {
         let began = Instant::now();
         let msg = match job {
-            Job::List { gen } => {
+            Job::List { token } => {
                 if let Ok(i) = engine.info() {
                     *info.lock() = Some(i);
                 }
                 let result = engine.list();
                 metrics.list_took(began.elapsed());
-                Msg::Listed { gen, result }
+                Input::Listed { token, result }
             }
             Job::Inspect { token, id } => {
                 let result = engine.inspect(&id);
                 metrics.inspect_took(began.elapsed());
-                Msg::Inspected { token, id, result }
+                Input::Inspected { token, id, result }
+            }
+            Job::ExitStatuses { token, ids, budget } => {
+                // One inspect per vanished container while the budget lasts; the ones
+                // not asked in time get no exit status.
+                let mut results = Vec::new();
+                for id in ids {
+                    if began.elapsed() >= budget {
+                        break;
+                    }
+                    let t = Instant::now();
+                    let result = engine.inspect(&id);
+                    metrics.inspect_took(t.elapsed());
+                    if result.as_ref().is_err_and(|e| e.is_cancelled()) {
+                        break;
+                    }
+                    results.push((id, result));
+                }
+                Input::ExitStatuses { token, results }
             }
         };
+        let msg = Msg::In(msg);
         if tx.send(msg).is_err() {
             return;
         }

@@ -293,7 +293,8 @@ pub fn list_equals_ground_truth(e: &Engine) {
     }
 }
 
-/// inspect: by id, unknown id → NotFound, exited → Processless.
+/// inspect: by id, unknown id → NotFound, killed → Exited (137), created → Processless,
+/// removed → NotFound.
 pub fn inspect_cases(e: &Engine) {
     let name = e.name("insp");
     let id = e.start(&name, &["--label", "a=b"]);
@@ -315,13 +316,192 @@ pub fn inspect_cases(e: &Engine) {
         Err(Error::NotFound { .. })
     ));
     e.run(&["kill", &id]);
-    common::wait_until(Duration::from_secs(20), "container exited", || {
-        e.inspect(std::slice::from_ref(&id))[0]["State"]["Pid"].as_u64() == Some(0)
-    });
+    wait_exited(e, &id);
+    let (got, status) = exited_matches_truth(e, &c, &id);
+    assert_eq!(status.exit_code, Some(137));
+    assert_eq!(got.labels.get("a").map(String::as_str), Some("b"));
+    // Created, never started: no process and no exit.
+    let created = e.name("created");
+    let img = image("WHALEWATCHER_IMAGE", "busybox:sleep");
+    let cid = e
+        .run(&["create", "--network", "none", "--name", &created, &img])
+        .trim()
+        .to_string();
+    assert_eq!(
+        c.inspect(&cid).unwrap_err(),
+        Error::Processless { id: cid.clone() }
+    );
+    // Removed: unknown.
+    e.run(&["rm", &id]);
     assert_eq!(
         c.inspect(&id).unwrap_err(),
-        Error::Processless { id: id.clone() }
+        Error::NotFound { id: id.clone() }
     );
+}
+
+/// Waits (bounded) until the engine says the container's process is gone.
+fn wait_exited(e: &Engine, id: &str) {
+    common::wait_until(Duration::from_secs(30), "container exited", || {
+        let v = &e.inspect(&[id.to_string()])[0];
+        v["State"]["Pid"].as_u64() == Some(0) && v["State"]["Status"] == "exited"
+    });
+}
+
+/// `client.inspect` of an exited container says `Exited` with everything `inspect` on
+/// the CLI says: name, labels, project, image, pid 0, exit code, OOM flag, exit time.
+pub fn exited_matches_truth(
+    e: &Engine,
+    c: &DockerClient,
+    id: &str,
+) -> (whalewatcher::Container, whalewatcher::ExitStatus) {
+    let v = &e.inspect(&[id.to_string()])[0];
+    let (got, status) = match c.inspect(id) {
+        Ok(whalewatcher::Inspection::Exited(got, status)) => (got, status),
+        other => panic!("{id}: expected Exited, got {other:?}"),
+    };
+    let labels = common::inspect::docker_labels(v);
+    let want = Truth {
+        id: v["Id"].as_str().unwrap().to_string(),
+        name: v["Name"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches('/')
+            .to_string(),
+        pid: 0,
+        paused: false,
+        project: labels
+            .get("com.docker.compose.project")
+            .cloned()
+            .unwrap_or_default(),
+        image: v["Config"]["Image"]
+            .as_str()
+            .or(v["ImageName"].as_str())
+            .unwrap_or("")
+            .to_string(),
+        labels,
+    };
+    let have = Truth {
+        id: got.id.clone(),
+        name: got.name.clone(),
+        pid: got.pid,
+        paused: got.paused,
+        project: got.project.clone(),
+        image: got.image.clone(),
+        labels: got.labels.clone(),
+    };
+    assert_eq!(have, want);
+    assert_eq!(got.engine.kind, e.kind);
+    assert!(!got.engine.id.is_empty());
+    let state = &v["State"];
+    assert_eq!(
+        status.exit_code.map(i64::from),
+        state["ExitCode"].as_i64(),
+        "exit code of {id}"
+    );
+    assert_eq!(
+        status.oom,
+        state["OOMKilled"].as_bool().unwrap(),
+        "OOM flag of {id}"
+    );
+    // The CLI's FinishedAt: RFC 3339 in JSON (Docker and Podman alike).
+    let finished = state["FinishedAt"].as_str().unwrap();
+    let finished = whalewatcher::docker::parse_rfc3339(finished).unwrap();
+    assert!(finished.is_some(), "the engine knows when {id} ended");
+    assert_eq!(status.time, finished, "exit time of {id}");
+    (got, status)
+}
+
+/// inspect of containers that exited on their own (`exit 3`), were killed (137) or
+/// OOM-killed: `Exited` with the engine's exit code, OOM flag and exit time; the listing
+/// still skips them.
+pub fn inspect_exits(e: &Engine) {
+    let c = e.client();
+    let plain_img = image("WHALEWATCHER_PLAIN_IMAGE", "busybox:local");
+    let name = e.name("exit3");
+    let project = format!("{name}-proj");
+    let plabel = format!("com.docker.compose.project={project}");
+    let id = e
+        .run(&[
+            "run",
+            "-d",
+            "--network",
+            "none",
+            "--name",
+            &name,
+            "--label",
+            &plabel,
+            "--label",
+            "job=once",
+            &plain_img,
+            "sh",
+            "-c",
+            "exit 3",
+        ])
+        .trim()
+        .to_string();
+    wait_exited(e, &id);
+    let (got, status) = exited_matches_truth(e, &c, &id);
+    assert_eq!(status.exit_code, Some(3));
+    assert!(!status.oom);
+    assert_eq!(got.project, project);
+    assert_eq!(got.labels.get("job").map(String::as_str), Some("once"));
+    assert!(got.started_at.is_some());
+    assert!(
+        !c.list().unwrap().iter().any(|l| l.id == id),
+        "exited {id} listed"
+    );
+
+    let killed = e.name("killed");
+    let kid = e.start(&killed, &[]);
+    e.run(&["kill", &kid]);
+    wait_exited(e, &kid);
+    let (_, status) = exited_matches_truth(e, &c, &kid);
+    assert_eq!(status.exit_code, Some(137));
+    assert!(
+        !c.list().unwrap().iter().any(|l| l.id == kid),
+        "exited {kid} listed"
+    );
+
+    // OOM: the engine's own flag, whatever it says (podman 4.3 on cgroup v1 never sets
+    // it); dockerd must flag at least one of a few tries.
+    let mut flagged = false;
+    for _ in 0..3 {
+        let n = e.name("oom");
+        let oid = e
+            .run(&[
+                "run",
+                "-d",
+                "--network",
+                "none",
+                "--name",
+                &n,
+                "-m",
+                "8m",
+                "--memory-swap",
+                "8m",
+                &plain_img,
+                "sh",
+                "-c",
+                "x=$(head -c 200000000 /dev/zero | tr '\\0' a)",
+            ])
+            .trim()
+            .to_string();
+        wait_exited(e, &oid);
+        let (_, status) = exited_matches_truth(e, &c, &oid);
+        assert_eq!(status.exit_code, Some(137), "OOM-killed {n}");
+        if status.oom {
+            flagged = true;
+            break;
+        }
+        if e.cli == "podman" {
+            break;
+        }
+    }
+    if e.cli == "docker" {
+        assert!(flagged, "dockerd flagged no OOM kill");
+    } else {
+        eprintln!("podman's OOMKilled for an OOM-killed container: {flagged}");
+    }
 }
 
 /// info: type, id and version match the CLI's.
@@ -487,7 +667,62 @@ pub fn lifecycle_events(e: &Engine) {
         .run(&["inspect", "--format", "{{.Id}}", &y])
         .trim()
         .to_string();
+    // `run --rm`: gone before anyone can inspect it; its exit event tells who it was.
+    let r = e.name("rm");
+    let rm_project = format!("{r}-proj");
+    let rid = e
+        .run(&[
+            "run",
+            "-d",
+            "--rm",
+            "--network",
+            "none",
+            "--name",
+            &r,
+            "--label",
+            &format!("com.docker.compose.project={rm_project}"),
+            "--label",
+            "job=once",
+            &plain_img,
+            "sh",
+            "-c",
+            "exit 3",
+        ])
+        .trim()
+        .to_string();
     let seen = w.collect_until_marker(e);
+    let rm_exit = seen
+        .iter()
+        .find(|ev| ev.id == rid && matches!(ev.kind, RawEventKind::Exited { .. }))
+        .unwrap_or_else(|| panic!("no exit of {r}: {seen:#?}"));
+    assert_eq!(
+        rm_exit.kind,
+        RawEventKind::Exited {
+            exit_code: Some(3),
+            oom: false
+        }
+    );
+    let d = rm_exit.details.as_deref().expect("details on the exit");
+    assert_eq!(d.name, r);
+    assert!(d.image.ends_with(&plain_img), "{d:?}");
+    assert_eq!(
+        d.labels,
+        BTreeMap::from([
+            ("com.docker.compose.project".to_string(), rm_project),
+            ("job".to_string(), "once".to_string()),
+        ])
+    );
+    let xd = seen
+        .iter()
+        .find(|ev| ev.id == xid && matches!(ev.kind, RawEventKind::Exited { .. }))
+        .and_then(|ev| ev.details.as_deref())
+        .expect("details on x's exit");
+    assert_eq!(xd.name, x);
+    assert_eq!(xd.labels.get("com.docker.compose.project"), Some(&project));
+    assert!(seen
+        .iter()
+        .filter(|ev| ev.kind == RawEventKind::Started)
+        .all(|ev| ev.details.is_none()));
     assert_eq!(
         kinds_of(&seen, &xid),
         vec![

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
-use whalewatcher::engine::{EventStream, RawEvent, RawEventKind};
+use whalewatcher::engine::{EventStream, ExitStatus, RawEvent, RawEventKind};
 use whalewatcher::{Container, EngineClient, EngineInfo, Error, Inspection, Result};
 
 type Hook = Box<dyn FnMut(&Script) + Send>;
@@ -18,6 +18,8 @@ type Hook = Box<dyn FnMut(&Script) + Send>;
 #[derive(Default)]
 struct State {
     alive: HashMap<String, Container>,
+    /// Exited containers the engine still knows (until `remove`), with their status.
+    exited: HashMap<String, (Container, ExitStatus)>,
     streams: Vec<Sender<Option<RawEvent>>>,
     next_pid: u32,
 }
@@ -32,7 +34,12 @@ pub struct Script {
     taken: Arc<AtomicUsize>,
     polls: Arc<AtomicUsize>,
     pub lists: Arc<AtomicUsize>,
+    pub inspects: Arc<AtomicUsize>,
     pub down: Arc<AtomicBool>,
+    /// The next this many inspects fail with a connection error.
+    pub fail_inspects: Arc<AtomicUsize>,
+    /// The next this many listings fail with a connection error.
+    pub fail_lists: Arc<AtomicUsize>,
 }
 
 #[derive(Default)]
@@ -55,7 +62,12 @@ impl Script {
     }
 
     fn emit(&self, st: &mut State, kind: RawEventKind, id: &str) {
-        let ev = RawEvent::new(kind, id);
+        let mut ev = RawEvent::new(kind, id);
+        ev.project = st
+            .alive
+            .get(id)
+            .or(st.exited.get(id).map(|e| &e.0))
+            .map(|c| c.project.clone());
         st.streams.retain(|s| s.send(Some(ev.clone())).is_ok());
         if !st.streams.is_empty() {
             self.emitted.fetch_add(1, Ordering::SeqCst);
@@ -72,22 +84,43 @@ impl Script {
         }
         let c = Container::new(id, format!("name-{id}"), 1000 + st.next_pid).with_labels(labels);
         st.alive.insert(id.to_string(), c);
+        st.exited.remove(id);
         self.emit(&mut st, RawEventKind::Started, id);
     }
 
     /// Kills a container, emitting Exited with `code`.
     pub fn exit(&self, id: &str, code: i32) {
+        self.exit_with(id, code, false, true)
+    }
+
+    /// Kills a container; the engine keeps it (inspect says Exited with `code` and
+    /// `oom`), and emits the die event when `event` (not while the watcher is away).
+    pub fn exit_with(&self, id: &str, code: i32, oom: bool, event: bool) {
         let mut st = self.state.lock();
-        if st.alive.remove(id).is_some() {
-            self.emit(
-                &mut st,
-                RawEventKind::Exited {
-                    exit_code: Some(code),
-                    oom: false,
-                },
-                id,
-            );
+        if let Some(mut c) = st.alive.remove(id) {
+            c.pid = 0;
+            let status = ExitStatus {
+                exit_code: Some(code),
+                oom,
+                time: Some(std::time::SystemTime::now()),
+            };
+            st.exited.insert(id.to_string(), (c, status));
+            if event {
+                self.emit(
+                    &mut st,
+                    RawEventKind::Exited {
+                        exit_code: Some(code),
+                        oom,
+                    },
+                    id,
+                );
+            }
         }
+    }
+
+    /// Removes an exited container: the engine no longer knows it.
+    pub fn remove(&self, id: &str) {
+        self.state.lock().exited.remove(id);
     }
 
     /// Pauses or unpauses, emitting the event.
@@ -180,14 +213,24 @@ impl Script {
 
     fn check(&self) -> Result<()> {
         if self.down.load(Ordering::SeqCst) {
-            return Err(Error::Connection {
-                endpoint: "scripted".into(),
-                kind: std::io::ErrorKind::ConnectionRefused,
-                message: "scripted engine is down".into(),
-            });
+            return Err(scripted_error("scripted engine is down"));
         }
         Ok(())
     }
+}
+
+fn scripted_error(message: &str) -> Error {
+    Error::Connection {
+        endpoint: "scripted".into(),
+        kind: std::io::ErrorKind::ConnectionRefused,
+        message: message.into(),
+    }
+}
+
+/// Decrements `n` if it is positive; true if it did.
+fn take_one(n: &AtomicUsize) -> bool {
+    n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1))
+        .is_ok()
 }
 
 /// The client side: implements the engine trait.
@@ -246,6 +289,9 @@ impl EngineClient for ScriptedEngine {
     fn list(&self) -> Result<Vec<Container>> {
         self.check()?;
         self.script.lists.fetch_add(1, Ordering::SeqCst);
+        if take_one(&self.script.fail_lists) {
+            return Err(scripted_error("listing failed"));
+        }
         self.script.run_hook(|h| &mut h.before_list_snapshot);
         let snap: Vec<_> = self.script.state.lock().alive.values().cloned().collect();
         self.script.run_hook(|h| &mut h.after_list_snapshot);
@@ -255,15 +301,19 @@ impl EngineClient for ScriptedEngine {
 
     fn inspect(&self, id: &str) -> Result<Inspection> {
         self.check()?;
+        self.script.inspects.fetch_add(1, Ordering::SeqCst);
         self.script.run_hook(|h| &mut h.before_inspect);
-        self.script
-            .state
-            .lock()
-            .alive
-            .get(id)
-            .cloned()
-            .map(Inspection::Alive)
-            .ok_or(Error::NotFound { id: id.into() })
+        if take_one(&self.script.fail_inspects) {
+            return Err(scripted_error("inspect failed"));
+        }
+        let st = self.script.state.lock();
+        if let Some(c) = st.alive.get(id) {
+            return Ok(Inspection::Alive(c.clone()));
+        }
+        match st.exited.get(id) {
+            Some((c, status)) => Ok(Inspection::Exited(c.clone(), *status)),
+            None => Err(Error::NotFound { id: id.into() }),
+        }
     }
 
     fn events(&self) -> Result<Box<dyn EventStream>> {

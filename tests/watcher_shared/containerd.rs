@@ -112,6 +112,61 @@ impl Ctr {
         self.run(&args);
     }
 
+    /// `ctr run -d` of the test image as container `id` with `labels`, running
+    /// `sh -c script` instead of the image's entrypoint.
+    pub fn start_sh(&self, id: &str, labels: &[(&str, &str)], script: &str) {
+        let mut args: Vec<String> = vec!["run".into(), "-d".into()];
+        if let Some(r) = &self.runc_root {
+            args.extend(["--runc-root".into(), r.clone()]);
+        }
+        for (k, v) in labels {
+            args.extend(["--label".into(), format!("{k}={v}")]);
+        }
+        args.extend([
+            self.image.clone(),
+            id.into(),
+            "sh".into(),
+            "-c".into(),
+            script.into(),
+        ]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.run(&args);
+    }
+
+    /// Deletes the stopped task of `id` with `ctr tasks rm` and returns the exit code it
+    /// reports (ctr warns of non-zero ones; no warning means 0).
+    pub fn delete_task(&self, id: &str) -> i32 {
+        let out = Command::new("ctr")
+            .args(["-a", &self.sock, "-n", &self.ns, "tasks", "rm", id])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ctr tasks rm {id}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        match err.split("exit with non-zero exit code ").nth(1) {
+            Some(rest) => rest
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+                .parse()
+                .unwrap_or_else(|_| panic!("cannot read the exit code in {err:?}")),
+            None => 0,
+        }
+    }
+
+    /// The labels of container `id`, from `ctr containers info`.
+    pub fn labels(&self, id: &str) -> BTreeMap<String, String> {
+        let info: serde_json::Value =
+            serde_json::from_str(&self.run(&["containers", "info", id])).unwrap();
+        info["Labels"]
+            .as_object()
+            .map(|o| {
+                o.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Every task of the namespace: id → (pid, status), from `ctr tasks ls`.
     pub fn tasks(&self) -> Option<BTreeMap<String, (u32, String)>> {
         let out = self.try_run(&["tasks", "ls"]).ok()?;

@@ -1,0 +1,872 @@
+//! Table-driven tests of the sync state machine (message sequence in, events, jobs and
+//! health out), one row per race the module docs name, and of the hub.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::health::Health;
+use super::hub::{Hub, Item, Since};
+use super::state::{Config, Effects, Input, Job, SyncState};
+use crate::container::Container;
+use crate::engine::{ExitStatus, Inspection, RawEvent, RawEventKind};
+use crate::error::Error;
+use crate::event::{ContainerEvent, EventKind};
+use crate::portfolio::Portfolio;
+use crate::retry::RetryPolicy;
+
+/// Retries forever with a fixed delay, or gives up at once.
+pub(crate) struct Fixed(pub(crate) Option<Duration>);
+impl RetryPolicy for Fixed {
+    fn next_delay(&mut self) -> Option<Duration> {
+        self.0
+    }
+    fn reset(&mut self) {}
+}
+
+/// One step of a table row.
+#[derive(Clone)]
+enum S {
+    /// Stream generation opened.
+    Open(u64),
+    /// Stream lost.
+    Lost,
+    Start(&'static str),
+    Die(&'static str, i32),
+    Pause(&'static str),
+    /// Answer the outstanding listing with these (id, pid, paused).
+    List(&'static [(&'static str, u32, bool)]),
+    ListFails,
+    /// Answer the outstanding inspect of id: alive with pid.
+    Alive(&'static str, u32),
+    /// Answer the outstanding inspect of id: exited with code.
+    Exited(&'static str, i32),
+    NotFound(&'static str),
+    InspectFails(&'static str),
+    /// Answer the outstanding exit-status inquiry: (id, Some(code) = exited, None = gone).
+    Statuses(&'static [(&'static str, Option<i32>)]),
+    /// Answer the FIRST inspect of id asked for (a stale answer): alive with pid.
+    Stale(&'static str, u32),
+    /// A die of id on the previous stream generation.
+    OldGen(&'static str),
+    /// Let this many ms pass and tick.
+    Wait(u64),
+    GaveUp,
+}
+
+fn t(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_800_000_000) + Duration::from_millis(ms)
+}
+
+pub(crate) fn container(id: &str, pid: u32, paused: bool) -> Container {
+    let mut c = Container::new(id, format!("name-{id}"), pid);
+    c.paused = paused;
+    c
+}
+
+struct Harness {
+    s: SyncState,
+    gen: u64,
+    now: Instant,
+    ms: u64,
+    events: Vec<ContainerEvent>,
+    jobs: Vec<Job>,
+    stopped: bool,
+}
+
+impl Harness {
+    fn new(retry: Option<Duration>) -> Self {
+        Harness {
+            s: SyncState::new(Config::default(), Box::new(Fixed(retry))),
+            gen: 0,
+            now: Instant::now(),
+            ms: 0,
+            events: Vec::new(),
+            jobs: Vec::new(),
+            stopped: false,
+        }
+    }
+
+    fn feed(&mut self, i: Input) {
+        self.ms += 1;
+        let fx: Effects = self.s.handle(i, self.now, t(self.ms));
+        self.events.extend(fx.events);
+        self.jobs.extend(fx.jobs);
+        self.stopped |= fx.stop;
+    }
+
+    fn raw(&mut self, kind: RawEventKind, id: &str) {
+        let mut event = RawEvent::new(kind, id);
+        event.time = t(self.ms);
+        self.feed(Input::Event {
+            gen: self.gen,
+            event,
+        });
+    }
+
+    fn list_token(&self) -> u64 {
+        self.jobs
+            .iter()
+            .rev()
+            .find_map(|j| match j {
+                Job::List { token } => Some(*token),
+                _ => None,
+            })
+            .expect("no listing asked for")
+    }
+
+    fn inspect_token(&self, id: &str) -> u64 {
+        self.jobs
+            .iter()
+            .rev()
+            .find_map(|j| match j {
+                Job::Inspect { token, id: i } if i == id => Some(*token),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no inspect of {id} asked for"))
+    }
+
+    fn inspected(&mut self, id: &str, result: crate::Result<Inspection>) {
+        let token = self.inspect_token(id);
+        self.feed(Input::Inspected {
+            token,
+            id: id.into(),
+            result,
+        });
+    }
+
+    fn step(&mut self, s: S) {
+        match s {
+            S::Open(g) => {
+                self.gen = g;
+                self.feed(Input::StreamOpened { gen: g });
+            }
+            S::Lost => self.feed(Input::StreamLost {
+                gen: self.gen,
+                error: Error::protocol("test", "lost"),
+            }),
+            S::Start(id) => self.raw(RawEventKind::Started, id),
+            S::Die(id, code) => self.raw(
+                RawEventKind::Exited {
+                    exit_code: Some(code),
+                    oom: code == 137,
+                },
+                id,
+            ),
+            S::Pause(id) => self.raw(RawEventKind::Paused, id),
+            S::List(l) => {
+                let token = self.list_token();
+                let list = l.iter().map(|(i, p, z)| container(i, *p, *z)).collect();
+                self.feed(Input::Listed {
+                    token,
+                    result: Ok(list),
+                })
+            }
+            S::ListFails => {
+                let token = self.list_token();
+                self.feed(Input::Listed {
+                    token,
+                    result: Err(Error::protocol("test", "list failed")),
+                })
+            }
+            S::Alive(id, pid) => {
+                self.inspected(id, Ok(Inspection::Alive(container(id, pid, false))))
+            }
+            S::Exited(id, code) => self.inspected(
+                id,
+                Ok(Inspection::Exited(
+                    container(id, 0, false),
+                    ExitStatus {
+                        exit_code: Some(code),
+                        oom: false,
+                        time: Some(t(5)),
+                    },
+                )),
+            ),
+            S::Stale(id, pid) => {
+                let token = self
+                    .jobs
+                    .iter()
+                    .find_map(|j| match j {
+                        Job::Inspect { token, id: i } if i == id => Some(*token),
+                        _ => None,
+                    })
+                    .expect("no inspect");
+                self.feed(Input::Inspected {
+                    token,
+                    id: id.into(),
+                    result: Ok(Inspection::Alive(container(id, pid, false))),
+                })
+            }
+            S::OldGen(id) => self.feed(Input::Event {
+                gen: self.gen - 1,
+                event: RawEvent::new(
+                    RawEventKind::Exited {
+                        exit_code: Some(1),
+                        oom: false,
+                    },
+                    id,
+                ),
+            }),
+            S::NotFound(id) => self.inspected(id, Err(Error::NotFound { id: id.into() })),
+            S::InspectFails(id) => {
+                self.inspected(id, Err(Error::protocol("test", "inspect failed")))
+            }
+            S::Statuses(st) => {
+                let token = self
+                    .jobs
+                    .iter()
+                    .rev()
+                    .find_map(|j| match j {
+                        Job::ExitStatuses { token, .. } => Some(*token),
+                        _ => None,
+                    })
+                    .expect("no exit statuses asked for");
+                let results = st
+                    .iter()
+                    .map(|(id, code)| {
+                        let r = match code {
+                            Some(c) => Ok(Inspection::Exited(
+                                container(id, 0, false),
+                                ExitStatus {
+                                    exit_code: Some(*c),
+                                    oom: false,
+                                    time: None,
+                                },
+                            )),
+                            None => Err(Error::NotFound { id: id.to_string() }),
+                        };
+                        (id.to_string(), r)
+                    })
+                    .collect();
+                self.feed(Input::ExitStatuses { token, results })
+            }
+            S::Wait(ms) => {
+                self.now += Duration::from_millis(ms);
+                self.feed(Input::Tick);
+            }
+            S::GaveUp => self.feed(Input::GaveUp {
+                error: Error::protocol("test", "gave up"),
+            }),
+        }
+    }
+
+    /// The events as short strings: `+x` Started, `-x:3` Exited (code), `-x:?` Exited
+    /// (unknown), `=x` Paused, `~x` Unpaused; `*` marks synthetic ones.
+    fn log(&self) -> Vec<String> {
+        self.events.iter().map(describe).collect()
+    }
+
+    fn ids(&self) -> Vec<String> {
+        let mut v: Vec<_> = self
+            .s
+            .portfolio()
+            .iter()
+            .map(|c| format!("{}/{}", c.id, c.pid))
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+pub(crate) fn describe(e: &ContainerEvent) -> String {
+    let star = if e.synthetic { "*" } else { "" };
+    let id = &e.container.id;
+    match e.kind {
+        EventKind::Started => format!("{star}+{id}"),
+        EventKind::Exited { exit_code, .. } => match exit_code {
+            Some(c) => format!("-{id}:{c}"),
+            None => format!("-{id}:?"),
+        },
+        EventKind::Paused => format!("={id}"),
+        EventKind::Unpaused => format!("~{id}"),
+    }
+}
+
+use S::*;
+
+/// The connection every row starts from: stream 1 open, listing with `a` (pid 10).
+const BASE: &[S] = &[Open(1), List(&[("a", 10, false)])];
+
+struct Row {
+    name: &'static str,
+    steps: &'static [S],
+    /// Events after BASE's.
+    events: &'static [&'static str],
+    /// The portfolio at the end, as `id/pid`.
+    portfolio: &'static [&'static str],
+    synced: bool,
+}
+
+const ROWS: &[Row] = &[
+    Row {
+        name: "live start is inspected, then started",
+        steps: &[Start("b"), Alive("b", 20)],
+        events: &["+b"],
+        portfolio: &["a/10", "b/20"],
+        synced: true,
+    },
+    Row {
+        name: "live die of a portfolio container",
+        steps: &[Die("a", 3)],
+        events: &["-a:3"],
+        portfolio: &[],
+        synced: true,
+    },
+    Row {
+        name: "duplicate start of a known container is ignored",
+        steps: &[Start("a")],
+        events: &[],
+        portfolio: &["a/10"],
+        synced: true,
+    },
+    Row {
+        name: "item 7: die while the inspect is in flight, inspect says alive (ran before)",
+        steps: &[Start("b"), Die("b", 3), Alive("b", 20)],
+        events: &["+b", "-b:3"],
+        portfolio: &["a/10"],
+        synced: true,
+    },
+    Row {
+        name: "item 7: die while the inspect is in flight, inspect says exited",
+        steps: &[Start("b"), Die("b", 3), Exited("b", 3)],
+        events: &["+b", "-b:3"],
+        portfolio: &["a/10"],
+        synced: true,
+    },
+    Row {
+        name: "item 7: die while in flight, engine forgot the container",
+        steps: &[Start("b"), Die("b", 4), NotFound("b")],
+        events: &["+b", "-b:4"],
+        portfolio: &["a/10"],
+        synced: true,
+    },
+    Row {
+        name: "item 7: inspect says exited before the die arrives: engine's status",
+        steps: &[Start("b"), Exited("b", 5), Die("b", 5)],
+        events: &["+b", "-b:5"],
+        portfolio: &["a/10"],
+        synced: true,
+    },
+    Row {
+        name: "item 7: gone before the die arrives: waits for the die's code",
+        steps: &[Start("b"), NotFound("b"), Wait(100), Die("b", 6)],
+        events: &["+b", "-b:6"],
+        portfolio: &["a/10"],
+        synced: true,
+    },
+    Row {
+        name: "item 7: gone and no die within die_wait: exit unknown",
+        steps: &[Start("b"), NotFound("b"), Wait(1001)],
+        events: &["+b", "-b:?"],
+        portfolio: &["a/10"],
+        synced: true,
+    },
+    Row {
+        name: "restart while the inspect is in flight: both incarnations",
+        steps: &[Start("b"), Die("b", 1), Start("b"), Alive("b", 21)],
+        events: &["+b", "-b:1", "+b"],
+        portfolio: &["a/10", "b/21"],
+        synced: true,
+    },
+    Row {
+        name: "pause while the inspect is in flight applies to the container",
+        steps: &[Start("b"), Pause("b"), Alive("b", 20)],
+        events: &["+b"],
+        portfolio: &["a/10", "b/20"],
+        synced: true,
+    },
+    Row {
+        name: "item 1: failed inspect: Syncing while retrying, then started",
+        steps: &[Start("b"), InspectFails("b"), Wait(50), Alive("b", 20)],
+        events: &["+b"],
+        portfolio: &["a/10", "b/20"],
+        synced: true,
+    },
+    Row {
+        name: "item 1: failed inspect stays unaccounted for: not Synced",
+        steps: &[Start("b"), InspectFails("b")],
+        events: &[],
+        portfolio: &["a/10"],
+        synced: false,
+    },
+    Row {
+        name: "item 1: inspects exhausted: relist instead of forgetting",
+        steps: &[
+            Start("b"),
+            InspectFails("b"),
+            Wait(50),
+            InspectFails("b"),
+            Wait(100),
+            InspectFails("b"),
+            List(&[("a", 10, false), ("b", 20, false)]),
+        ],
+        events: &["+b"],
+        portfolio: &["a/10", "b/20"],
+        synced: true,
+    },
+    Row {
+        name: "die during a reconnect listing: the old container's exit code",
+        steps: &[Lost, Open(2), Die("a", 2), List(&[("a", 10, false)])],
+        events: &["-a:2"],
+        portfolio: &[],
+        synced: true,
+    },
+    Row {
+        name: "start during the listing that the listing has: no duplicate",
+        steps: &[
+            Lost,
+            Open(2),
+            Start("b"),
+            List(&[("a", 10, false), ("b", 20, false)]),
+        ],
+        events: &["+b"],
+        portfolio: &["a/10", "b/20"],
+        synced: true,
+    },
+    Row {
+        name: "start during the listing that the listing lacks: inspected",
+        steps: &[
+            Lost,
+            Open(2),
+            Start("b"),
+            List(&[("a", 10, false)]),
+            Alive("b", 20),
+        ],
+        events: &["+b"],
+        portfolio: &["a/10", "b/20"],
+        synced: true,
+    },
+    Row {
+        name: "item 9: [die(1), start, die(2)] buffered, listing before the die",
+        steps: &[
+            Lost,
+            Open(2),
+            Die("a", 1),
+            Start("a"),
+            Die("a", 2),
+            List(&[("a", 10, false)]),
+            Exited("a", 2),
+        ],
+        events: &["-a:1", "+a", "-a:2"],
+        portfolio: &[],
+        synced: true,
+    },
+    Row {
+        name: "item 9: [die(1), start, die(2)] buffered, listing between start and die(2)",
+        steps: &[
+            Lost,
+            Open(2),
+            Die("a", 1),
+            Start("a"),
+            Die("a", 2),
+            List(&[("a", 11, false)]),
+            Exited("a", 2),
+        ],
+        events: &["-a:1", "+a", "-a:2"],
+        portfolio: &[],
+        synced: true,
+    },
+    Row {
+        name: "item 9: [die(1), start] buffered, listing has the new incarnation",
+        steps: &[
+            Lost,
+            Open(2),
+            Die("a", 1),
+            Start("a"),
+            List(&[("a", 11, false)]),
+            Alive("a", 11),
+        ],
+        events: &["-a:1", "+a"],
+        portfolio: &["a/11"],
+        synced: true,
+    },
+    Row {
+        name: "reconnect: restarted container gives an Exited + Started pair",
+        steps: &[Lost, Open(2), List(&[("a", 12, false)])],
+        events: &["-a:?", "+a"],
+        portfolio: &["a/12"],
+        synced: true,
+    },
+    Row {
+        name: "reconnect: pause changed while away",
+        steps: &[Lost, Open(2), List(&[("a", 10, true)])],
+        events: &["=a"],
+        portfolio: &["a/10"],
+        synced: true,
+    },
+    Row {
+        name: "item 8: vanished while away: exit status asked for",
+        steps: &[Lost, Open(2), List(&[]), Statuses(&[("a", Some(137))])],
+        events: &["-a:137"],
+        portfolio: &[],
+        synced: true,
+    },
+    Row {
+        name: "item 8: vanished and forgotten by the engine: exit unknown",
+        steps: &[Lost, Open(2), List(&[]), Statuses(&[("a", None)])],
+        events: &["-a:?"],
+        portfolio: &[],
+        synced: true,
+    },
+    Row {
+        name: "item 8: vanished, not inspected in time: exit unknown",
+        steps: &[Lost, Open(2), List(&[]), Statuses(&[])],
+        events: &["-a:?"],
+        portfolio: &[],
+        synced: true,
+    },
+    Row {
+        name: "item 8: a die buffered during the inquiry wins over the status",
+        steps: &[
+            Lost,
+            Open(2),
+            List(&[]),
+            Die("a", 9),
+            Statuses(&[("a", Some(137))]),
+        ],
+        events: &["-a:9"],
+        portfolio: &[],
+        synced: true,
+    },
+    Row {
+        name: "item 8: not Synced while the statuses are asked for",
+        steps: &[Lost, Open(2), List(&[])],
+        events: &[],
+        portfolio: &["a/10"],
+        synced: false,
+    },
+    Row {
+        name: "events of an old stream generation are ignored",
+        steps: &[Lost, Open(2), OldGen("a"), List(&[("a", 10, false)])],
+        events: &[],
+        portfolio: &["a/10"],
+        synced: true,
+    },
+    Row {
+        name: "a stale inspect answer (restarted since) is dropped",
+        steps: &[
+            Start("b"),
+            Die("b", 1),
+            Start("b"),
+            Stale("b", 20),
+            Alive("b", 22),
+        ],
+        events: &["+b", "-b:1", "+b"],
+        portfolio: &["a/10", "b/22"],
+        synced: true,
+    },
+    Row {
+        name: "stream lost while inspecting a short-lived container: reported bare",
+        steps: &[
+            Start("b"),
+            Die("b", 3),
+            Lost,
+            Open(2),
+            List(&[("a", 10, false)]),
+        ],
+        events: &["+b", "-b:3"],
+        portfolio: &["a/10"],
+        synced: true,
+    },
+    Row {
+        name: "a start pending when the stream is lost is carried into the next listing",
+        steps: &[
+            Start("b"),
+            Lost,
+            Open(2),
+            List(&[("a", 10, false)]),
+            Exited("b", 7),
+        ],
+        events: &["+b", "-b:7"],
+        portfolio: &["a/10"],
+        synced: true,
+    },
+    Row {
+        name: "stream lost during a listing: the buffered exit keeps its code",
+        steps: &[Lost, Open(2), Die("a", 5), Lost],
+        events: &["-a:5"],
+        portfolio: &[],
+        synced: false,
+    },
+    Row {
+        name: "a start after the engine said gone: two incarnations",
+        steps: &[Start("b"), NotFound("b"), Start("b"), Alive("b", 21)],
+        events: &["+b", "-b:?", "+b"],
+        portfolio: &["a/10", "b/21"],
+        synced: true,
+    },
+    Row {
+        name: "a repeated start while the inspect runs asks again (stale answer dropped)",
+        steps: &[Start("b"), Start("b"), Stale("b", 20), Alive("b", 21)],
+        events: &["+b"],
+        portfolio: &["a/10", "b/21"],
+        synced: true,
+    },
+];
+
+#[test]
+fn table() {
+    let mut failures = Vec::new();
+    for row in ROWS {
+        let mut h = Harness::new(Some(Duration::from_millis(10)));
+        for s in BASE {
+            h.step(s.clone());
+        }
+        let base = h.events.len();
+        for s in row.steps {
+            h.step(s.clone());
+        }
+        let log: Vec<String> = h.log()[base..].to_vec();
+        let synced = h.s.health().is_synced();
+        if log != row.events || h.ids() != row.portfolio || synced != row.synced {
+            failures.push(format!(
+                "{}:\n  events    {:?} (want {:?})\n  portfolio {:?} (want {:?})\n  health    {:?} (want synced {})",
+                row.name,
+                log,
+                row.events,
+                h.ids(),
+                row.portfolio,
+                h.s.health(),
+                row.synced
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn first_listing_is_synthetic_and_ordered() {
+    let mut h = Harness::new(None);
+    h.step(Open(1));
+    assert_eq!(h.s.health(), &Health::Syncing);
+    h.step(List(&[("b", 2, false), ("a", 1, true)]));
+    assert_eq!(h.log(), ["*+a", "*+b"]);
+    assert!(h.s.health().is_synced());
+    h.step(Start("c"));
+    h.step(Alive("c", 3));
+    assert_eq!(h.log(), ["*+a", "*+b", "+c"]);
+    let seqs: Vec<u64> = h.events.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, [1, 2, 3]);
+}
+
+/// Item 4: `Reconnecting.since` is the first loss, through failed listings after the
+/// stream reopened, until the next Synced.
+#[test]
+fn reconnecting_since_is_the_first_loss() {
+    let mut h = Harness::new(Some(Duration::from_millis(10)));
+    for s in BASE {
+        h.step(s.clone());
+    }
+    h.step(Lost);
+    let Health::Reconnecting { since, .. } = h.s.health().clone() else {
+        panic!("{:?}", h.s.health())
+    };
+    h.step(Open(2));
+    h.step(ListFails);
+    let Health::Reconnecting { since: again, .. } = h.s.health().clone() else {
+        panic!("{:?}", h.s.health())
+    };
+    assert_eq!(since, again);
+    h.step(Wait(10));
+    h.step(ListFails);
+    h.step(Lost);
+    h.step(Open(3));
+    let Health::Syncing = h.s.health() else {
+        panic!()
+    };
+    h.step(ListFails);
+    let Health::Reconnecting { since: third, .. } = h.s.health().clone() else {
+        panic!()
+    };
+    assert_eq!(since, third);
+    h.step(Wait(10));
+    h.step(List(&[("a", 10, false)]));
+    assert!(h.s.health().is_synced());
+    h.step(Lost);
+    let Health::Reconnecting { since: later, .. } = h.s.health().clone() else {
+        panic!()
+    };
+    assert!(later > since, "a new outage starts a new since");
+}
+
+/// Item 2: Failed is terminal; the listing buffer is bounded and overflow relists.
+#[test]
+fn failed_is_terminal_and_the_buffer_is_bounded() {
+    let mut h = Harness::new(None);
+    h.step(Open(1));
+    h.step(ListFails);
+    assert!(matches!(h.s.health(), Health::Failed(Error::GaveUp { .. })));
+    assert!(h.stopped, "the state machine says stop");
+    let before = h.jobs.len();
+    h.step(Start("x"));
+    h.step(Open(2));
+    assert_eq!(h.jobs.len(), before, "nothing happens after Failed");
+    assert_eq!(h.s.buffered(), 0);
+
+    let mut h = Harness::new(None);
+    h.step(GaveUp);
+    assert!(h.stopped && matches!(h.s.health(), Health::Failed(_)));
+
+    let mut s = SyncState::new(
+        Config {
+            max_buffered: 4,
+            ..Config::default()
+        },
+        Box::new(Fixed(None)),
+    );
+    let now = Instant::now();
+    let fx = s.handle(Input::StreamOpened { gen: 1 }, now, t(0));
+    assert_eq!(fx.jobs, [Job::List { token: 1 }]);
+    let mut lists = 1;
+    for i in 0..20 {
+        let event = RawEvent::new(RawEventKind::Started, format!("c{i}"));
+        let fx = s.handle(Input::Event { gen: 1, event }, now, t(0));
+        lists += fx
+            .jobs
+            .iter()
+            .filter(|j| matches!(j, Job::List { .. }))
+            .count();
+        assert!(s.buffered() <= 4);
+    }
+    assert_eq!(lists, 5, "each overflow asks for a new listing");
+    // the stale listing is ignored
+    let fx = s.handle(
+        Input::Listed {
+            token: 1,
+            result: Ok(vec![]),
+        },
+        now,
+        t(0),
+    );
+    assert!(fx.events.is_empty() && !s.health().is_synced());
+}
+
+fn ev(seq: u64, ms: u64, id: &str) -> ContainerEvent {
+    ContainerEvent {
+        seq,
+        time: t(ms),
+        kind: EventKind::Started,
+        container: Arc::new(container(id, 1, false)),
+        synthetic: false,
+    }
+}
+
+fn drain(sub: &super::Subscription) -> Vec<Item> {
+    std::iter::from_fn(|| sub.try_recv()).collect()
+}
+
+/// Item 3: journal times are not monotonic in seq; a since-time subscription gets a Gap
+/// whenever anything at or after the time fell out of the journal, with exact bounds.
+#[test]
+fn since_time_gap_is_exact_with_non_monotonic_times() {
+    let mut hub = Hub::new(16, 2);
+    let p = Arc::new(Portfolio::new());
+    // seq 1 at 100 ms, seq 2 (a resync Exited with the engine's older time) at 50 ms,
+    // seq 3 at 40 ms, seq 4 at 200 ms: 1, 2 fall out.
+    let evs = [
+        ev(1, 100, "a"),
+        ev(2, 50, "b"),
+        ev(3, 40, "c"),
+        ev(4, 200, "d"),
+    ];
+    hub.publish(p, &evs);
+    let sub = hub.subscribe(Since::Time(t(90)), None);
+    let items = drain(&sub);
+    assert!(
+        matches!(items.first(), Some(Item::Gap { from: 1, to: 2 })),
+        "{items:?}"
+    );
+    let seqs: Vec<u64> = items
+        .iter()
+        .filter_map(|i| match i {
+            Item::Event(e) => Some(e.seq),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(seqs, [3, 4], "everything after the first event at/after t");
+    // nothing at or after 150 ms was lost
+    let items = drain(&hub.subscribe(Since::Time(t(150)), None));
+    assert!(
+        matches!(items.as_slice(), [Item::Event(e)] if e.seq == 4),
+        "{items:?}"
+    );
+    // exact from: more events fall out, the first at/after 150 ms is seq 4
+    hub.publish(
+        Arc::new(Portfolio::new()),
+        &[ev(5, 300, "e"), ev(6, 310, "f")],
+    );
+    let items = drain(&hub.subscribe(Since::Time(t(150)), None));
+    assert!(
+        matches!(items.first(), Some(Item::Gap { from: 4, to: 4 })),
+        "{items:?}"
+    );
+}
+
+/// Item 9: Lagged.missed counts only the events the filter would deliver; dropped
+/// subscriptions stop counting at once.
+#[test]
+fn lagged_counts_filtered_events_and_drops_count_at_once() {
+    let mut hub = Hub::new(1, 100);
+    let p = Arc::new(Portfolio::new());
+    let one = hub.subscribe(Since::Now, Some("a".into()));
+    let gone = hub.subscribe(Since::Now, None);
+    assert_eq!(hub.subscriber_count(), 2);
+    drop(gone);
+    assert_eq!(
+        hub.subscriber_count(),
+        1,
+        "a dropped subscription stops counting"
+    );
+    let evs: Vec<_> = (1..=10)
+        .map(|i| ev(i, i, if i == 2 || i == 4 { "a" } else { "b" }))
+        .collect();
+    hub.publish(p, &evs);
+    let items = drain(&one);
+    // a at seq 2 fits, a at seq 4 overflows: one missed (not 7: b's do not count)
+    assert!(
+        matches!(
+            items.as_slice(),
+            [Item::Event(e), Item::Lagged { missed: 1, resume_seq: 4 }] if e.seq == 2
+        ),
+        "{items:?}"
+    );
+}
+
+/// Item 6: synthetic events (the first listing's Started) reach a subscriber made before
+/// the first sync, however many, outside its queue limit; live ones still lag.
+#[test]
+fn synthetic_events_do_not_count_against_the_queue() {
+    let mut hub = Hub::new(2, 100);
+    let early = hub.subscribe(Since::Now, None);
+    let mut evs: Vec<_> = (1..=50).map(|i| ev(i, i, &format!("c{i}"))).collect();
+    for e in &mut evs {
+        e.synthetic = true;
+    }
+    hub.publish(Arc::new(Portfolio::new()), &evs);
+    hub.publish(
+        Arc::new(Portfolio::new()),
+        &[ev(51, 51, "x"), ev(52, 52, "y")],
+    );
+    let items = drain(&early);
+    assert_eq!(items.len(), 52, "{:?}", items.last());
+    assert!(items[..50]
+        .iter()
+        .all(|i| matches!(i, Item::Event(e) if e.synthetic)));
+    // The queue may hold capacity + synthetic count live items (memory bounded by the
+    // capacity plus the portfolio size); one more lags.
+    let live: Vec<_> = (53..113).map(|i| ev(i, i, "x")).collect();
+    hub.publish(Arc::new(Portfolio::new()), &live);
+    let items = drain(&early);
+    assert_eq!(items.len(), 53);
+    assert!(
+        matches!(
+            items.last(),
+            Some(Item::Lagged {
+                missed: 8,
+                resume_seq: 105
+            })
+        ),
+        "{:?}",
+        items.last()
+    );
+}
