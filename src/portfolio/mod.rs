@@ -25,7 +25,8 @@ use sharded::Sharded;
 pub struct Portfolio {
     by_id: Sharded<Arc<Container>>,
     by_name: Sharded<Arc<[Arc<Container>]>>,
-    projects: Arc<BTreeMap<String, Project>>,
+    /// Copy-on-write at two levels: an update copies the map's pointers and one project.
+    projects: Arc<BTreeMap<Arc<str>, Arc<Project>>>,
     len: usize,
     seq: u64,
 }
@@ -58,17 +59,17 @@ impl Portfolio {
     /// The project of this name; `""` is the project of standalone containers. `None` when
     /// no alive container belongs to it: projects appear and disappear implicitly.
     pub fn project(&self, name: &str) -> Option<&Project> {
-        self.projects.get(name)
+        self.projects.get(name).map(|p| &**p)
     }
 
     /// The names of all projects with alive containers, sorted (`""` first when present).
     pub fn project_names(&self) -> Vec<&str> {
-        self.projects.keys().map(String::as_str).collect()
+        self.projects.keys().map(|k| &**k).collect()
     }
 
     /// All projects, sorted by name.
     pub fn projects(&self) -> impl Iterator<Item = &Project> {
-        self.projects.values()
+        self.projects.values().map(|p| &**p)
     }
 
     /// All containers, in no particular order.
@@ -114,10 +115,15 @@ impl Portfolio {
             None => Arc::from([c.clone()]),
         };
         self.by_name.insert(&c.name, names);
-        Arc::make_mut(&mut self.projects)
-            .entry(c.project.clone())
-            .or_insert_with(|| Project::new(&c.project))
-            .insert(c.clone());
+        let projects = Arc::make_mut(&mut self.projects);
+        match projects.get_mut(c.project.as_str()) {
+            Some(p) => Arc::make_mut(p).insert(c.clone()),
+            None => {
+                let mut p = Project::new(&c.project);
+                p.insert(c.clone());
+                projects.insert(Arc::from(c.project.as_str()), Arc::new(p));
+            }
+        }
         self.by_id.insert(&Arc::clone(&c).id, c);
         self.len += 1;
         old
@@ -136,10 +142,11 @@ impl Portfolio {
             }
         }
         let projects = Arc::make_mut(&mut self.projects);
-        if let Some(p) = projects.get_mut(&old.project) {
+        if let Some(p) = projects.get_mut(old.project.as_str()) {
+            let p = Arc::make_mut(p);
             p.remove(id);
             if p.is_empty() {
-                projects.remove(&old.project);
+                projects.remove(old.project.as_str());
             }
         }
         Some(old)

@@ -8,7 +8,7 @@ use crate::container::Container;
 /// The alive containers of one composer project (`""`: the standalone containers).
 #[derive(Clone)]
 pub struct Project {
-    name: String,
+    name: Arc<str>,
     containers: Sharded<Arc<Container>>,
     len: usize,
 }
@@ -16,7 +16,7 @@ pub struct Project {
 impl Project {
     pub(crate) fn new(name: &str) -> Self {
         Project {
-            name: name.to_string(),
+            name: Arc::from(name),
             containers: Sharded::default(),
             len: 0,
         }

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# One-shot listing at scale (issue 16): `whalewatch ps --json` against peers, on Docker and
+# Podman, with N alive containers, whole processes measured from outside in alternating rounds
+# (benches/compare.py: median/p90 wall, CPU user+sys, peak RSS; ratios to the first peer).
+#
+#   bash benches/scale.sh [N ...]         # default: 50 200 1000
+#
+# Peers (built here; neither is in the library's dependency tree):
+#   bollard         benches/peers/bollard: bollard 0.21 + tokio, list then all inspects at once
+#   go-algorithm    the same peer with `serial`: list, then one inspect after another — the
+#                   Go whalewatcher's algorithm
+# Engines: private dockerd and podman services started by tests/engines/up.sh under
+# $WHALEWATCHER_SCALE_DIR (default /tmp/whalewatcher-scale), so the bench never disturbs the
+# test engines; WHALEWATCHER_SCALE_ENGINES="docker podman" picks the engines, ROUNDS=11 the
+# rounds. Containers carry the label whalewatcher.bench=scale; the engines are left running
+# (tests/engines/down.sh with WHALEWATCHER_ENGINES_DIR=$WHALEWATCHER_SCALE_DIR stops them).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SIZES=("${@:-50 200 1000}")
+# shellcheck disable=SC2206
+SIZES=(${SIZES[*]})
+ROUNDS=${ROUNDS:-11}
+ENGINES=${WHALEWATCHER_SCALE_ENGINES:-docker podman}
+export WHALEWATCHER_ENGINES_DIR=${WHALEWATCHER_SCALE_DIR:-/tmp/whalewatcher-scale}
+LABEL=whalewatcher.bench=scale
+
+eval "$(bash tests/engines/up.sh)"
+TARGET=${CARGO_TARGET_DIR:-$PWD/target}
+echo "== building whalewatch (release) and the bollard peer" >&2
+cargo build --quiet --release --example whalewatch
+PEER_TARGET=${WHALEWATCHER_PEER_TARGET:-$TARGET/peers}
+CARGO_TARGET_DIR=$PEER_TARGET cargo build --quiet --release \
+  --manifest-path benches/peers/bollard/Cargo.toml
+mkdir -p "$TARGET"
+gcc -O2 -o "$TARGET/peakrss" benches/peakrss.c
+export PEAKRSS=$TARGET/peakrss
+WW=$TARGET/release/examples/whalewatch
+PEER=$PEER_TARGET/release/whalewatcher-bollard-peer
+
+cli() { # cli ENGINE ARGS...: the engine's own CLI on its private socket
+  local e=$1; shift
+  case $e in
+    docker) docker -H "$WHALEWATCHER_DOCKER" "$@" ;;
+    podman) CONTAINERS_CONF=$WHALEWATCHER_PODMAN_CONTAINERS_CONF \
+      CONTAINERS_STORAGE_CONF=$WHALEWATCHER_PODMAN_STORAGE_CONF \
+      podman --url "$WHALEWATCHER_PODMAN" "$@" ;;
+  esac
+}
+url() { case $1 in docker) echo "$WHALEWATCHER_DOCKER" ;; podman) echo "$WHALEWATCHER_PODMAN" ;; esac; }
+
+# scale_to ENGINE N: exactly N running containers with the bench label.
+scale_to() {
+  local e=$1 n=$2 have
+  have=$(cli "$e" ps -q --filter "label=$LABEL" | wc -l)
+  if [ "$have" -lt "$n" ]; then
+    echo "   $e: starting $((n - have)) containers" >&2
+    seq $((n - have)) | xargs -P 4 -I{} bash -c "$(declare -f cli); cli $e run -d --network none \
+      --label $LABEL --label com.docker.compose.project=scale $WHALEWATCHER_IMAGE >/dev/null"
+  elif [ "$have" -gt "$n" ]; then
+    cli "$e" ps -q --filter "label=$LABEL" | tail -n $((have - n)) | xargs -n 50 \
+      bash -c "$(declare -f cli); cli $e rm -f \"\$@\" >/dev/null" _
+  fi
+  have=$(cli "$e" ps -q --filter "label=$LABEL" | wc -l)
+  [ "$have" -eq "$n" ] || { echo "$e: $have containers instead of $n" >&2; exit 1; }
+}
+export WHALEWATCHER_DOCKER WHALEWATCHER_PODMAN WHALEWATCHER_PODMAN_CONTAINERS_CONF \
+  WHALEWATCHER_PODMAN_STORAGE_CONF
+
+echo "== $(nproc) cores; $ROUNDS alternating rounds per size; $(date -u +%FT%TZ)"
+for e in $ENGINES; do
+  u=$(url "$e")
+  for n in "${SIZES[@]}"; do
+    scale_to "$e" "$n"
+    echo "== $e, $n containers: ps (list + inspect every container)"
+    python3 benches/compare.py "$ROUNDS" \
+      "bollard=$PEER $u" \
+      "go-algorithm=$PEER $u serial" \
+      "whalewatch-ps=$WW --docker $u ps --json"
+  done
+done
