@@ -1,26 +1,40 @@
-//! The CRI client's event-mode choice and evented path against a scripted fake CRI server
-//! (a minimal HTTP/2 + gRPC peer on a Unix socket).
+//! The CRI client's event-mode choice, its evented path and its containerd-events path
+//! against a scripted fake CRI server (a minimal HTTP/2 + gRPC peer on a Unix socket).
 #![cfg(feature = "cri")]
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use protobuf::{EnumOrUnknown, Message};
+use protobuf::well_known_types::any::Any;
+use protobuf::well_known_types::timestamp::Timestamp;
+use protobuf::{EnumOrUnknown, Message, MessageField};
 use whalewatcher::cri::api::{
-    ContainerEventResponse, ContainerEventType, ContainerStatus, VersionResponse,
+    ContainerEventResponse, ContainerEventType, ContainerState, ContainerStatus,
+    ContainerStatusResponse, PodSandboxState, PodSandboxStatus, PodSandboxStatusResponse,
+    VersionResponse,
 };
-use whalewatcher::cri::{CriClient, MODE_EVENTED, MODE_RELIST};
+use whalewatcher::cri::containerd_api::{
+    Container as NativeContainer, Envelope, GetContainerRequest, GetContainerResponse,
+    SubscribeRequest, TaskExit, TaskOOM, TaskStart,
+};
+use whalewatcher::cri::{CriClient, EventMode, MODE_CONTAINERD_EVENTS, MODE_EVENTED, MODE_RELIST};
 use whalewatcher::grpc::frame::{self, Frame};
 use whalewatcher::{EngineClient, Error, RawEventKind};
 
-/// How the fake answers `GetContainerEvents`.
-#[derive(Clone, Copy)]
+/// How the fake answers `GetContainerEvents` (and which runtime it claims to be).
+#[derive(Clone, Copy, PartialEq)]
 enum Events {
     /// Streams the scripted events, then ends with status OK.
     Script,
+    /// Streams an old backlog event, then the scripted events.
+    Backlog,
+    /// containerd 1.7: streams scripted native task events on Subscribe.
+    Native,
     /// Trailers-only UNIMPLEMENTED (containerd 1.6).
     Unimplemented,
     /// Trailers-only OK: the stream ends at once.
@@ -71,11 +85,22 @@ fn data(stream: u32, m: &[u8]) -> Vec<u8> {
     Frame::new(frame::DATA, 0, stream, v).encode()
 }
 
+fn now_nanos() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64
+}
+
 fn event(id: &str, t: ContainerEventType, exit: Option<i32>) -> Vec<u8> {
+    event_at(id, t, exit, now_nanos())
+}
+
+fn event_at(id: &str, t: ContainerEventType, exit: Option<i32>, created_at: i64) -> Vec<u8> {
     let mut e = ContainerEventResponse::new();
     e.container_id = id.into();
     e.container_event_type = EnumOrUnknown::new(t);
-    e.created_at = 1_700_000_000_000_000_000;
+    e.created_at = created_at;
     if let Some(code) = exit {
         let mut s = ContainerStatus::new();
         s.id = id.into();
@@ -97,25 +122,147 @@ fn script() -> Vec<Vec<u8>> {
     ]
 }
 
-fn answer(s: &mut UnixStream, stream: u32, path: &str, mode: Events) -> std::io::Result<()> {
+fn envelope<M: Message>(ns: &str, m: &M) -> Vec<u8> {
+    let mut e = Envelope::new();
+    e.namespace = ns.into();
+    e.topic = "/tasks/x".into();
+    let mut a = Any::new();
+    a.type_url = format!("types.containerd.io/containerd.events.{}", M::NAME);
+    a.value = m.write_to_bytes().unwrap();
+    e.event = MessageField::some(a);
+    let mut ts = Timestamp::new();
+    ts.seconds = 1_700_000_000;
+    e.timestamp = MessageField::some(ts);
+    e.write_to_bytes().unwrap()
+}
+
+fn task_start(id: &str) -> TaskStart {
+    let mut m = TaskStart::new();
+    m.container_id = id.into();
+    m.pid = 42;
+    m
+}
+
+fn task_exit(cid: &str, id: &str, status: u32) -> TaskExit {
+    let mut m = TaskExit::new();
+    m.container_id = cid.into();
+    m.id = id.into();
+    m.exit_status = status;
+    m
+}
+
+/// containerd 1.7's task events: a CRI container "c1" and sandbox "s1" start (their CRI
+/// status lags behind), an OOM, an exec's exit, c1's exit; "x" of another namespace and
+/// "plain" (no CRI container) start too.
+fn native_script() -> Vec<Vec<u8>> {
+    let mut oom = TaskOOM::new();
+    oom.container_id = "c1".into();
+    vec![
+        envelope("default", &task_start("x")),
+        envelope("k8s.io", &task_start("plain")),
+        envelope("k8s.io", &task_start("s1")),
+        envelope("k8s.io", &task_start("c1")),
+        envelope("k8s.io", &oom),
+        envelope("k8s.io", &task_exit("c1", "exec1", 0)),
+        envelope("k8s.io", &task_exit("c1", "c1", 137)),
+    ]
+}
+
+/// How often the fake has answered a status call, by id (the first answers say "not yet").
+static STATUS_CALLS: AtomicU32 = AtomicU32::new(0);
+
+/// The request message of a unary call (one gRPC message in `body`).
+fn request<M: Message>(body: &[u8]) -> M {
+    M::parse_from_bytes(&body[5..]).unwrap()
+}
+
+fn answer(
+    s: &mut UnixStream,
+    stream: u32,
+    path: &str,
+    body: &[u8],
+    mode: Events,
+) -> std::io::Result<()> {
     if path.ends_with("/GetContainerEvents") {
         match mode {
             Events::Unimplemented => s.write_all(&headers(stream, Some("12"))),
             Events::EndsAtOnce => s.write_all(&headers(stream, Some("0"))),
-            Events::Script => {
+            Events::Native => panic!("the containerd-events mode asked for CRI events"),
+            Events::Script | Events::Backlog => {
                 s.write_all(&headers(stream, None))?;
+                if mode == Events::Backlog {
+                    // Older than the stream: a backlog the listing already reflects.
+                    let old = event_at(
+                        "old",
+                        ContainerEventType::CONTAINER_STARTED_EVENT,
+                        None,
+                        now_nanos() - 60_000_000_000,
+                    );
+                    s.write_all(&data(stream, &old))?;
+                }
                 for m in script() {
                     s.write_all(&data(stream, &m))?;
                 }
                 s.write_all(&trailers(stream))
             }
         }
+    } else if path.ends_with("/Subscribe") {
+        let req: SubscribeRequest = request(body);
+        assert!(req
+            .filters
+            .iter()
+            .all(|f| f.contains(r#"namespace=="k8s.io""#)));
+        s.write_all(&headers(stream, None))?;
+        for m in native_script() {
+            s.write_all(&data(stream, &m))?;
+        }
+        s.write_all(&trailers(stream))
     } else {
         let body = if path.ends_with("/Version") {
             let mut v = VersionResponse::new();
-            v.runtime_name = "fake".into();
-            v.runtime_version = "1.0".into();
+            if mode == Events::Native {
+                v.runtime_name = "containerd".into();
+                v.runtime_version = "v1.7.24".into();
+            } else {
+                v.runtime_name = "fake".into();
+                v.runtime_version = "1.0".into();
+            }
             v.write_to_bytes().unwrap()
+        } else if path.ends_with("/Get") {
+            let req: GetContainerRequest = request(body);
+            let mut c = NativeContainer::new();
+            c.id = req.id.clone();
+            let kind = match req.id.as_str() {
+                "c1" => Some("container"),
+                "s1" => Some("sandbox"),
+                _ => None,
+            };
+            if let Some(k) = kind {
+                c.labels.insert("io.cri-containerd.kind".into(), k.into());
+            }
+            let mut r = GetContainerResponse::new();
+            r.container = MessageField::some(c);
+            r.write_to_bytes().unwrap()
+        } else if path.ends_with("/ContainerStatus") {
+            // Created for the first two looks, then running.
+            let n = STATUS_CALLS.fetch_add(1, Ordering::SeqCst);
+            let mut st = ContainerStatus::new();
+            st.id = "c1".into();
+            st.state = EnumOrUnknown::new(if n < 2 {
+                ContainerState::CONTAINER_CREATED
+            } else {
+                ContainerState::CONTAINER_RUNNING
+            });
+            let mut r = ContainerStatusResponse::new();
+            r.status = MessageField::some(st);
+            r.write_to_bytes().unwrap()
+        } else if path.ends_with("/PodSandboxStatus") {
+            let mut st = PodSandboxStatus::new();
+            st.id = "s1".into();
+            st.state = EnumOrUnknown::new(PodSandboxState::SANDBOX_READY);
+            let mut r = PodSandboxStatusResponse::new();
+            r.status = MessageField::some(st);
+            r.write_to_bytes().unwrap()
         } else {
             // ListPodSandbox, ListContainers: empty responses.
             Vec::new()
@@ -134,11 +281,16 @@ fn connection(mut s: UnixStream, mode: Events) {
     let _ = s.write_all(&frame::settings(&[]).encode());
     let _ = s.write_all(&Frame::new(frame::SETTINGS, frame::ACK, 0, vec![]).encode());
     let mut paths: HashMap<u32, String> = HashMap::new();
-    const METHODS: [&str; 4] = [
+    let mut bodies: HashMap<u32, Vec<u8>> = HashMap::new();
+    const METHODS: [&str; 8] = [
         "GetContainerEvents",
         "Version",
         "ListPodSandbox",
         "ListContainers",
+        "ContainerStatus",
+        "PodSandboxStatus",
+        "Subscribe",
+        "Containers/Get",
     ];
     loop {
         let f = match frame::read_frame(&mut s, 1 << 24, &io_err) {
@@ -148,11 +300,18 @@ fn connection(mut s: UnixStream, mode: Events) {
         if f.kind == frame::HEADERS {
             let p = String::from_utf8_lossy(&f.payload).into_owned();
             let m = METHODS.iter().find(|m| p.contains(*m)).unwrap_or(&"Other");
-            paths.insert(f.stream, format!("/runtime.v1.RuntimeService/{m}"));
+            paths.insert(f.stream, format!("/fake/{m}"));
+        }
+        if f.kind == frame::DATA {
+            bodies
+                .entry(f.stream)
+                .or_default()
+                .extend_from_slice(&f.payload);
         }
         if f.kind == frame::DATA && f.has(frame::END_STREAM) {
             let path = paths.remove(&f.stream).unwrap_or_default();
-            if answer(&mut s, f.stream, &path, mode).is_err() {
+            let body = bodies.remove(&f.stream).unwrap_or_default();
+            if answer(&mut s, f.stream, &path, &body, mode).is_err() {
                 return;
             }
         }
@@ -183,40 +342,52 @@ fn serve(mode: Events) -> (CriClient, PathBuf) {
     )
 }
 
-#[test]
-fn evented_stream_maps_events_once_each() {
-    let (cri, dir) = serve(Events::Script);
-    assert_eq!(cri.info().unwrap().mode, "");
+fn collect(cri: &CriClient) -> Vec<(String, RawEventKind)> {
     let mut ev = cri.events().expect("events");
-    assert_eq!(cri.info().unwrap().mode, MODE_EVENTED);
-    assert_eq!(cri.info().unwrap().version, "fake 1.0");
     let mut got = Vec::new();
     while let Some(e) = ev.next_event().expect("event") {
         got.push((e.id, e.kind));
     }
-    assert_eq!(
-        got,
-        vec![
-            ("a".to_string(), RawEventKind::Started),
-            (
-                "a".to_string(),
-                RawEventKind::Exited {
-                    exit_code: Some(3),
-                    oom: false
-                }
-            ),
-            (
-                "c".to_string(),
-                RawEventKind::Exited {
-                    exit_code: None,
-                    oom: false
-                }
-            ),
-        ]
-    );
-    // The mode is kept: the next stream does not probe again, and is evented too.
+    got
+}
+
+fn scripted() -> Vec<(String, RawEventKind)> {
+    vec![
+        ("a".to_string(), RawEventKind::Started),
+        (
+            "a".to_string(),
+            RawEventKind::Exited {
+                exit_code: Some(3),
+                oom: false,
+            },
+        ),
+        (
+            "c".to_string(),
+            RawEventKind::Exited {
+                exit_code: None,
+                oom: false,
+            },
+        ),
+    ]
+}
+
+#[test]
+fn evented_stream_maps_events_once_each() {
+    let (cri, dir) = serve(Events::Script);
+    // Decided from the Version answer: no probe, no event stream needed.
+    assert_eq!(cri.info().unwrap().mode, MODE_EVENTED);
+    assert_eq!(cri.info().unwrap().version, "fake 1.0");
+    assert_eq!(collect(&cri), scripted());
+    // The mode is kept: the next stream is evented too.
     assert!(cri.events().is_ok());
     assert_eq!(cri.info().unwrap().mode, MODE_EVENTED);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_backlog_older_than_the_stream_is_dropped() {
+    let (cri, dir) = serve(Events::Backlog);
+    assert_eq!(collect(&cri), scripted());
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -224,9 +395,43 @@ fn evented_stream_maps_events_once_each() {
 fn unimplemented_or_ended_events_fall_back_to_relisting() {
     for mode in [Events::Unimplemented, Events::EndsAtOnce] {
         let (cri, dir) = serve(mode);
-        let _ev = cri.events().expect("events");
+        assert_eq!(cri.info().unwrap().mode, MODE_EVENTED);
+        // The refusal ends the stream (the watcher reconnects) and switches the mode.
+        let mut ev = cri.events().expect("events");
+        assert_eq!(ev.next_event(), Ok(None));
         assert_eq!(cri.info().unwrap().mode, MODE_RELIST);
+        let _relisting = cri.events().expect("events");
         assert_eq!(cri.list().unwrap(), vec![]);
         let _ = std::fs::remove_dir_all(dir);
     }
+}
+
+#[test]
+fn containerd_before_2_gets_its_native_task_events() {
+    let (cri, dir) = serve(Events::Native);
+    assert_eq!(cri.info().unwrap().mode, MODE_CONTAINERD_EVENTS);
+    let cri = Arc::new(cri);
+    let got = collect(&cri);
+    assert_eq!(
+        got,
+        vec![
+            ("s1".to_string(), RawEventKind::Started),
+            ("c1".to_string(), RawEventKind::Started),
+            (
+                "c1".to_string(),
+                RawEventKind::Exited {
+                    exit_code: Some(137),
+                    oom: true
+                }
+            ),
+        ]
+    );
+    // c1's start was reported only once its CRI status said running.
+    assert!(STATUS_CALLS.load(Ordering::SeqCst) >= 3);
+    // A forced mode is kept.
+    let (cri, dir2) = serve(Events::Script);
+    let cri = cri.with_event_mode(EventMode::Relist);
+    assert_eq!(cri.info().unwrap().mode, MODE_RELIST);
+    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_dir_all(dir2);
 }

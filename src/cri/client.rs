@@ -24,7 +24,8 @@ use crate::proto::cri_api::{
 };
 
 use super::convert::{self, PodMeta};
-use super::events;
+use super::events::{self, ModeCell};
+use super::mode::EventMode;
 
 pub(crate) const SERVICE: &str = "/runtime.v1.RuntimeService/";
 
@@ -32,7 +33,7 @@ pub(crate) const SERVICE: &str = "/runtime.v1.RuntimeService/";
 pub(crate) const NOT_FOUND: u32 = 5;
 
 /// Deadline of every unary call.
-const CALL_DEADLINE: Duration = Duration::from_secs(30);
+pub(crate) const CALL_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Verbose status calls in flight at once during a listing.
 const STATUS_WORKERS: usize = 4;
@@ -60,8 +61,9 @@ pub struct CriClient {
     packer: Option<Arc<dyn RucksackPacker>>,
     pid: Option<u32>,
     engine: Mutex<Option<Arc<EngineRef>>>,
-    /// `""` until [`events`](EngineClient::events) decided, then `"evented"` or `"relist"`.
-    pub(crate) mode: Arc<Mutex<String>>,
+    /// The event mode: `None` until [`info`](EngineClient::info) or
+    /// [`events`](EngineClient::events) asked the runtime's version (or a builder set it).
+    pub(crate) mode: ModeCell,
 }
 
 /// The socket path: `path`, else `CONTAINER_RUNTIME_ENDPOINT` (an optional `unix://`
@@ -163,11 +165,19 @@ impl Rpc {
         Ok(r.items)
     }
 
-    pub(crate) fn running_containers(&self, id: Option<&str>) -> Result<Vec<ProtoContainer>> {
-        let mut state = ContainerStateValue::new();
-        state.state = EnumOrUnknown::new(ContainerState::CONTAINER_RUNNING);
+    /// The containers in `state` (any state when `None`), of id `id` when given (a
+    /// unique-prefix match in containerd: callers insist on the exact id).
+    pub(crate) fn containers(
+        &self,
+        id: Option<&str>,
+        state: Option<ContainerState>,
+    ) -> Result<Vec<ProtoContainer>> {
         let mut filter = ContainerFilter::new();
-        filter.state = MessageField::some(state);
+        if let Some(state) = state {
+            let mut v = ContainerStateValue::new();
+            v.state = EnumOrUnknown::new(state);
+            filter.state = MessageField::some(v);
+        }
         if let Some(id) = id {
             filter.id = id.to_string();
         }
@@ -177,52 +187,53 @@ impl Rpc {
         Ok(r.containers)
     }
 
+    pub(crate) fn running_containers(&self) -> Result<Vec<ProtoContainer>> {
+        self.containers(None, Some(ContainerState::CONTAINER_RUNNING))
+    }
+
     /// The ids of the running containers and ready sandboxes (the relist source).
     pub(crate) fn alive_ids(&self) -> Result<BTreeSet<String>> {
         let mut ids: BTreeSet<String> = self.ready_sandboxes()?.into_iter().map(|s| s.id).collect();
-        ids.extend(self.running_containers(None)?.into_iter().map(|c| c.id));
+        ids.extend(self.running_containers()?.into_iter().map(|c| c.id));
         Ok(ids)
     }
 }
 
 impl CriClient {
-    /// Inspects one alive container or sandbox.
-    fn inspect_alive(&self, id: &str) -> Result<Container> {
+    /// Inspects one container or sandbox, alive or not.
+    ///
+    /// A container (any state): its pod's metadata from the sandbox status (empty when
+    /// the sandbox is gone), then its verbose status: running → alive; exited → its
+    /// details with pid 0 and the exit status (code when `finished_at` is set, OOM from
+    /// the reason `OOMKilled`, the finish time); created or unknown → processless. A
+    /// sandbox: ready → alive; otherwise processless (CRI keeps no exit status of
+    /// sandboxes). Neither → not found.
+    fn inspect_any(&self, id: &str) -> Result<Inspection> {
         let engine = self.engine_ref();
         if id.is_empty() {
             return Err(Error::NotFound { id: id.into() });
         }
         // (containerd resolves the id filter as a unique prefix: insist on the exact id.)
-        let found = self.rpc.running_containers(Some(id))?;
+        let found = self.rpc.containers(Some(id), None)?;
         if let Some(c) = found.into_iter().find(|c| c.id == id) {
             let pod = match self.sandbox_status(&c.pod_sandbox_id) {
                 Ok(r) => r.status.as_ref().map(|s| pod_meta(&s.metadata)),
-                Err(e) if vanished(&e) => return Err(Error::Processless { id: id.into() }),
+                Err(e) if vanished(&e) => None,
                 Err(e) => return Err(e),
             }
             .unwrap_or_default();
-            return match self.container_container(id, &pod, &engine) {
-                Err(e) if vanished(&e) && !e.is_not_alive() => {
-                    Err(Error::Processless { id: id.into() })
-                }
+            return match self.container_inspection(id, &pod, &engine) {
+                Err(Error::Grpc {
+                    code: NOT_FOUND, ..
+                }) => Err(Error::NotFound { id: id.into() }),
                 r => r,
             };
         }
         match self.sandbox_container(id, &engine) {
             Err(Error::Grpc {
                 code: NOT_FOUND, ..
-            }) => {
-                // Neither a running container nor a sandbox; a container that exists but
-                // does not run is processless.
-                match self.container_status(id) {
-                    Ok(_) => Err(Error::Processless { id: id.into() }),
-                    Err(Error::Grpc {
-                        code: NOT_FOUND, ..
-                    }) => Err(Error::NotFound { id: id.into() }),
-                    Err(e) => Err(e),
-                }
-            }
-            r => r,
+            }) => Err(Error::NotFound { id: id.into() }),
+            r => r.map(Inspection::Alive),
         }
     }
 
@@ -242,8 +253,33 @@ impl CriClient {
             packer: None,
             pid: None,
             engine: Mutex::new(None),
-            mode: Arc::new(Mutex::new(String::new())),
+            mode: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// Sets the event source instead of choosing it by the runtime's version (see
+    /// [`EventMode::for_runtime`]). A runtime that refuses the source before sending
+    /// anything still makes the client fall back to [`EventMode::Relist`].
+    pub fn with_event_mode(self, mode: EventMode) -> Self {
+        *self.mode.lock() = Some(mode);
+        self
+    }
+
+    /// The event mode, asking the runtime's version when it is not decided yet.
+    pub(crate) fn event_mode(&self) -> Result<EventMode> {
+        if let Some(m) = *self.mode.lock() {
+            return Ok(m);
+        }
+        let v: VersionResponse = self.call("Version", &VersionRequest::new())?;
+        Ok(self.decide(&v))
+    }
+
+    /// Decides the mode from a `Version` answer unless it is decided already.
+    fn decide(&self, v: &VersionResponse) -> EventMode {
+        *self
+            .mode
+            .lock()
+            .get_or_insert_with(|| EventMode::for_runtime(&v.runtime_name, &v.runtime_version))
     }
 
     /// Sets the interval of the relisting fallback event source (default 1 s).
@@ -331,21 +367,28 @@ impl CriClient {
         Ok(self.finish(c, &r.info, engine))
     }
 
-    /// A running container of pod `pod`, from its verbose status.
-    fn container_container(
+    /// A container of pod `pod`, from its verbose status: alive when running, exited
+    /// with its exit status, else processless.
+    fn container_inspection(
         &self,
         id: &str,
         pod: &PodMeta,
         engine: &Arc<EngineRef>,
-    ) -> Result<Container> {
+    ) -> Result<Inspection> {
         let r = self.container_status(id)?;
         let st = r.status.as_ref().ok_or_else(|| {
             Error::protocol("cri", format!("{id}: ContainerStatus without status"))
         })?;
-        if st.state.enum_value() != Ok(ContainerState::CONTAINER_RUNNING) {
-            return Err(Error::Processless { id: id.into() });
-        }
-        let pid = convert::pid_from_info(id, &r.info)?;
+        let running = match st.state.enum_value() {
+            Ok(ContainerState::CONTAINER_RUNNING) => true,
+            Ok(ContainerState::CONTAINER_EXITED) => false,
+            _ => return Err(Error::Processless { id: id.into() }),
+        };
+        let pid = if running {
+            convert::pid_from_info(id, &r.info)?
+        } else {
+            0
+        };
         let name = st
             .metadata
             .as_ref()
@@ -366,7 +409,23 @@ impl CriClient {
             &image,
             convert::time_from_nanos(st.started_at),
         );
-        Ok(self.finish(c, &r.info, engine))
+        let c = self.finish(c, &r.info, engine);
+        if running {
+            return Ok(Inspection::Alive(c));
+        }
+        Ok(Inspection::Exited(c, convert::exit_status(st)))
+    }
+
+    /// A running container of pod `pod` (listing).
+    fn container_container(
+        &self,
+        id: &str,
+        pod: &PodMeta,
+        engine: &Arc<EngineRef>,
+    ) -> Result<Container> {
+        self.container_inspection(id, pod, engine)?
+            .alive()
+            .ok_or_else(|| Error::Processless { id: id.into() })
     }
 
     fn run_job(&self, job: &Job<'_>, engine: &Arc<EngineRef>) -> Result<Container> {
@@ -404,7 +463,7 @@ impl EngineClient for CriClient {
             version,
             api_path: self.rpc.channel.endpoint(),
             pid: self.pid,
-            mode: self.mode.lock().clone(),
+            mode: self.decide(&v).as_str().to_string(),
         })
     }
 
@@ -413,7 +472,7 @@ impl EngineClient for CriClient {
         // One sandbox listing per listing; containers of sandboxes that are not ready
         // (going away) are skipped.
         let sandboxes = self.rpc.ready_sandboxes()?;
-        let containers = self.rpc.running_containers(None)?;
+        let containers = self.rpc.running_containers()?;
         let by_id: HashMap<&str, &PodSandbox> =
             sandboxes.iter().map(|s| (s.id.as_str(), s)).collect();
         let mut jobs: Vec<Job<'_>> = sandboxes.iter().map(Job::Sandbox).collect();
@@ -453,7 +512,7 @@ impl EngineClient for CriClient {
     }
 
     fn inspect(&self, id: &str) -> Result<Inspection> {
-        self.inspect_alive(id).map(Inspection::Alive)
+        self.inspect_any(id)
     }
 
     fn events(&self) -> Result<Box<dyn EventStream>> {
