@@ -6,21 +6,21 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use protobuf::well_known_types::any::Any;
 use protobuf::well_known_types::timestamp::Timestamp;
 use protobuf::{EnumOrUnknown, Message, MessageField};
 use whalewatcher::cri::api::{
-    ContainerEventResponse, ContainerEventType, ContainerState, ContainerStatus,
-    ContainerStatusResponse, PodSandboxState, PodSandboxStatus, PodSandboxStatusResponse,
-    VersionResponse,
+    Container as ProtoContainer, ContainerEventResponse, ContainerEventType, ContainerMetadata,
+    ContainerState, ContainerStatus, ContainerStatusRequest, ContainerStatusResponse,
+    ListContainersRequest, ListContainersResponse, ListPodSandboxResponse, PodSandbox,
+    PodSandboxState, PodSandboxStatus, PodSandboxStatusResponse, VersionResponse,
 };
 use whalewatcher::cri::containerd_api::{
     Container as NativeContainer, Envelope, GetContainerRequest, GetContainerResponse,
-    SubscribeRequest, TaskExit, TaskOOM, TaskStart,
+    ListTasksResponse, Process, SubscribeRequest, TaskExit, TaskOOM, TaskStart, TaskStatus,
 };
 use whalewatcher::cri::{CriClient, EventMode, MODE_CONTAINERD_EVENTS, MODE_EVENTED, MODE_RELIST};
 use whalewatcher::grpc::frame::{self, Frame};
@@ -168,8 +168,35 @@ fn native_script() -> Vec<Vec<u8>> {
     ]
 }
 
-/// How often the fake has answered a status call, by id (the first answers say "not yet").
-static STATUS_CALLS: AtomicU32 = AtomicU32::new(0);
+/// One fake server: how it answers, and how often it answered a status call by id.
+struct Fake {
+    mode: Events,
+    looks: Mutex<HashMap<String, u32>>,
+}
+
+impl Fake {
+    /// Counts a status look at `id`; the number of earlier looks.
+    fn look(&self, id: &str) -> u32 {
+        let mut l = self.looks.lock().unwrap();
+        let n = l.entry(id.to_string()).or_default();
+        *n += 1;
+        *n - 1
+    }
+}
+
+/// A verbose status `info` map with `pid`.
+fn info(pid: u32) -> HashMap<String, String> {
+    HashMap::from([("info".to_string(), format!(r#"{{"pid": {pid}}}"#))])
+}
+
+/// A CRI container `id` of sandbox `s1` (for ListContainers).
+fn cri_container(id: &str) -> ProtoContainer {
+    let mut c = ProtoContainer::new();
+    c.id = id.into();
+    c.pod_sandbox_id = "s1".into();
+    c.state = EnumOrUnknown::new(ContainerState::CONTAINER_RUNNING);
+    c
+}
 
 /// The request message of a unary call (one gRPC message in `body`).
 fn request<M: Message>(body: &[u8]) -> M {
@@ -181,8 +208,9 @@ fn answer(
     stream: u32,
     path: &str,
     body: &[u8],
-    mode: Events,
+    fake: &Fake,
 ) -> std::io::Result<()> {
+    let mode = fake.mode;
     if path.ends_with("/GetContainerEvents") {
         match mode {
             Events::Unimplemented => s.write_all(&headers(stream, Some("12"))),
@@ -233,7 +261,7 @@ fn answer(
             let mut c = NativeContainer::new();
             c.id = req.id.clone();
             let kind = match req.id.as_str() {
-                "c1" => Some("container"),
+                "c1" | "run" | "late" | "gone" => Some("container"),
                 "s1" => Some("sandbox"),
                 _ => None,
             };
@@ -244,17 +272,23 @@ fn answer(
             r.container = MessageField::some(c);
             r.write_to_bytes().unwrap()
         } else if path.ends_with("/ContainerStatus") {
-            // Created for the first two looks, then running.
-            let n = STATUS_CALLS.fetch_add(1, Ordering::SeqCst);
+            let req: ContainerStatusRequest = request(body);
+            let id = req.container_id;
+            // "c1" and "late" lag behind their tasks: created for the first two looks.
+            let lags = id == "c1" || id == "late";
             let mut st = ContainerStatus::new();
-            st.id = "c1".into();
-            st.state = EnumOrUnknown::new(if n < 2 {
+            st.id = id.clone();
+            let mut meta = ContainerMetadata::new();
+            meta.name = format!("name-{id}");
+            st.metadata = MessageField::some(meta);
+            st.state = EnumOrUnknown::new(if lags && fake.look(&id) < 2 {
                 ContainerState::CONTAINER_CREATED
             } else {
                 ContainerState::CONTAINER_RUNNING
             });
             let mut r = ContainerStatusResponse::new();
             r.status = MessageField::some(st);
+            r.info = info(7);
             r.write_to_bytes().unwrap()
         } else if path.ends_with("/PodSandboxStatus") {
             let mut st = PodSandboxStatus::new();
@@ -262,6 +296,45 @@ fn answer(
             st.state = EnumOrUnknown::new(PodSandboxState::SANDBOX_READY);
             let mut r = PodSandboxStatusResponse::new();
             r.status = MessageField::some(st);
+            r.info = info(6);
+            r.write_to_bytes().unwrap()
+        } else if path.ends_with("/ListPodSandbox") && mode == Events::Native {
+            let mut sb = PodSandbox::new();
+            sb.id = "s1".into();
+            sb.state = EnumOrUnknown::new(PodSandboxState::SANDBOX_READY);
+            let mut r = ListPodSandboxResponse::new();
+            r.items.push(sb);
+            r.write_to_bytes().unwrap()
+        } else if path.ends_with("/ListContainers") && mode == Events::Native {
+            // Running per CRI: "run", and "gone" whose task has ended already; "late"
+            // once it is asked for by id.
+            let req: ListContainersRequest = request(body);
+            let mut r = ListContainersResponse::new();
+            let id = req
+                .filter
+                .as_ref()
+                .map(|f| f.id.clone())
+                .unwrap_or_default();
+            if id.is_empty() {
+                r.containers = vec![cri_container("run"), cri_container("gone")];
+            } else if id == "late" {
+                r.containers = vec![cri_container("late")];
+            }
+            r.write_to_bytes().unwrap()
+        } else if path.ends_with("/Tasks/List") {
+            let mut r = ListTasksResponse::new();
+            for (id, status) in [
+                ("s1", TaskStatus::RUNNING),
+                ("run", TaskStatus::RUNNING),
+                ("late", TaskStatus::RUNNING),
+                ("other", TaskStatus::RUNNING),
+                ("x", TaskStatus::STOPPED),
+            ] {
+                let mut p = Process::new();
+                p.id = id.into();
+                p.status = EnumOrUnknown::new(status);
+                r.tasks.push(p);
+            }
             r.write_to_bytes().unwrap()
         } else {
             // ListPodSandbox, ListContainers: empty responses.
@@ -273,7 +346,7 @@ fn answer(
     }
 }
 
-fn connection(mut s: UnixStream, mode: Events) {
+fn connection(mut s: UnixStream, fake: Arc<Fake>) {
     let mut pre = [0u8; 24];
     if s.read_exact(&mut pre).is_err() {
         return;
@@ -282,7 +355,7 @@ fn connection(mut s: UnixStream, mode: Events) {
     let _ = s.write_all(&Frame::new(frame::SETTINGS, frame::ACK, 0, vec![]).encode());
     let mut paths: HashMap<u32, String> = HashMap::new();
     let mut bodies: HashMap<u32, Vec<u8>> = HashMap::new();
-    const METHODS: [&str; 8] = [
+    const METHODS: [&str; 9] = [
         "GetContainerEvents",
         "Version",
         "ListPodSandbox",
@@ -291,6 +364,7 @@ fn connection(mut s: UnixStream, mode: Events) {
         "PodSandboxStatus",
         "Subscribe",
         "Containers/Get",
+        "Tasks/List",
     ];
     loop {
         let f = match frame::read_frame(&mut s, 1 << 24, &io_err) {
@@ -311,7 +385,7 @@ fn connection(mut s: UnixStream, mode: Events) {
         if f.kind == frame::DATA && f.has(frame::END_STREAM) {
             let path = paths.remove(&f.stream).unwrap_or_default();
             let body = bodies.remove(&f.stream).unwrap_or_default();
-            if answer(&mut s, f.stream, &path, &body, mode).is_err() {
+            if answer(&mut s, f.stream, &path, &body, &fake).is_err() {
                 return;
             }
         }
@@ -319,6 +393,16 @@ fn connection(mut s: UnixStream, mode: Events) {
 }
 
 fn serve(mode: Events) -> (CriClient, PathBuf) {
+    let (cri, dir, _) = serve_fake(mode);
+    (cri, dir)
+}
+
+fn serve_fake(mode: Events) -> (CriClient, PathBuf, Arc<Fake>) {
+    let fake = Arc::new(Fake {
+        mode,
+        looks: Mutex::new(HashMap::new()),
+    });
+    let f2 = fake.clone();
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("ww-cri-fake-{}-{n}", std::process::id()));
@@ -330,7 +414,8 @@ fn serve(mode: Events) -> (CriClient, PathBuf) {
         for s in l.incoming() {
             match s {
                 Ok(s) => {
-                    std::thread::spawn(move || connection(s, mode));
+                    let f = f2.clone();
+                    std::thread::spawn(move || connection(s, f));
                 }
                 Err(_) => return,
             }
@@ -339,6 +424,7 @@ fn serve(mode: Events) -> (CriClient, PathBuf) {
     (
         CriClient::new(Some(&path)).with_relist_interval(Duration::from_millis(10)),
         dir,
+        fake,
     )
 }
 
@@ -408,7 +494,7 @@ fn unimplemented_or_ended_events_fall_back_to_relisting() {
 
 #[test]
 fn containerd_before_2_gets_its_native_task_events() {
-    let (cri, dir) = serve(Events::Native);
+    let (cri, dir, fake) = serve_fake(Events::Native);
     assert_eq!(cri.info().unwrap().mode, MODE_CONTAINERD_EVENTS);
     let cri = Arc::new(cri);
     let got = collect(&cri);
@@ -427,11 +513,31 @@ fn containerd_before_2_gets_its_native_task_events() {
         ]
     );
     // c1's start was reported only once its CRI status said running.
-    assert!(STATUS_CALLS.load(Ordering::SeqCst) >= 3);
+    assert!(fake.look("c1") >= 3);
     // A forced mode is kept.
     let (cri, dir2) = serve(Events::Script);
     let cri = cri.with_event_mode(EventMode::Relist);
     assert_eq!(cri.info().unwrap().mode, MODE_RELIST);
+    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_dir_all(dir2);
+}
+
+#[test]
+fn containerd_events_listings_follow_the_tasks() {
+    let (cri, dir, fake) = serve_fake(Events::Native);
+    assert_eq!(cri.info().unwrap().mode, MODE_CONTAINERD_EVENTS);
+    let mut ids: Vec<String> = cri.list().unwrap().into_iter().map(|c| c.id).collect();
+    ids.sort();
+    // "gone": CRI still says running, but its task has ended: left out. "late": its task
+    // runs, CRI catches up after two looks: listed. "other": no CRI container.
+    assert_eq!(ids, vec!["late", "run", "s1"]);
+    assert!(fake.look("late") >= 3);
+    // Forced relisting does not consult the tasks: CRI's word only.
+    let (cri, dir2) = serve(Events::Native);
+    let cri = cri.with_event_mode(EventMode::Relist);
+    let mut ids: Vec<String> = cri.list().unwrap().into_iter().map(|c| c.id).collect();
+    ids.sort();
+    assert_eq!(ids, vec!["gone", "run", "s1"]);
     let _ = std::fs::remove_dir_all(dir);
     let _ = std::fs::remove_dir_all(dir2);
 }

@@ -26,6 +26,7 @@ use crate::proto::cri_api::{
 use super::convert::{self, PodMeta};
 use super::events::{self, ModeCell};
 use super::mode::EventMode;
+use super::native;
 
 pub(crate) const SERVICE: &str = "/runtime.v1.RuntimeService/";
 
@@ -428,6 +429,55 @@ impl CriClient {
             .ok_or_else(|| Error::Processless { id: id.into() })
     }
 
+    /// Aligns a CRI listing with containerd's tasks (mode
+    /// [`ContainerdEvents`](EventMode::ContainerdEvents), whose events are the tasks'):
+    /// the CRI plugin records a task's start and exit a moment after containerd publishes
+    /// them, and an event stream opened in between would never see them.
+    ///
+    /// - A container whose task is gone or stopped has exited (its exit is not recorded
+    ///   yet): left out. A sandbox only when its task is listed as stopped (a sandbox
+    ///   need not have a task of its own).
+    /// - A task of a CRI container or sandbox that the CRI plugin does not list yet is
+    ///   waited for (at most [`native::SETTLE`]) and then listed.
+    fn align_with_tasks(
+        &self,
+        sandboxes: &mut Vec<PodSandbox>,
+        containers: &mut Vec<ProtoContainer>,
+    ) -> Result<()> {
+        let (alive, ended) = native::tasks(&self.rpc)?;
+        let late: Vec<String> = alive
+            .iter()
+            .filter(|id| {
+                !sandboxes.iter().any(|s| &s.id == *id) && !containers.iter().any(|c| &c.id == *id)
+            })
+            .cloned()
+            .collect();
+        sandboxes.retain(|s| !ended.contains(&s.id));
+        containers.retain(|c| alive.contains(&c.id));
+        for id in late {
+            match native::settle(&self.rpc, &id)? {
+                Some(native::Kind::Sandbox) => {
+                    let mut filter = PodSandboxFilter::new();
+                    filter.id = id.clone();
+                    let mut req = ListPodSandboxRequest::new();
+                    req.filter = MessageField::some(filter);
+                    let r: ListPodSandboxResponse = self.call("ListPodSandbox", &req)?;
+                    sandboxes.extend(r.items.into_iter().filter(|s| {
+                        s.id == id && s.state.enum_value() == Ok(PodSandboxState::SANDBOX_READY)
+                    }));
+                }
+                Some(native::Kind::Container) => containers.extend(
+                    self.rpc
+                        .containers(Some(&id), Some(ContainerState::CONTAINER_RUNNING))?
+                        .into_iter()
+                        .filter(|c| c.id == id),
+                ),
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
     fn run_job(&self, job: &Job<'_>, engine: &Arc<EngineRef>) -> Result<Container> {
         match job {
             Job::Sandbox(s) => self.sandbox_container(&s.id, engine),
@@ -471,8 +521,11 @@ impl EngineClient for CriClient {
         let engine = self.engine_ref();
         // One sandbox listing per listing; containers of sandboxes that are not ready
         // (going away) are skipped.
-        let sandboxes = self.rpc.ready_sandboxes()?;
-        let containers = self.rpc.running_containers()?;
+        let mut sandboxes = self.rpc.ready_sandboxes()?;
+        let mut containers = self.rpc.running_containers()?;
+        if *self.mode.lock() == Some(EventMode::ContainerdEvents) {
+            self.align_with_tasks(&mut sandboxes, &mut containers)?;
+        }
         let by_id: HashMap<&str, &PodSandbox> =
             sandboxes.iter().map(|s| (s.id.as_str(), s)).collect();
         let mut jobs: Vec<Job<'_>> = sandboxes.iter().map(Job::Sandbox).collect();

@@ -49,9 +49,13 @@
 //!   ready), and exits a moment before its CRI status says exited: a start is reported
 //!   only once the CRI status agrees (waiting at most 3 s), and an inspection right
 //!   after an exit event may still find the container running (the watcher then relies
-//!   on the exit event). A stream reconnect that falls into that window of a few
-//!   milliseconds can leave the listing one step behind until the container's next
-//!   event. containerd 1.x shims publish task events through a `containerd publish`
+//!   on the exit event). So that a stream (re)opened inside such a window (whose event
+//!   it missed) cannot leave the listing behind for good, listings in this mode follow
+//!   containerd's tasks: a container whose task has ended is left out, and a CRI
+//!   container or sandbox whose task runs but that the CRI plugin does not list yet is
+//!   waited for (at most 3 s) and listed. A sandbox whose task is already deleted while
+//!   the CRI plugin still says ready stays listed until its status catches up (a sandbox
+//!   need not have a task of its own). containerd 1.x shims publish task events through a `containerd publish`
 //!   child process: exits arrive tens of milliseconds after the exit (see the
 //!   `cri_exits` test's latency figures).
 //! - **containerd 2.x**: the `GetContainerEvents` handler blocks while nothing happens and
@@ -98,4 +102,6 @@ pub mod containerd_api {
     };
     pub use crate::proto::containerd_events::{Envelope, SubscribeRequest};
     pub use crate::proto::containerd_task_events::{TaskExit, TaskOOM, TaskStart};
+    pub use crate::proto::containerd_task_types::{Process, Status as TaskStatus};
+    pub use crate::proto::containerd_tasks::{ListTasksRequest, ListTasksResponse};
 }

@@ -21,7 +21,7 @@
 //! - Pause and resume are not CRI states (CRI lists those containers as running) and are
 //!   not subscribed to.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant, SystemTime};
 
 use protobuf::well_known_types::timestamp::Timestamp;
@@ -33,6 +33,8 @@ use crate::grpc::MessageStream;
 use crate::proto::containerd_containers::{GetContainerRequest, GetContainerResponse};
 use crate::proto::containerd_events::{Envelope, SubscribeRequest};
 use crate::proto::containerd_task_events::{TaskExit, TaskOOM, TaskStart};
+use crate::proto::containerd_task_types::Status;
+use crate::proto::containerd_tasks::{ListTasksRequest, ListTasksResponse};
 use crate::proto::cri_api::{
     ContainerState, ContainerStatusRequest, ContainerStatusResponse, PodSandboxState,
     PodSandboxStatusRequest, PodSandboxStatusResponse,
@@ -48,6 +50,7 @@ pub(crate) const KIND_LABEL: &str = "io.cri-containerd.kind";
 
 const EVENTS_SUBSCRIBE: &str = "/containerd.services.events.v1.Events/Subscribe";
 const CONTAINERS_GET: &str = "/containerd.services.containers.v1.Containers/Get";
+const TASKS_LIST: &str = "/containerd.services.tasks.v1.Tasks/List";
 const NAMESPACE_KEY: &str = "containerd-namespace";
 
 /// The subscribed topics (containerd needs the quotes; unquoted values match nothing).
@@ -153,7 +156,7 @@ pub(crate) fn decode(env: &Envelope) -> Result<Option<Task>> {
 
 /// What the CRI plugin made a containerd container for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     Sandbox,
     Container,
 }
@@ -207,98 +210,125 @@ impl TaskEvents {
             self.pending_oom.push_back(id);
         }
     }
+}
 
-    /// Whether containerd container `id` of namespace `k8s.io` is a CRI sandbox or
-    /// container (`None`: not the CRI plugin's, or gone).
-    fn kind(&self, id: &str) -> Result<Option<Kind>> {
-        let mut req = GetContainerRequest::new();
-        req.id = id.to_string();
-        let r: Result<GetContainerResponse> = self.rpc.channel.unary_msg(
-            CONTAINERS_GET,
+/// Whether containerd container `id` of namespace `k8s.io` is a CRI sandbox or
+/// container (`None`: not the CRI plugin's, or gone).
+pub(crate) fn kind(rpc: &Rpc, id: &str) -> Result<Option<Kind>> {
+    let mut req = GetContainerRequest::new();
+    req.id = id.to_string();
+    let r: Result<GetContainerResponse> = rpc.channel.unary_msg(
+        CONTAINERS_GET,
+        &[(NAMESPACE_KEY, CRI_NAMESPACE)],
+        &req,
+        Some(CALL_DEADLINE),
+    );
+    match r {
+        Ok(r) => Ok(r
+            .container
+            .as_ref()
+            .and_then(|c| c.labels.get(KIND_LABEL))
+            .and_then(|k| match k.as_str() {
+                "sandbox" => Some(Kind::Sandbox),
+                "container" => Some(Kind::Container),
+                _ => None,
+            })),
+        Err(Error::Grpc {
+            code: NOT_FOUND, ..
+        }) => Ok(None),
+        Err(e) => Err(rpc.map_err(e)),
+    }
+}
+
+/// Whether the CRI plugin has caught up with the start of `id`: `Some(true)` yes,
+/// `Some(false)` not yet, `None` it no longer knows the container (report nothing).
+fn caught_up(rpc: &Rpc, id: &str, kind: Kind) -> Result<Option<bool>> {
+    let r = match kind {
+        Kind::Container => {
+            let mut req = ContainerStatusRequest::new();
+            req.container_id = id.to_string();
+            rpc.call::<_, ContainerStatusResponse>("ContainerStatus", &req)
+                .map(|r| {
+                    let created = r.status.as_ref().map(|s| s.state)
+                        == Some(EnumOrUnknown::new(ContainerState::CONTAINER_CREATED));
+                    Some(!created)
+                })
+        }
+        Kind::Sandbox => {
+            let mut req = PodSandboxStatusRequest::new();
+            req.pod_sandbox_id = id.to_string();
+            rpc.call::<_, PodSandboxStatusResponse>("PodSandboxStatus", &req)
+                .map(|r| {
+                    Some(
+                        r.status.as_ref().map(|s| s.state)
+                            == Some(EnumOrUnknown::new(PodSandboxState::SANDBOX_READY)),
+                    )
+                })
+        }
+    };
+    match r {
+        // A sandbox is registered with the CRI plugin only after its task started.
+        Err(Error::Grpc {
+            code: NOT_FOUND, ..
+        }) if kind == Kind::Sandbox => Ok(Some(false)),
+        Err(Error::Grpc {
+            code: NOT_FOUND, ..
+        }) => Ok(None),
+        r => r,
+    }
+}
+
+/// Waits until the CRI plugin agrees that `id` started (at most [`SETTLE`]); its kind,
+/// or `None`: not the CRI plugin's, or gone (report nothing).
+pub(crate) fn settle(rpc: &Rpc, id: &str) -> Result<Option<Kind>> {
+    let Some(kind) = kind(rpc, id)? else {
+        return Ok(None);
+    };
+    let end = Instant::now() + SETTLE;
+    let mut pause = SETTLE_FIRST;
+    loop {
+        match caught_up(rpc, id, kind)? {
+            Some(true) => return Ok(Some(kind)),
+            None => return Ok(None),
+            Some(false) => {}
+        }
+        let now = Instant::now();
+        if now >= end {
+            log::debug!("CRI status of {id} did not catch up with its start in {SETTLE:?}");
+            return Ok(Some(kind));
+        }
+        rpc.cancel.check()?;
+        std::thread::sleep(pause.min(end - now));
+        pause = (pause * 2).min(SETTLE_MAX);
+    }
+}
+
+/// The ids of the containers of namespace `k8s.io` whose task is alive (running or
+/// paused), and of those whose task has ended but is not yet deleted.
+pub(crate) fn tasks(rpc: &Rpc) -> Result<(HashSet<String>, HashSet<String>)> {
+    let r: ListTasksResponse = rpc
+        .channel
+        .unary_msg(
+            TASKS_LIST,
             &[(NAMESPACE_KEY, CRI_NAMESPACE)],
-            &req,
+            &ListTasksRequest::new(),
             Some(CALL_DEADLINE),
-        );
-        match r {
-            Ok(r) => Ok(r
-                .container
-                .as_ref()
-                .and_then(|c| c.labels.get(KIND_LABEL))
-                .and_then(|k| match k.as_str() {
-                    "sandbox" => Some(Kind::Sandbox),
-                    "container" => Some(Kind::Container),
-                    _ => None,
-                })),
-            Err(Error::Grpc {
-                code: NOT_FOUND, ..
-            }) => Ok(None),
-            Err(e) => Err(self.rpc.map_err(e)),
-        }
-    }
-
-    /// Whether the CRI plugin has caught up with the start of `id`: `Some(true)` yes,
-    /// `Some(false)` not yet, `None` it no longer knows the container (report nothing).
-    fn caught_up(&self, id: &str, kind: Kind) -> Result<Option<bool>> {
-        let r = match kind {
-            Kind::Container => {
-                let mut req = ContainerStatusRequest::new();
-                req.container_id = id.to_string();
-                self.rpc
-                    .call::<_, ContainerStatusResponse>("ContainerStatus", &req)
-                    .map(|r| {
-                        let created = r.status.as_ref().map(|s| s.state)
-                            == Some(EnumOrUnknown::new(ContainerState::CONTAINER_CREATED));
-                        Some(!created)
-                    })
-            }
-            Kind::Sandbox => {
-                let mut req = PodSandboxStatusRequest::new();
-                req.pod_sandbox_id = id.to_string();
-                self.rpc
-                    .call::<_, PodSandboxStatusResponse>("PodSandboxStatus", &req)
-                    .map(|r| {
-                        Some(
-                            r.status.as_ref().map(|s| s.state)
-                                == Some(EnumOrUnknown::new(PodSandboxState::SANDBOX_READY)),
-                        )
-                    })
-            }
+        )
+        .map_err(|e| rpc.map_err(e))?;
+    let (mut alive, mut ended) = (HashSet::new(), HashSet::new());
+    for t in r.tasks {
+        let id = if t.container_id.is_empty() {
+            t.id
+        } else {
+            t.container_id
         };
-        match r {
-            // A sandbox is registered with the CRI plugin only after its task started.
-            Err(Error::Grpc {
-                code: NOT_FOUND, ..
-            }) if kind == Kind::Sandbox => Ok(Some(false)),
-            Err(Error::Grpc {
-                code: NOT_FOUND, ..
-            }) => Ok(None),
-            r => r,
-        }
-    }
-
-    /// Waits until the CRI plugin agrees that `id` started; `false`: report nothing.
-    fn settle(&self, id: &str) -> Result<bool> {
-        let Some(kind) = self.kind(id)? else {
-            return Ok(false);
+        match t.status.enum_value() {
+            Ok(Status::RUNNING | Status::PAUSED | Status::PAUSING) => alive.insert(id),
+            Ok(Status::STOPPED) => ended.insert(id),
+            _ => false,
         };
-        let end = Instant::now() + SETTLE;
-        let mut pause = SETTLE_FIRST;
-        loop {
-            match self.caught_up(id, kind)? {
-                Some(true) => return Ok(true),
-                None => return Ok(false),
-                Some(false) => {}
-            }
-            let now = Instant::now();
-            if now >= end {
-                log::debug!("CRI status of {id} did not catch up with its start in {SETTLE:?}");
-                return Ok(true);
-            }
-            self.rpc.cancel.check()?;
-            std::thread::sleep(pause.min(end - now));
-            pause = (pause * 2).min(SETTLE_MAX);
-        }
     }
+    Ok((alive, ended))
 }
 
 impl EventStream for TaskEvents {
@@ -327,7 +357,7 @@ impl EventStream for TaskEvents {
                 }
                 Task::Start(id) => {
                     self.take_oom(&id);
-                    if !self.settle(&id)? {
+                    if settle(&self.rpc, &id)?.is_none() {
                         continue;
                     }
                     (RawEventKind::Started, id, timestamp(env.timestamp.as_ref()))
