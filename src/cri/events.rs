@@ -14,7 +14,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
 use protobuf::Message;
@@ -30,9 +30,15 @@ use super::mode::EventMode;
 use super::native::TaskEvents;
 use super::relist::RelistStream;
 
-/// gRPC status codes that, answered to a new event stream before any message, mean "this
-/// runtime has no such event source": UNKNOWN, FAILED_PRECONDITION, UNIMPLEMENTED.
-pub(crate) const REFUSED: [u32; 3] = [2, 9, 12];
+/// gRPC UNIMPLEMENTED: the runtime has no such event source.
+const UNIMPLEMENTED: u32 = 12;
+/// gRPC status codes that, answered to a new event stream at once, also mean "no such
+/// event source here" (a handler that refuses with a plain error, e.g. pod events that
+/// are not enabled): UNKNOWN, FAILED_PRECONDITION.
+const REFUSED_AT_ONCE: [u32; 2] = [2, 9];
+/// How soon after the open an end or one of [`REFUSED_AT_ONCE`] counts as a refusal
+/// (later, it is a failure like any other: the watcher reconnects).
+const AT_ONCE: Duration = Duration::from_secs(2);
 
 /// Most exited ids remembered to report an exit only once (stopped, then deleted).
 const MAX_EXITED: usize = 4096;
@@ -77,6 +83,7 @@ pub(crate) fn open(client: &CriClient) -> Result<Box<dyn EventStream>> {
                 exited: HashSet::new(),
                 opened: nanos(opened),
                 got_any: false,
+                since: Instant::now(),
                 mode: client.mode.clone(),
             }))
         }
@@ -96,11 +103,14 @@ pub(crate) fn open(client: &CriClient) -> Result<Box<dyn EventStream>> {
     }
 }
 
-/// Handles the end or failure of an event stream: a refusal before the first message
-/// switches `mode` to relist and ends the stream (`Ok(None)`: the watcher reconnects).
+/// Handles the end or failure of an event stream opened at `opened`: a refusal before
+/// the first message (UNIMPLEMENTED; or, at once, an orderly end or one of
+/// [`REFUSED_AT_ONCE`]) switches `mode` to relist and ends the stream (`Ok(None)`: the
+/// watcher reconnects).
 pub(crate) fn ended(
     r: Result<()>,
     got_any: bool,
+    opened: Instant,
     cancel: &CancelSet,
     mode: &ModeCell,
     what: &str,
@@ -108,9 +118,14 @@ pub(crate) fn ended(
     if cancel.is_cancelled() {
         return Err(Error::Cancelled);
     }
+    let at_once = opened.elapsed() < AT_ONCE;
     let refused = match &r {
-        Ok(()) => true,
-        Err(Error::Grpc { code, .. }) => REFUSED.contains(code),
+        Ok(()) => at_once,
+        Err(Error::Grpc {
+            code: UNIMPLEMENTED,
+            ..
+        }) => true,
+        Err(Error::Grpc { code, .. }) => at_once && REFUSED_AT_ONCE.contains(code),
         Err(_) => false,
     };
     if !got_any && refused {
@@ -135,6 +150,8 @@ pub(crate) struct EventedStream {
     /// backlog that the listing after the open already reflects.
     opened: i64,
     got_any: bool,
+    /// When the stream was opened (for telling a refusal from a failure).
+    since: Instant,
     mode: ModeCell,
 }
 
@@ -183,29 +200,20 @@ pub(crate) fn map_event(
     Some(raw)
 }
 
+impl EventedStream {
+    fn ended(&self, r: Result<()>) -> Result<Option<RawEvent>> {
+        let what = "GetContainerEvents";
+        ended(r, self.got_any, self.since, &self.cancel, &self.mode, what)
+    }
+}
+
 impl EventStream for EventedStream {
     fn next_event(&mut self) -> Result<Option<RawEvent>> {
         loop {
             let ev = match self.stream.next_msg::<ContainerEventResponse>() {
                 Ok(Some(ev)) => ev,
-                Ok(None) => {
-                    return ended(
-                        Ok(()),
-                        self.got_any,
-                        &self.cancel,
-                        &self.mode,
-                        "GetContainerEvents",
-                    )
-                }
-                Err(e) => {
-                    return ended(
-                        Err(e),
-                        self.got_any,
-                        &self.cancel,
-                        &self.mode,
-                        "GetContainerEvents",
-                    )
-                }
+                Ok(None) => return self.ended(Ok(())),
+                Err(e) => return self.ended(Err(e)),
             };
             self.got_any = true;
             // A backlog event (containerd 2.x keeps events for a while when nobody
@@ -232,6 +240,41 @@ mod tests {
         e.container_event_type = EnumOrUnknown::new(t);
         e.created_at = 1_000_000_000;
         e
+    }
+
+    #[test]
+    fn refusals_switch_to_relisting_failures_do_not() {
+        let grpc = |code| {
+            Err(Error::Grpc {
+                code,
+                message: "x".into(),
+            })
+        };
+        let now = Instant::now();
+        let late = now - Duration::from_secs(60);
+        let cancel = CancelSet::new();
+        let run = |r: Result<()>, got_any, opened| {
+            let mode: ModeCell = Arc::new(Mutex::new(Some(EventMode::Evented)));
+            let out = ended(r, got_any, opened, &cancel, &mode, "test");
+            let relist = *mode.lock() == Some(EventMode::Relist);
+            (out, relist)
+        };
+        // Refusals before any event: relist, and the stream ends.
+        assert_eq!(run(grpc(UNIMPLEMENTED), false, late), (Ok(None), true));
+        assert_eq!(run(grpc(2), false, now), (Ok(None), true));
+        assert_eq!(run(grpc(9), false, now), (Ok(None), true));
+        assert_eq!(run(Ok(()), false, now), (Ok(None), true));
+        // Not refusals: a late UNKNOWN, a late end, other codes, anything after an event.
+        assert_eq!(run(grpc(2), false, late), (grpc(2).map(|_| None), false));
+        assert_eq!(run(Ok(()), false, late), (Ok(None), false));
+        assert_eq!(run(grpc(14), false, now), (grpc(14).map(|_| None), false));
+        assert_eq!(
+            run(grpc(UNIMPLEMENTED), true, now),
+            (grpc(UNIMPLEMENTED).map(|_| None), false)
+        );
+        assert_eq!(run(Ok(()), true, now), (Ok(None), false));
+        cancel.cancel();
+        assert_eq!(run(grpc(12), false, now), (Err(Error::Cancelled), false));
     }
 
     #[test]

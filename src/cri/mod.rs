@@ -44,20 +44,24 @@
 //!   events`, another watcher, an earlier short-lived client) steals events: two watchers
 //!   and one `ps` between them once reported 0 of 4 exits. The client therefore never
 //!   opens `GetContainerEvents` on containerd before 2.0 and takes containerd's task
-//!   events instead, which are broadcast (mode [`MODE_CONTAINERD_EVENTS`]). A task starts
-//!   a moment before the CRI plugin records the container as running (the sandbox as
-//!   ready), and exits a moment before its CRI status says exited: a start is reported
-//!   only once the CRI status agrees (waiting at most 3 s), and an inspection right
+//!   events instead, which are broadcast (mode [`MODE_CONTAINERD_EVENTS`]).
+//! - **Task events run ahead of the CRI status** (mode [`MODE_CONTAINERD_EVENTS`]): a task
+//!   starts a moment before the CRI plugin records the container as running (the sandbox
+//!   as ready), and exits a moment before its CRI status says exited. A start is
+//!   reported only once the CRI status agrees (waiting at most 3 s); an inspection right
 //!   after an exit event may still find the container running (the watcher then relies
-//!   on the exit event). So that a stream (re)opened inside such a window (whose event
-//!   it missed) cannot leave the listing behind for good, listings in this mode follow
-//!   containerd's tasks: a container whose task has ended is left out, and a CRI
-//!   container or sandbox whose task runs but that the CRI plugin does not list yet is
-//!   waited for (at most 3 s) and listed. A sandbox whose task is already deleted while
-//!   the CRI plugin still says ready stays listed until its status catches up (a sandbox
-//!   need not have a task of its own). containerd 1.x shims publish task events through a `containerd publish`
-//!   child process: exits arrive tens of milliseconds after the exit (see the
-//!   `cri_exits` test's latency figures).
+//!   on the exit event). So that a stream (re)opened inside such a window cannot leave
+//!   the portfolio behind for good, listings in this mode follow containerd's tasks: a
+//!   container whose task has ended is left out, and a CRI container or sandbox whose
+//!   task runs before the CRI plugin lists it is waited for (at most 3 s) and listed. A
+//!   sandbox whose task is already deleted while the CRI plugin still says ready is
+//!   listed all the same (a sandbox need not have a task of its own).
+//! - The event stream goes live a moment after [`events`](crate::EngineClient::events)
+//!   returns (neither containerd service confirms a subscription before its first
+//!   event), as with the [`containerd`](crate::containerd) client.
+//! - containerd's task exit events arrive some tens of milliseconds after the exit time
+//!   they carry (1.6, 1.7 and 2.1 alike); containerd 2.x's CRI exit events carry a later
+//!   time, when the CRI plugin handled the exit, and arrive about 1 ms after it.
 //! - **containerd 2.x**: the `GetContainerEvents` handler blocks while nothing happens and
 //!   answers an expired request deadline with RST_STREAM(CANCEL) a few milliseconds
 //!   before a client's own timer fires; the stream is therefore opened without a

@@ -167,6 +167,7 @@ pub(crate) struct TaskEvents {
     rpc: Rpc,
     mode: ModeCell,
     got_any: bool,
+    since: Instant,
     pending_oom: VecDeque<String>,
 }
 
@@ -188,8 +189,21 @@ impl TaskEvents {
             rpc,
             mode,
             got_any: false,
+            since: Instant::now(),
             pending_oom: VecDeque::new(),
         })
+    }
+
+    fn ended(&self, r: Result<()>) -> Result<Option<RawEvent>> {
+        let what = "containerd's event subscription";
+        ended(
+            r,
+            self.got_any,
+            self.since,
+            &self.rpc.cancel,
+            &self.mode,
+            what,
+        )
     }
 
     fn take_oom(&mut self, id: &str) -> bool {
@@ -333,12 +347,11 @@ pub(crate) fn tasks(rpc: &Rpc) -> Result<(HashSet<String>, HashSet<String>)> {
 
 impl EventStream for TaskEvents {
     fn next_event(&mut self) -> Result<Option<RawEvent>> {
-        const WHAT: &str = "containerd's event subscription";
         loop {
             let env = match self.stream.next_msg::<Envelope>() {
                 Ok(Some(env)) => env,
-                Ok(None) => return ended(Ok(()), self.got_any, &self.rpc.cancel, &self.mode, WHAT),
-                Err(e) => return ended(Err(e), self.got_any, &self.rpc.cancel, &self.mode, WHAT),
+                Ok(None) => return self.ended(Ok(())),
+                Err(e) => return self.ended(Err(e)),
             };
             self.got_any = true;
             let task = match decode(&env) {
