@@ -382,3 +382,103 @@ fn exit_latency_is_measured() {
         w.close();
     }
 }
+
+/// One `whalewatch --cri PATH events --json` process; its lines `(id, type, exit_code)`.
+struct CliWatcher {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<(String, String, Option<i64>)>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl CliWatcher {
+    fn start(path: &str) -> CliWatcher {
+        use std::io::BufRead;
+        let mut child = Command::new(binary())
+            .args(["--cri", path, "events", "--json"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("cannot run whalewatch");
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines() {
+                let Ok(line) = line else { return };
+                let v: serde_json::Value = serde_json::from_str(&line).expect("JSON line");
+                let id = v["container"]["id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                let kind = v["type"].as_str().unwrap_or_default().to_string();
+                if tx.send((id, kind, v["exit_code"].as_i64())).is_err() {
+                    return;
+                }
+            }
+        });
+        CliWatcher {
+            child,
+            lines,
+            reader: Some(reader),
+        }
+    }
+
+    /// Waits for a line of each `(id, type)` in `want`; the exit codes of the exits.
+    fn await_lines(&self, want: &[(&str, &str)]) -> BTreeMap<String, Option<i64>> {
+        let end = Instant::now() + Duration::from_secs(20);
+        let mut seen: Vec<(String, String, Option<i64>)> = Vec::new();
+        while !want
+            .iter()
+            .all(|(id, k)| seen.iter().any(|(i, kk, _)| i == id && kk == k))
+        {
+            let left = end.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "timed out waiting for {want:?}; got {seen:?}"
+            );
+            if let Ok(l) = self.lines.recv_timeout(left) {
+                seen.push(l);
+            }
+        }
+        seen.into_iter()
+            .filter(|(_, k, _)| k == "exited")
+            .map(|(i, _, c)| (i, c))
+            .collect()
+    }
+}
+
+impl Drop for CliWatcher {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+    }
+}
+
+/// The reproduction, as a user runs it: two `whalewatch events` side by side, a
+/// `whalewatch ps` between them and a raw CRI event subscriber; every exit reaches both.
+#[test]
+fn two_cli_watchers_and_a_ps_between_them_see_every_exit() {
+    let Some(path) = endpoint() else { return };
+    let _s = serial();
+    let cri = CriClient::new(Some(&path));
+    let pod = Pod::run(&cri, "cli");
+    let clis = [CliWatcher::start(&path), CliWatcher::start(&path)];
+    // Synced: each printed the (synthetic) start of the pod's sandbox.
+    for c in &clis {
+        c.await_lines(&[(&pod.id, "started")]);
+    }
+    ps(&path);
+    let _raw = RawSubscriber::open(&path);
+    let kill = pod.run_container("kill");
+    let three = pod.run_cmd("three", &["sh", "-c", "sleep 2; exit 3"]);
+    for c in &clis {
+        c.await_lines(&[(&kill, "started"), (&three, "started")]);
+    }
+    pod.stop(&kill);
+    for (i, c) in clis.iter().enumerate() {
+        let exits = c.await_lines(&[(&kill, "exited"), (&three, "exited")]);
+        assert_eq!(exits[&kill], Some(137), "cli {i}");
+        assert_eq!(exits[&three], Some(3), "cli {i}");
+    }
+}
