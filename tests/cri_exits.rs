@@ -482,3 +482,50 @@ fn two_cli_watchers_and_a_ps_between_them_see_every_exit() {
         assert_eq!(exits[&three], Some(3), "cli {i}");
     }
 }
+
+/// containerd 2.x keeps CRI events while nobody subscribes and hands them to the next
+/// subscriber; the client's stream must not report them (the listing after the open is
+/// fresher). Changes made while nobody listens, then a stream: nothing about them, but a
+/// live change afterwards comes through.
+#[test]
+fn a_backlog_from_before_the_stream_is_not_reported() {
+    let Some(path) = endpoint() else { return };
+    let _s = serial();
+    let cri = std::sync::Arc::new(CriClient::new(Some(&path)));
+    let pod = Pod::run(&cri, "backlog");
+    let gone = pod.run_container("gone");
+    pod.stop(&gone);
+    exited_truth(&pod.ch, &gone);
+    let mut stream = cri.events().expect("events");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        while let Ok(Some(e)) = stream.next_event() {
+            if tx.send(e).is_err() {
+                break;
+            }
+        }
+    });
+    let old = [pod.id.clone(), gone.clone()];
+    let quiet_until = Instant::now() + Duration::from_secs(1);
+    while let Some(left) = quiet_until.checked_duration_since(Instant::now()) {
+        if let Ok(e) = rx.recv_timeout(left) {
+            assert!(!old.contains(&e.id), "stale event {e:?}");
+        }
+    }
+    let live = pod.run_container("live");
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "no live start");
+        match rx.recv_timeout(left) {
+            Ok(e) if e.id == live => {
+                assert_eq!(e.kind, RawEventKind::Started);
+                break;
+            }
+            Ok(e) => assert!(!old.contains(&e.id), "stale event {e:?}"),
+            Err(_) => {}
+        }
+    }
+    cri.cancel();
+    reader.join().unwrap();
+}
