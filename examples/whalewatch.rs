@@ -7,7 +7,9 @@
 //!   ps [--json] | events [--json] [--count N] [--since SEQ] | watch | stats [--json]
 //! ```
 //!
-//! Errors are one line on stderr starting with `whalewatch:`, and exit status 1.
+//! `ps` lists each engine once through its client and opens no event stream (an
+//! abandoned stream costs some engines an event: containerd 1.7's CRI). Errors are one
+//! line on stderr starting with `whalewatch:`, and exit status 1.
 #![forbid(unsafe_code)]
 
 #[path = "whalewatch/args.rs"]

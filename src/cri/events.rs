@@ -6,8 +6,9 @@
 //!   stream). Events created before the stream was opened are dropped: containerd 2.x
 //!   hands a backlog of up to 5 minutes of old events to a new subscriber, and the
 //!   listing that follows the open already reflects them. A runtime that refuses the
-//!   call before sending anything (UNIMPLEMENTED, or an orderly end) switches the client
-//!   to [`EventMode::Relist`], and the stream ends so that the watcher reconnects.
+//!   call before sending anything (UNIMPLEMENTED; or at once: an orderly end, UNKNOWN,
+//!   FAILED_PRECONDITION) switches the client to [`EventMode::Relist`], and the stream
+//!   ends so that the watcher reconnects.
 //! - [`EventMode::ContainerdEvents`]: containerd's own task events, see
 //!   [`native`](super::native).
 //! - [`EventMode::Relist`]: the relisting [`RelistStream`].
