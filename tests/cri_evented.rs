@@ -20,11 +20,12 @@ use whalewatcher::cri::api::{
 };
 use whalewatcher::cri::containerd_api::{
     Container as NativeContainer, Envelope, GetContainerRequest, GetContainerResponse,
-    ListTasksResponse, Process, SubscribeRequest, TaskExit, TaskOOM, TaskStart, TaskStatus,
+    GetRequest as TaskGetRequest, GetResponse as TaskGetResponse, ListTasksResponse, Process,
+    SubscribeRequest, TaskExit, TaskOOM, TaskStart, TaskStatus,
 };
 use whalewatcher::cri::{CriClient, EventMode, MODE_CONTAINERD_EVENTS, MODE_EVENTED, MODE_RELIST};
 use whalewatcher::grpc::frame::{self, Frame};
-use whalewatcher::{EngineClient, Error, RawEventKind};
+use whalewatcher::{EngineClient, Error, Inspection, RawEventKind};
 
 /// How the fake answers `GetContainerEvents` (and which runtime it claims to be).
 #[derive(Clone, Copy, PartialEq)]
@@ -256,7 +257,7 @@ fn answer(
                 v.runtime_version = "1.0".into();
             }
             v.write_to_bytes().unwrap()
-        } else if path.ends_with("/Get") {
+        } else if path.ends_with("/Containers/Get") {
             let req: GetContainerRequest = request(body);
             let mut c = NativeContainer::new();
             c.id = req.id.clone();
@@ -286,6 +287,13 @@ fn answer(
             } else {
                 ContainerState::CONTAINER_RUNNING
             });
+            // "gone" ran out of memory: its CRI status records the exit after one look.
+            if id == "gone" && fake.look(&id) >= 1 {
+                st.state = EnumOrUnknown::new(ContainerState::CONTAINER_EXITED);
+                st.exit_code = 137;
+                st.finished_at = 1_700_000_000_000_000_000;
+                st.reason = "OOMKilled".into();
+            }
             let mut r = ContainerStatusResponse::new();
             r.status = MessageField::some(st);
             r.info = info(7);
@@ -317,8 +325,26 @@ fn answer(
                 .unwrap_or_default();
             if id.is_empty() {
                 r.containers = vec![cri_container("run"), cri_container("gone")];
-            } else if id == "late" {
-                r.containers = vec![cri_container("late")];
+            } else if ["late", "run", "gone"].contains(&id.as_str()) {
+                r.containers = vec![cri_container(&id)];
+            }
+            r.write_to_bytes().unwrap()
+        } else if path.ends_with("/Tasks/Get") {
+            // "run" runs; "gone" has ended with 137 (not yet deleted); others: no task.
+            let req: TaskGetRequest = request(body);
+            let mut r = TaskGetResponse::new();
+            let mut p = Process::new();
+            p.id = req.container_id.clone();
+            match req.container_id.as_str() {
+                "run" => p.status = EnumOrUnknown::new(TaskStatus::RUNNING),
+                "gone" => {
+                    p.status = EnumOrUnknown::new(TaskStatus::STOPPED);
+                    p.exit_status = 137;
+                }
+                _ => {}
+            }
+            if !p.status.enum_value_or_default().eq(&TaskStatus::UNKNOWN) {
+                r.process = MessageField::some(p);
             }
             r.write_to_bytes().unwrap()
         } else if path.ends_with("/Tasks/List") {
@@ -355,7 +381,7 @@ fn connection(mut s: UnixStream, fake: Arc<Fake>) {
     let _ = s.write_all(&Frame::new(frame::SETTINGS, frame::ACK, 0, vec![]).encode());
     let mut paths: HashMap<u32, String> = HashMap::new();
     let mut bodies: HashMap<u32, Vec<u8>> = HashMap::new();
-    const METHODS: [&str; 9] = [
+    const METHODS: [&str; 10] = [
         "GetContainerEvents",
         "Version",
         "ListPodSandbox",
@@ -365,6 +391,7 @@ fn connection(mut s: UnixStream, fake: Arc<Fake>) {
         "Subscribe",
         "Containers/Get",
         "Tasks/List",
+        "Tasks/Get",
     ];
     loop {
         let f = match frame::read_frame(&mut s, 1 << 24, &io_err) {
@@ -532,6 +559,21 @@ fn containerd_events_listings_follow_the_tasks() {
     // runs, CRI catches up after two looks: listed. "other": no CRI container.
     assert_eq!(ids, vec!["late", "run", "s1"]);
     assert!(fake.look("late") >= 3);
+    // inspect agrees: "gone" has exited (with the exit the CRI status records a moment
+    // after its task ended), "run" is alive.
+    assert!(matches!(cri.inspect("run").unwrap(), Inspection::Alive(c) if c.pid == 7));
+    match cri.inspect("gone").unwrap() {
+        Inspection::Exited(c, st) => {
+            assert_eq!(
+                (c.id.as_str(), c.pid, c.name.as_str()),
+                ("gone", 0, "name-gone")
+            );
+            assert_eq!(st.exit_code, Some(137));
+            assert!(st.oom);
+            assert!(st.time.is_some());
+        }
+        other => panic!("{other:?}"),
+    }
     // Forced relisting does not consult the tasks: CRI's word only.
     let (cri, dir2) = serve(Events::Native);
     let cri = cri.with_event_mode(EventMode::Relist);

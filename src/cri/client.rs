@@ -11,7 +11,7 @@ use protobuf::{EnumOrUnknown, Message, MessageField};
 
 use crate::container::{Container, EngineRef};
 use crate::engine::{
-    CancelSet, EngineClient, EngineInfo, EventStream, Inspection, RucksackPacker, CRI,
+    CancelSet, EngineClient, EngineInfo, EventStream, ExitStatus, Inspection, RucksackPacker, CRI,
 };
 use crate::error::{Error, Result};
 use crate::grpc::Channel;
@@ -227,6 +227,11 @@ impl CriClient {
                 Err(Error::Grpc {
                     code: NOT_FOUND, ..
                 }) => Err(Error::NotFound { id: id.into() }),
+                Ok(Inspection::Alive(c))
+                    if *self.mode.lock() == Some(EventMode::ContainerdEvents) =>
+                {
+                    self.unless_task_ended(c, &pod)
+                }
                 r => r,
             };
         }
@@ -236,6 +241,41 @@ impl CriClient {
             }) => Err(Error::NotFound { id: id.into() }),
             r => r.map(Inspection::Alive),
         }
+    }
+
+    /// A container the CRI plugin says runs, unless its task has ended already (mode
+    /// [`ContainerdEvents`](EventMode::ContainerdEvents): the CRI status follows the task
+    /// events a moment later, while the listing and the events already say exited). An
+    /// ended task's container is looked at again until the CRI plugin has recorded the
+    /// exit (exit code, OOM reason, finish time; at most [`native::SETTLE`]); after that,
+    /// the task's exit status stands (unknown when the task is already deleted).
+    fn unless_task_ended(&self, c: Container, pod: &PodMeta) -> Result<Inspection> {
+        let (code, time) = match native::task_state(&self.rpc, &c.id)? {
+            native::TaskState::Alive => return Ok(Inspection::Alive(c)),
+            native::TaskState::Stopped(code, time) => (Some(code as i32), time),
+            native::TaskState::Gone => (None, None),
+        };
+        let engine = self.engine_ref();
+        let end = std::time::Instant::now() + native::SETTLE;
+        let mut pause = Duration::from_millis(2);
+        while std::time::Instant::now() < end {
+            self.rpc.cancel.check()?;
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(50));
+            match self.container_inspection(&c.id, pod, &engine) {
+                Ok(i @ Inspection::Exited(..)) => return Ok(i),
+                Ok(Inspection::Alive(_)) => {}
+                Err(e) if e.is_not_alive() || vanished(&e) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        let c = Container { pid: 0, ..c };
+        let status = ExitStatus {
+            exit_code: code,
+            oom: false,
+            time,
+        };
+        Ok(Inspection::Exited(c, status))
     }
 
     /// A client of the CRI socket at `path`, else of `CONTAINER_RUNTIME_ENDPOINT`, else of

@@ -48,12 +48,13 @@
 //! - **Task events run ahead of the CRI status** (mode [`MODE_CONTAINERD_EVENTS`]): a task
 //!   starts a moment before the CRI plugin records the container as running (the sandbox
 //!   as ready), and exits a moment before its CRI status says exited. A start is
-//!   reported only once the CRI status agrees (waiting at most 3 s); an inspection right
-//!   after an exit event may still find the container running (the watcher then relies
-//!   on the exit event). So that a stream (re)opened inside such a window cannot leave
-//!   the portfolio behind for good, listings in this mode follow containerd's tasks: a
-//!   container whose task has ended is left out, and a CRI container or sandbox whose
-//!   task runs before the CRI plugin lists it is waited for (at most 3 s) and listed. A
+//!   reported only once the CRI status agrees (waiting at most 3 s). So that a stream
+//!   (re)opened inside such a window cannot leave the portfolio behind for good,
+//!   listings and inspections in this mode follow containerd's tasks: a container whose
+//!   task has ended is left out of listings, and inspected as exited (with the exit
+//!   status the CRI plugin records a moment later, waited for at most 3 s; else the
+//!   task's); a CRI container or sandbox whose task runs before the CRI plugin lists it
+//!   is waited for (at most 3 s) and listed. A
 //!   sandbox whose task is already deleted while the CRI plugin still says ready is
 //!   listed all the same (a sandbox need not have a task of its own).
 //! - The event stream goes live a moment after [`events`](crate::EngineClient::events)
@@ -107,5 +108,7 @@ pub mod containerd_api {
     pub use crate::proto::containerd_events::{Envelope, SubscribeRequest};
     pub use crate::proto::containerd_task_events::{TaskExit, TaskOOM, TaskStart};
     pub use crate::proto::containerd_task_types::{Process, Status as TaskStatus};
-    pub use crate::proto::containerd_tasks::{ListTasksRequest, ListTasksResponse};
+    pub use crate::proto::containerd_tasks::{
+        GetRequest, GetResponse, ListTasksRequest, ListTasksResponse,
+    };
 }

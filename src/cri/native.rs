@@ -34,7 +34,9 @@ use crate::proto::containerd_containers::{GetContainerRequest, GetContainerRespo
 use crate::proto::containerd_events::{Envelope, SubscribeRequest};
 use crate::proto::containerd_task_events::{TaskExit, TaskOOM, TaskStart};
 use crate::proto::containerd_task_types::Status;
-use crate::proto::containerd_tasks::{ListTasksRequest, ListTasksResponse};
+use crate::proto::containerd_tasks::{
+    GetRequest, GetResponse, ListTasksRequest, ListTasksResponse,
+};
 use crate::proto::cri_api::{
     ContainerState, ContainerStatusRequest, ContainerStatusResponse, PodSandboxState,
     PodSandboxStatusRequest, PodSandboxStatusResponse,
@@ -51,6 +53,7 @@ pub(crate) const KIND_LABEL: &str = "io.cri-containerd.kind";
 const EVENTS_SUBSCRIBE: &str = "/containerd.services.events.v1.Events/Subscribe";
 const CONTAINERS_GET: &str = "/containerd.services.containers.v1.Containers/Get";
 const TASKS_LIST: &str = "/containerd.services.tasks.v1.Tasks/List";
+const TASKS_GET: &str = "/containerd.services.tasks.v1.Tasks/Get";
 const NAMESPACE_KEY: &str = "containerd-namespace";
 
 /// The subscribed topics (containerd needs the quotes; unquoted values match nothing).
@@ -343,6 +346,46 @@ pub(crate) fn tasks(rpc: &Rpc) -> Result<(HashSet<String>, HashSet<String>)> {
         };
     }
     Ok((alive, ended))
+}
+
+/// How a container's task stands, per containerd (namespace `k8s.io`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum TaskState {
+    /// Running or paused.
+    Alive,
+    /// Ended, not yet deleted: its exit status and time.
+    Stopped(u32, Option<SystemTime>),
+    /// No task (deleted, never created), or a status we do not interpret.
+    Gone,
+}
+
+/// The state of container `id`'s task.
+pub(crate) fn task_state(rpc: &Rpc, id: &str) -> Result<TaskState> {
+    let mut req = GetRequest::new();
+    req.container_id = id.to_string();
+    let r: Result<GetResponse> = rpc.channel.unary_msg(
+        TASKS_GET,
+        &[(NAMESPACE_KEY, CRI_NAMESPACE)],
+        &req,
+        Some(CALL_DEADLINE),
+    );
+    let p = match r {
+        Ok(r) => r.process,
+        Err(Error::Grpc {
+            code: NOT_FOUND, ..
+        }) => return Ok(TaskState::Gone),
+        Err(e) => return Err(rpc.map_err(e)),
+    };
+    let Some(p) = p.as_ref() else {
+        return Ok(TaskState::Gone);
+    };
+    Ok(match p.status.enum_value() {
+        Ok(Status::RUNNING | Status::PAUSED | Status::PAUSING | Status::CREATED) => {
+            TaskState::Alive
+        }
+        Ok(Status::STOPPED) => TaskState::Stopped(p.exit_status, timestamp(p.exited_at.as_ref())),
+        _ => TaskState::Gone,
+    })
 }
 
 impl EventStream for TaskEvents {
