@@ -188,6 +188,7 @@ impl Rpc {
         Ok(r.containers)
     }
 
+    /// The running containers.
     pub(crate) fn running_containers(&self) -> Result<Vec<ProtoContainer>> {
         self.containers(None, Some(ContainerState::CONTAINER_RUNNING))
     }
