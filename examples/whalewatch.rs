@@ -7,7 +7,9 @@
 //!   ps [--json] | events [--json] [--count N] [--since SEQ] | watch | stats [--json]
 //! ```
 //!
-//! Errors are one line on stderr starting with `whalewatch:`, and exit status 1.
+//! `ps` lists each engine once through its client and opens no event stream (an
+//! abandoned stream costs some engines an event: containerd 1.7's CRI). Errors are one
+//! line on stderr starting with `whalewatch:`, and exit status 1.
 #![forbid(unsafe_code)]
 
 #[path = "whalewatch/args.rs"]
@@ -23,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use args::{Args, Command, EngineSpec};
-use whalewatcher::discover::{DiscoverOptions, Found};
+use whalewatcher::discover::{discover, DiscoverOptions, Found};
 use whalewatcher::docker::DockerClient;
 use whalewatcher::fleet::{EngineState, Fleet, FleetItem, FleetOptions};
 use whalewatcher::{
@@ -94,6 +96,23 @@ fn found_label(f: &Found) -> String {
 }
 
 fn run(args: Args) -> Result<(), String> {
+    // A one-shot listing asks each engine once and opens no event stream (an abandoned
+    // stream costs the engine: containerd 1.7's CRI hands its next event to it).
+    if let Command::Ps { json } = args.command {
+        let engines = if args.auto {
+            discovered(args.with_cri)?
+        } else {
+            args.engines
+                .iter()
+                .map(|spec| {
+                    let (label, client) = client(spec)?;
+                    client.info().map_err(|e| format!("{label}: {e}"))?;
+                    Ok((label, client))
+                })
+                .collect::<Result<Vec<_>, String>>()?
+        };
+        return ps(&engines, json, !args.auto);
+    }
     let set = if args.auto {
         auto(args.with_cri)?
     } else {
@@ -111,12 +130,33 @@ fn run(args: Args) -> Result<(), String> {
         Set::Fixed(engines)
     };
     match args.command {
-        Command::Ps { json } => ps(&set.engines(), json),
         Command::Events { json, count, since } => events(&set, json, count, since),
         Command::Watch => watch(&set),
         Command::Stats { json } => stats(&set, json),
-        Command::Help => Ok(()),
+        Command::Ps { .. } | Command::Help => Ok(()),
     }
+}
+
+/// An engine's client with its label for messages (`docker unix:///...`).
+type Labelled = (String, Box<dyn EngineClient>);
+
+/// The message when `--auto` finds nothing.
+const NOTHING_FOUND: &str = "--auto found no container engine (no dockerd, containerd, crio or podman process with a socket, no DOCKER_HOST, CONTAINERD_ADDRESS or CONTAINER_RUNTIME_ENDPOINT, no well-known socket)";
+
+/// The discovered engines' clients, for a one-shot listing.
+fn discovered(with_cri: bool) -> Result<Vec<Labelled>, String> {
+    let found = discover(&DiscoverOptions::default().with_cri_for_containerd(with_cri));
+    if found.is_empty() {
+        return Err(NOTHING_FOUND.into());
+    }
+    let mut out = Vec::new();
+    for f in found {
+        match f.client() {
+            Ok(c) => out.push((found_label(&f), c)),
+            Err(e) => eprintln!("whalewatch: warning: {}: {e}", found_label(&f)),
+        }
+    }
+    Ok(out)
 }
 
 /// Discovers the engines and waits (at most [`SYNC_TIMEOUT`] in all) for each to sync; an
@@ -132,7 +172,7 @@ fn auto(with_cri: bool) -> Result<Set, String> {
     });
     let found = fleet.watchers();
     if found.is_empty() {
-        return Err("--auto found no container engine (no dockerd, containerd, crio or podman process with a socket, no DOCKER_HOST, CONTAINERD_ADDRESS or CONTAINER_RUNTIME_ENDPOINT, no well-known socket)".into());
+        return Err(NOTHING_FOUND.into());
     }
     // Poll the fleet, not each watcher: an engine that vanishes meanwhile (a short-lived
     // engine, found just before it ended) is no reason to wait.
@@ -166,10 +206,8 @@ fn auto(with_cri: bool) -> Result<Set, String> {
     Ok(Set::Auto(fleet))
 }
 
-/// Makes the client, checks once that the engine answers (so that a wrong address fails
-/// at once instead of retrying), and starts its watcher.
-fn connect(index: usize, spec: &EngineSpec) -> Result<Engine, String> {
-    let name = format!("whalewatch{index}");
+/// The client of an engine given on the command line, with its label for messages.
+fn client(spec: &EngineSpec) -> Result<Labelled, String> {
     match spec {
         EngineSpec::Docker(url) => {
             let label = format!(
@@ -179,32 +217,39 @@ fn connect(index: usize, spec: &EngineSpec) -> Result<Engine, String> {
                     .unwrap_or_else(|| "(default socket)".into())
             );
             let client = DockerClient::new(url.as_deref()).map_err(|e| format!("{label}: {e}"))?;
-            start(label, name, client)
+            Ok((label, Box::new(client)))
         }
-        EngineSpec::Containerd(path) => containerd(name, path),
-        EngineSpec::Cri(path) => cri(name, path),
+        EngineSpec::Containerd(path) => containerd(path),
+        EngineSpec::Cri(path) => cri(path),
     }
 }
 
+/// Makes the client, checks once that the engine answers (so that a wrong address fails
+/// at once instead of retrying), and starts its watcher.
+fn connect(index: usize, spec: &EngineSpec) -> Result<Engine, String> {
+    let (label, client) = client(spec)?;
+    start(label, format!("whalewatch{index}"), client)
+}
+
 #[cfg(feature = "containerd")]
-fn containerd(name: String, path: &str) -> Result<Engine, String> {
+fn containerd(path: &str) -> Result<Labelled, String> {
     let client = whalewatcher::containerd::ContainerdClient::new(path);
-    start(format!("containerd {path}"), name, client)
+    Ok((format!("containerd {path}"), Box::new(client)))
 }
 
 #[cfg(not(feature = "containerd"))]
-fn containerd(_name: String, _path: &str) -> Result<Engine, String> {
+fn containerd(_path: &str) -> Result<Labelled, String> {
     Err("--containerd needs whalewatch built with the containerd feature".into())
 }
 
 #[cfg(feature = "cri")]
-fn cri(name: String, path: &str) -> Result<Engine, String> {
+fn cri(path: &str) -> Result<Labelled, String> {
     let client = whalewatcher::cri::CriClient::new(Some(path));
-    start(format!("cri {path}"), name, client)
+    Ok((format!("cri {path}"), Box::new(client)))
 }
 
 #[cfg(not(feature = "cri"))]
-fn cri(_name: String, _path: &str) -> Result<Engine, String> {
+fn cri(_path: &str) -> Result<Labelled, String> {
     Err("--cri is not supported by this build (needs the cri feature)".into())
 }
 
@@ -243,17 +288,35 @@ fn emit(text: &str) {
     }
 }
 
-fn ps(engines: &[Engine], json: bool) -> Result<(), String> {
-    let all = all_containers(engines);
+/// `ps`: lists each engine once, through its client (no watcher, no event stream). An
+/// engine given on the command line that fails the listing fails the command; a
+/// discovered one (`strict` false) is reported on stderr and left out.
+fn ps(engines: &[Labelled], json: bool, strict: bool) -> Result<(), String> {
+    let mut all: Vec<Arc<Container>> = Vec::new();
+    let mut modes = Vec::new();
+    for (label, client) in engines {
+        match client.list() {
+            Ok(list) => all.extend(list.into_iter().map(Arc::new)),
+            Err(e) if strict => return Err(format!("{label}: {e}")),
+            Err(e) => {
+                eprintln!("whalewatch: warning: {label}: {e}");
+                continue;
+            }
+        }
+        // The engine's event mode when it has one (CRI), as the watcher reports it.
+        if let Ok(i) = client.info() {
+            if !i.mode.is_empty() {
+                modes.push(format!("{label} ({} events)\n", i.mode));
+            }
+        }
+    }
+    output::sort(&mut all);
     if json {
         emit(&format!("{}\n", output::ps_json(&all)));
     } else {
         emit(&output::ps_table(&all));
-        for e in engines {
-            let mode = engine_mode(e);
-            if !mode.is_empty() {
-                emit(&format!("{}{mode}\n", e.label));
-            }
+        for m in modes {
+            emit(&m);
         }
     }
     Ok(())
@@ -392,7 +455,8 @@ fn health_line(e: &Engine) -> String {
     )
 }
 
-/// The engine's event mode when it has one (CRI: "evented" or "relist"), as " (mode)".
+/// The engine's event mode when it has one (CRI: "evented", "containerd-events" or
+/// "relist"), as " (mode events)".
 fn engine_mode(e: &Engine) -> String {
     match e.watcher.engine_info() {
         Some(i) if !i.mode.is_empty() => format!(" ({} events)", i.mode),

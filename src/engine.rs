@@ -37,7 +37,8 @@ pub struct EngineInfo {
     pub api_path: String,
     /// PID of the engine process, when known (discovery fills it in).
     pub pid: Option<u32>,
-    /// Engine-specific remarks, e.g. the CRI event mode (`"evented"` or `"relist"`).
+    /// Engine-specific remarks, e.g. the CRI event mode (`"evented"`, `"containerd-events"`
+    /// or `"relist"`).
     pub mode: String,
 }
 

@@ -59,8 +59,12 @@
 //!   a second or so after it answered; events in that window reach no client.
 //! - containerd publishes `/tasks/exit` for exec'd processes too; only an exit whose
 //!   process id equals the container id ends a container.
-//! - containerd 1.6's CRI plugin answers `GetContainerEvents` with UNIMPLEMENTED: CRI
-//!   watchers fall back to relisting.
+//! - CRI events differ by containerd generation: 1.6 has no `GetContainerEvents`
+//!   (UNIMPLEMENTED), 1.7's hands each event to ONE open stream (no broadcast), 2.x blocks
+//!   idle streams, resets a stream at its deadline and hands a backlog of up to 5 minutes
+//!   to a new subscriber. The CRI client therefore picks its event source by the
+//!   runtime's version (containerd before 2.0: containerd's own task events) and drops
+//!   backlog events; see [`cri`](crate::cri#known-problems).
 //! - A container that restarts while the watcher is disconnected keeps its id but gets a
 //!   new PID: the resync reports Exited + Started for it.
 //! - A pause or unpause that happens while the watcher is still inspecting a newly

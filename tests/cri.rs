@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use cri_support::{container_truth, sandbox_pid, Pod};
 use whalewatcher::cri::api::ContainerState;
 use whalewatcher::cri::{
-    CriClient, ANNOTATION_KEY_PREFIX, CONTAINER_NAME_LABEL, MODE_RELIST, POD_NAMESPACE_LABEL,
-    POD_NAME_LABEL, POD_UID_LABEL, SANDBOX_LABEL,
+    CriClient, EventMode, ANNOTATION_KEY_PREFIX, CONTAINER_NAME_LABEL, MODE_RELIST,
+    POD_NAMESPACE_LABEL, POD_NAME_LABEL, POD_UID_LABEL, SANDBOX_LABEL,
 };
 use whalewatcher::engine::CRI;
 use whalewatcher::{Container, EngineClient, Error, EventKind, Item, Watcher, WatcherOptions};
@@ -95,6 +95,24 @@ fn list_and_inspect_match_ground_truth() {
         cri.inspect(&created),
         Err(Error::Processless { .. })
     ));
+    // A stopped container is exited, with its details and exit code (SIGKILL).
+    let (pod, name, stopped) = &ids[0];
+    pod.stop(stopped);
+    common::wait_until(Duration::from_secs(10), "CRI says exited", || {
+        container_truth(&pod.ch, stopped).1 == ContainerState::CONTAINER_EXITED
+    });
+    match cri.inspect(stopped).expect("inspect stopped") {
+        whalewatcher::Inspection::Exited(c, st) => {
+            assert_eq!(c.name, *name);
+            assert_eq!(c.pid, 0);
+            assert_eq!(c.labels["ww-container"], *name);
+            check_pod_labels(&c, pod);
+            assert_eq!(st.exit_code, Some(137));
+            assert!(!st.oom);
+            assert!(st.time.is_some());
+        }
+        other => panic!("{other:?}"),
+    }
     assert!(matches!(
         cri.inspect("no-such-container-0123456789"),
         Err(Error::NotFound { .. })
@@ -106,33 +124,53 @@ fn list_and_inspect_match_ground_truth() {
 }
 
 #[test]
-fn info_reports_relist_mode_after_events() {
+fn info_reports_the_mode_chosen_by_version() {
     let Some(cri) = client() else { return };
     let info = cri.info().expect("info");
     assert_eq!(info.kind, CRI);
     assert!(info.version.contains("containerd"), "{info:?}");
     assert!(!info.id.is_empty());
     assert!(info.api_path.starts_with("unix://"));
+    // Decided from the Version answer, before any event stream: containerd before 2.0
+    // gets its native task events, 2.x the CRI events.
+    let (name, version) = cri_support::runtime_version(cri.channel());
+    let want = EventMode::for_runtime(&name, &version);
+    assert_ne!(want, EventMode::Relist);
+    assert_eq!(info.mode, want.as_str());
     let t0 = Instant::now();
     let _events = cri.events().expect("events");
-    // containerd 1.6 refuses GetContainerEvents at once.
+    // No probe: the stream opens at once, also on an idle engine.
     assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
-    assert_eq!(cri.info().expect("info").mode, MODE_RELIST);
+    assert_eq!(cri.info().expect("info").mode, want.as_str());
     assert_eq!(cri.info().expect("info").id, info.id);
 }
 
 #[test]
-fn cancel_unblocks_a_relist_stream() {
-    let Some(cri) = client() else { return };
-    let cri = Arc::new(cri.with_relist_interval(Duration::from_secs(3600)));
-    let mut ev = cri.events().expect("events");
-    let t = std::thread::spawn(move || ev.next_event());
-    std::thread::sleep(Duration::from_millis(50));
-    let t0 = Instant::now();
-    cri.cancel();
-    assert_eq!(t.join().unwrap(), Err(Error::Cancelled));
-    assert!(t0.elapsed() < Duration::from_secs(1));
-    assert_eq!(cri.list(), Err(Error::Cancelled));
+fn cancel_unblocks_every_kind_of_stream() {
+    let Some(_) = client() else { return };
+    for mode in [None, Some(EventMode::Relist)] {
+        let mut cri = client()
+            .unwrap()
+            .with_relist_interval(Duration::from_secs(3600));
+        if let Some(m) = mode {
+            cri = cri.with_event_mode(m);
+        }
+        let cri = Arc::new(cri);
+        let mut ev = cri.events().expect("events");
+        // (Other tests' containers may produce events meanwhile: skip them.)
+        let t = std::thread::spawn(move || loop {
+            match ev.next_event() {
+                Ok(Some(_)) => {}
+                r => return r,
+            }
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        let t0 = Instant::now();
+        cri.cancel();
+        assert_eq!(t.join().unwrap(), Err(Error::Cancelled), "{mode:?}");
+        assert!(t0.elapsed() < Duration::from_secs(1));
+        assert_eq!(cri.list(), Err(Error::Cancelled));
+    }
 }
 
 /// Collects the events of `ids` until `done` says the collection is complete.
@@ -168,7 +206,9 @@ fn count(got: &[(String, EventKind)], id: &str, kind: &str) -> usize {
 #[test]
 fn relist_events_through_a_watcher() {
     let Some(cri) = client() else { return };
-    let cri = cri.with_relist_interval(Duration::from_millis(200));
+    let cri = cri
+        .with_relist_interval(Duration::from_millis(200))
+        .with_event_mode(EventMode::Relist);
     let w = Watcher::new(cri, WatcherOptions::default());
     w.wait_ready(Duration::from_secs(20)).expect("synced");
     assert_eq!(w.engine_info().expect("info").mode, MODE_RELIST);
@@ -216,6 +256,15 @@ fn relist_events_through_a_watcher() {
 
 #[test]
 fn churn_during_initial_sync_converges() {
+    churn_converges(None);
+}
+
+#[test]
+fn churn_during_initial_sync_converges_relisting() {
+    churn_converges(Some(EventMode::Relist));
+}
+
+fn churn_converges(mode: Option<EventMode>) {
     let Some(cri) = client() else { return };
     let pod = Pod::run(&cri, "churn");
     let churn = {
@@ -233,11 +282,12 @@ fn churn_during_initial_sync_converges() {
                 }
                 kept
             });
-            let w = Watcher::new(
-                CriClient::new(common::endpoint("WHALEWATCHER_CRI"))
-                    .with_relist_interval(Duration::from_millis(100)),
-                WatcherOptions::default(),
-            );
+            let mut c = CriClient::new(common::endpoint("WHALEWATCHER_CRI"))
+                .with_relist_interval(Duration::from_millis(100));
+            if let Some(m) = mode {
+                c = c.with_event_mode(m);
+            }
+            let w = Watcher::new(c, WatcherOptions::default());
             w.wait_ready(Duration::from_secs(30)).expect("synced");
             let kept = h.join().unwrap();
             (w, kept)

@@ -11,7 +11,7 @@ use protobuf::{EnumOrUnknown, Message, MessageField};
 
 use crate::container::{Container, EngineRef};
 use crate::engine::{
-    CancelSet, EngineClient, EngineInfo, EventStream, Inspection, RucksackPacker, CRI,
+    CancelSet, EngineClient, EngineInfo, EventStream, ExitStatus, Inspection, RucksackPacker, CRI,
 };
 use crate::error::{Error, Result};
 use crate::grpc::Channel;
@@ -24,7 +24,9 @@ use crate::proto::cri_api::{
 };
 
 use super::convert::{self, PodMeta};
-use super::events;
+use super::events::{self, ModeCell};
+use super::mode::EventMode;
+use super::native;
 
 pub(crate) const SERVICE: &str = "/runtime.v1.RuntimeService/";
 
@@ -32,7 +34,7 @@ pub(crate) const SERVICE: &str = "/runtime.v1.RuntimeService/";
 pub(crate) const NOT_FOUND: u32 = 5;
 
 /// Deadline of every unary call.
-const CALL_DEADLINE: Duration = Duration::from_secs(30);
+pub(crate) const CALL_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Verbose status calls in flight at once during a listing.
 const STATUS_WORKERS: usize = 4;
@@ -60,8 +62,9 @@ pub struct CriClient {
     packer: Option<Arc<dyn RucksackPacker>>,
     pid: Option<u32>,
     engine: Mutex<Option<Arc<EngineRef>>>,
-    /// `""` until [`events`](EngineClient::events) decided, then `"evented"` or `"relist"`.
-    pub(crate) mode: Arc<Mutex<String>>,
+    /// The event mode: `None` until [`info`](EngineClient::info) or
+    /// [`events`](EngineClient::events) asked the runtime's version (or a builder set it).
+    pub(crate) mode: ModeCell,
 }
 
 /// The socket path: `path`, else `CONTAINER_RUNTIME_ENDPOINT` (an optional `unix://`
@@ -163,11 +166,19 @@ impl Rpc {
         Ok(r.items)
     }
 
-    pub(crate) fn running_containers(&self, id: Option<&str>) -> Result<Vec<ProtoContainer>> {
-        let mut state = ContainerStateValue::new();
-        state.state = EnumOrUnknown::new(ContainerState::CONTAINER_RUNNING);
+    /// The containers in `state` (any state when `None`), of id `id` when given (a
+    /// unique-prefix match in containerd: callers insist on the exact id).
+    pub(crate) fn containers(
+        &self,
+        id: Option<&str>,
+        state: Option<ContainerState>,
+    ) -> Result<Vec<ProtoContainer>> {
         let mut filter = ContainerFilter::new();
-        filter.state = MessageField::some(state);
+        if let Some(state) = state {
+            let mut v = ContainerStateValue::new();
+            v.state = EnumOrUnknown::new(state);
+            filter.state = MessageField::some(v);
+        }
         if let Some(id) = id {
             filter.id = id.to_string();
         }
@@ -177,33 +188,50 @@ impl Rpc {
         Ok(r.containers)
     }
 
+    /// The running containers.
+    pub(crate) fn running_containers(&self) -> Result<Vec<ProtoContainer>> {
+        self.containers(None, Some(ContainerState::CONTAINER_RUNNING))
+    }
+
     /// The ids of the running containers and ready sandboxes (the relist source).
     pub(crate) fn alive_ids(&self) -> Result<BTreeSet<String>> {
         let mut ids: BTreeSet<String> = self.ready_sandboxes()?.into_iter().map(|s| s.id).collect();
-        ids.extend(self.running_containers(None)?.into_iter().map(|c| c.id));
+        ids.extend(self.running_containers()?.into_iter().map(|c| c.id));
         Ok(ids)
     }
 }
 
 impl CriClient {
-    /// Inspects one alive container or sandbox.
-    fn inspect_alive(&self, id: &str) -> Result<Container> {
+    /// Inspects one container or sandbox, alive or not.
+    ///
+    /// A container (any state): its pod's metadata from the sandbox status (empty when
+    /// the sandbox is gone), then its verbose status: running → alive; exited → its
+    /// details with pid 0 and the exit status (code when `finished_at` is set, OOM from
+    /// the reason `OOMKilled`, the finish time); created or unknown → processless. A
+    /// sandbox: ready → alive; otherwise processless (CRI keeps no exit status of
+    /// sandboxes). Neither → not found.
+    fn inspect_any(&self, id: &str) -> Result<Inspection> {
         let engine = self.engine_ref();
         if id.is_empty() {
             return Err(Error::NotFound { id: id.into() });
         }
         // (containerd resolves the id filter as a unique prefix: insist on the exact id.)
-        let found = self.rpc.running_containers(Some(id))?;
+        let found = self.rpc.containers(Some(id), None)?;
         if let Some(c) = found.into_iter().find(|c| c.id == id) {
             let pod = match self.sandbox_status(&c.pod_sandbox_id) {
                 Ok(r) => r.status.as_ref().map(|s| pod_meta(&s.metadata)),
-                Err(e) if vanished(&e) => return Err(Error::Processless { id: id.into() }),
+                Err(e) if vanished(&e) => None,
                 Err(e) => return Err(e),
             }
             .unwrap_or_default();
-            return match self.container_container(id, &pod, &engine) {
-                Err(e) if vanished(&e) && !e.is_not_alive() => {
-                    Err(Error::Processless { id: id.into() })
+            return match self.container_inspection(id, &pod, &engine) {
+                Err(Error::Grpc {
+                    code: NOT_FOUND, ..
+                }) => Err(Error::NotFound { id: id.into() }),
+                Ok(Inspection::Alive(c))
+                    if *self.mode.lock() == Some(EventMode::ContainerdEvents) =>
+                {
+                    self.unless_task_ended(c, &pod)
                 }
                 r => r,
             };
@@ -211,19 +239,44 @@ impl CriClient {
         match self.sandbox_container(id, &engine) {
             Err(Error::Grpc {
                 code: NOT_FOUND, ..
-            }) => {
-                // Neither a running container nor a sandbox; a container that exists but
-                // does not run is processless.
-                match self.container_status(id) {
-                    Ok(_) => Err(Error::Processless { id: id.into() }),
-                    Err(Error::Grpc {
-                        code: NOT_FOUND, ..
-                    }) => Err(Error::NotFound { id: id.into() }),
-                    Err(e) => Err(e),
-                }
-            }
-            r => r,
+            }) => Err(Error::NotFound { id: id.into() }),
+            r => r.map(Inspection::Alive),
         }
+    }
+
+    /// A container the CRI plugin says runs, unless its task has ended already (mode
+    /// [`ContainerdEvents`](EventMode::ContainerdEvents): the CRI status follows the task
+    /// events a moment later, while the listing and the events already say exited). An
+    /// ended task's container is looked at again until the CRI plugin has recorded the
+    /// exit (exit code, OOM reason, finish time; at most [`native::SETTLE`]); after that,
+    /// the task's exit status stands (unknown when the task is already deleted).
+    fn unless_task_ended(&self, c: Container, pod: &PodMeta) -> Result<Inspection> {
+        let (code, time) = match native::task_state(&self.rpc, &c.id)? {
+            native::TaskState::Alive => return Ok(Inspection::Alive(c)),
+            native::TaskState::Stopped(code, time) => (Some(code as i32), time),
+            native::TaskState::Gone => (None, None),
+        };
+        let engine = self.engine_ref();
+        let end = std::time::Instant::now() + native::SETTLE;
+        let mut pause = Duration::from_millis(2);
+        while std::time::Instant::now() < end {
+            self.rpc.cancel.check()?;
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(50));
+            match self.container_inspection(&c.id, pod, &engine) {
+                Ok(i @ Inspection::Exited(..)) => return Ok(i),
+                Ok(Inspection::Alive(_)) => {}
+                Err(e) if e.is_not_alive() || vanished(&e) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        let c = Container { pid: 0, ..c };
+        let status = ExitStatus {
+            exit_code: code,
+            oom: false,
+            time,
+        };
+        Ok(Inspection::Exited(c, status))
     }
 
     /// A client of the CRI socket at `path`, else of `CONTAINER_RUNTIME_ENDPOINT`, else of
@@ -242,8 +295,33 @@ impl CriClient {
             packer: None,
             pid: None,
             engine: Mutex::new(None),
-            mode: Arc::new(Mutex::new(String::new())),
+            mode: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// Sets the event source instead of choosing it by the runtime's version (see
+    /// [`EventMode::for_runtime`]). A runtime that refuses the source before sending
+    /// anything still makes the client fall back to [`EventMode::Relist`].
+    pub fn with_event_mode(self, mode: EventMode) -> Self {
+        *self.mode.lock() = Some(mode);
+        self
+    }
+
+    /// The event mode, asking the runtime's version when it is not decided yet.
+    pub(crate) fn event_mode(&self) -> Result<EventMode> {
+        if let Some(m) = *self.mode.lock() {
+            return Ok(m);
+        }
+        let v: VersionResponse = self.call("Version", &VersionRequest::new())?;
+        Ok(self.decide(&v))
+    }
+
+    /// Decides the mode from a `Version` answer unless it is decided already.
+    fn decide(&self, v: &VersionResponse) -> EventMode {
+        *self
+            .mode
+            .lock()
+            .get_or_insert_with(|| EventMode::for_runtime(&v.runtime_name, &v.runtime_version))
     }
 
     /// Sets the interval of the relisting fallback event source (default 1 s).
@@ -331,21 +409,28 @@ impl CriClient {
         Ok(self.finish(c, &r.info, engine))
     }
 
-    /// A running container of pod `pod`, from its verbose status.
-    fn container_container(
+    /// A container of pod `pod`, from its verbose status: alive when running, exited
+    /// with its exit status, else processless.
+    fn container_inspection(
         &self,
         id: &str,
         pod: &PodMeta,
         engine: &Arc<EngineRef>,
-    ) -> Result<Container> {
+    ) -> Result<Inspection> {
         let r = self.container_status(id)?;
         let st = r.status.as_ref().ok_or_else(|| {
             Error::protocol("cri", format!("{id}: ContainerStatus without status"))
         })?;
-        if st.state.enum_value() != Ok(ContainerState::CONTAINER_RUNNING) {
-            return Err(Error::Processless { id: id.into() });
-        }
-        let pid = convert::pid_from_info(id, &r.info)?;
+        let running = match st.state.enum_value() {
+            Ok(ContainerState::CONTAINER_RUNNING) => true,
+            Ok(ContainerState::CONTAINER_EXITED) => false,
+            _ => return Err(Error::Processless { id: id.into() }),
+        };
+        let pid = if running {
+            convert::pid_from_info(id, &r.info)?
+        } else {
+            0
+        };
         let name = st
             .metadata
             .as_ref()
@@ -366,7 +451,72 @@ impl CriClient {
             &image,
             convert::time_from_nanos(st.started_at),
         );
-        Ok(self.finish(c, &r.info, engine))
+        let c = self.finish(c, &r.info, engine);
+        if running {
+            return Ok(Inspection::Alive(c));
+        }
+        Ok(Inspection::Exited(c, convert::exit_status(st)))
+    }
+
+    /// A running container of pod `pod` (listing).
+    fn container_container(
+        &self,
+        id: &str,
+        pod: &PodMeta,
+        engine: &Arc<EngineRef>,
+    ) -> Result<Container> {
+        self.container_inspection(id, pod, engine)?
+            .alive()
+            .ok_or_else(|| Error::Processless { id: id.into() })
+    }
+
+    /// Aligns a CRI listing with containerd's tasks (mode
+    /// [`ContainerdEvents`](EventMode::ContainerdEvents), whose events are the tasks'):
+    /// the CRI plugin records a task's start and exit a moment after containerd publishes
+    /// them, and an event stream opened in between would never see them.
+    ///
+    /// - A container whose task is gone or stopped has exited (its exit is not recorded
+    ///   yet): left out. A sandbox only when its task is listed as stopped (a sandbox
+    ///   need not have a task of its own).
+    /// - A task of a CRI container or sandbox that the CRI plugin does not list yet is
+    ///   waited for (at most [`native::SETTLE`]) and then listed.
+    fn align_with_tasks(
+        &self,
+        sandboxes: &mut Vec<PodSandbox>,
+        containers: &mut Vec<ProtoContainer>,
+    ) -> Result<()> {
+        let (alive, ended) = native::tasks(&self.rpc)?;
+        let late: Vec<String> = alive
+            .iter()
+            .filter(|id| {
+                !sandboxes.iter().any(|s| &s.id == *id) && !containers.iter().any(|c| &c.id == *id)
+            })
+            .cloned()
+            .collect();
+        sandboxes.retain(|s| !ended.contains(&s.id));
+        containers.retain(|c| alive.contains(&c.id));
+        for id in late {
+            match native::settle(&self.rpc, &id)? {
+                Some(native::Kind::Sandbox) => {
+                    let mut filter = PodSandboxFilter::new();
+                    filter.id = id.clone();
+                    let mut req = ListPodSandboxRequest::new();
+                    req.filter = MessageField::some(filter);
+                    let r: ListPodSandboxResponse = self.call("ListPodSandbox", &req)?;
+                    sandboxes.extend(r.items.into_iter().filter(|s| {
+                        s.id == id && s.state.enum_value() == Ok(PodSandboxState::SANDBOX_READY)
+                    }));
+                }
+                Some(native::Kind::Container) => containers.extend(
+                    self.rpc
+                        .containers(Some(&id), Some(ContainerState::CONTAINER_RUNNING))?
+                        .into_iter()
+                        .filter(|c| c.id == id),
+                ),
+                None => {}
+            }
+        }
+        Ok(())
     }
 
     fn run_job(&self, job: &Job<'_>, engine: &Arc<EngineRef>) -> Result<Container> {
@@ -404,7 +554,7 @@ impl EngineClient for CriClient {
             version,
             api_path: self.rpc.channel.endpoint(),
             pid: self.pid,
-            mode: self.mode.lock().clone(),
+            mode: self.decide(&v).as_str().to_string(),
         })
     }
 
@@ -412,8 +562,11 @@ impl EngineClient for CriClient {
         let engine = self.engine_ref();
         // One sandbox listing per listing; containers of sandboxes that are not ready
         // (going away) are skipped.
-        let sandboxes = self.rpc.ready_sandboxes()?;
-        let containers = self.rpc.running_containers(None)?;
+        let mut sandboxes = self.rpc.ready_sandboxes()?;
+        let mut containers = self.rpc.running_containers()?;
+        if *self.mode.lock() == Some(EventMode::ContainerdEvents) {
+            self.align_with_tasks(&mut sandboxes, &mut containers)?;
+        }
         let by_id: HashMap<&str, &PodSandbox> =
             sandboxes.iter().map(|s| (s.id.as_str(), s)).collect();
         let mut jobs: Vec<Job<'_>> = sandboxes.iter().map(Job::Sandbox).collect();
@@ -453,7 +606,7 @@ impl EngineClient for CriClient {
     }
 
     fn inspect(&self, id: &str) -> Result<Inspection> {
-        self.inspect_alive(id).map(Inspection::Alive)
+        self.inspect_any(id)
     }
 
     fn events(&self) -> Result<Box<dyn EventStream>> {

@@ -11,7 +11,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::container::Container;
+use crate::engine::ExitStatus;
 use crate::error::{Error, Result};
+use crate::proto::cri_api::ContainerStatus;
 
 /// Prefix of annotation keys mapped into the labels (as in the Go original).
 pub const ANNOTATION_KEY_PREFIX: &str = "annotation.k8s/";
@@ -81,6 +83,21 @@ pub(crate) fn pid_from_info(id: &str, info: &HashMap<String, String>) -> Result<
 /// Nanoseconds since the epoch (CRI timestamps) as a time; `None` for 0 or negative.
 pub(crate) fn time_from_nanos(ns: i64) -> Option<SystemTime> {
     (ns > 0).then(|| UNIX_EPOCH + Duration::from_nanos(ns as u64))
+}
+
+/// The reason a runtime gives for a container the OOM killer ended.
+pub(crate) const OOM_REASON: &str = "OOMKilled";
+
+/// How an exited container's process ended, from its CRI status: the exit code when the
+/// runtime recorded a finish time (`exit_code` is 0 too when it knows nothing), the OOM
+/// flag from the reason, and the finish time.
+pub(crate) fn exit_status(st: &ContainerStatus) -> ExitStatus {
+    let time = time_from_nanos(st.finished_at);
+    ExitStatus {
+        exit_code: time.map(|_| st.exit_code),
+        oom: st.reason == OOM_REASON,
+        time,
+    }
 }
 
 /// A pod's container.
@@ -185,6 +202,27 @@ mod tests {
         assert_eq!(s.name, "sb");
         assert_eq!(s.labels[SANDBOX_LABEL], "true");
         assert!(!s.labels.contains_key(CONTAINER_NAME_LABEL));
+    }
+
+    #[test]
+    fn exit_status_from_container_status() {
+        let mut st = ContainerStatus::new();
+        assert_eq!(exit_status(&st), ExitStatus::default());
+        st.exit_code = 3;
+        // No finish time: the runtime does not know the code.
+        assert_eq!(exit_status(&st).exit_code, None);
+        st.finished_at = 2_000_000_000;
+        st.reason = OOM_REASON.into();
+        assert_eq!(
+            exit_status(&st),
+            ExitStatus {
+                exit_code: Some(3),
+                oom: true,
+                time: Some(UNIX_EPOCH + Duration::from_secs(2)),
+            }
+        );
+        st.reason = "Error".into();
+        assert!(!exit_status(&st).oom);
     }
 
     #[test]

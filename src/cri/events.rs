@@ -1,14 +1,23 @@
-//! The CRI event source: `GetContainerEvents` where the runtime has it, else relisting.
+//! The CRI event sources, chosen by [`EventMode`] (from the runtime's `Version` answer,
+//! see [`EventMode::for_runtime`]), without any probe stream:
 //!
-//! The first [`events`](crate::EngineClient::events) call of a client probes
-//! `GetContainerEvents` with a short deadline: UNIMPLEMENTED or an immediate orderly end
-//! selects the relisting fallback ([`RelistStream`]); an event or a probe that is still
-//! waiting at its deadline selects the evented mode. The choice is kept for later calls
-//! and reported as the engine info's `mode`.
+//! - [`EventMode::Evented`]: one `GetContainerEvents` stream without a deadline (a
+//!   containerd 2.x handler blocks while idle; a deadline would only make it reset the
+//!   stream). Events created before the stream was opened are dropped: containerd 2.x
+//!   hands a backlog of up to 5 minutes of old events to a new subscriber, and the
+//!   listing that follows the open already reflects them. A runtime that refuses the
+//!   call before sending anything (UNIMPLEMENTED; or at once: an orderly end, UNKNOWN,
+//!   FAILED_PRECONDITION) switches the client to [`EventMode::Relist`], and the stream
+//!   ends so that the watcher reconnects.
+//! - [`EventMode::ContainerdEvents`]: containerd's own task events, see
+//!   [`native`](super::native).
+//! - [`EventMode::Relist`]: the relisting [`RelistStream`].
 
 use std::collections::HashSet;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
+use parking_lot::Mutex;
 use protobuf::Message;
 
 use crate::engine::{CancelSet, EventStream, RawEvent, RawEventKind};
@@ -16,23 +25,27 @@ use crate::error::{Error, Result};
 use crate::grpc::MessageStream;
 use crate::proto::cri_api::{ContainerEventResponse, ContainerEventType, GetEventsRequest};
 
-use super::client::{CriClient, Rpc, SERVICE};
+use super::client::{CriClient, SERVICE};
 use super::convert::time_from_nanos;
+use super::mode::EventMode;
+use super::native::TaskEvents;
 use super::relist::RelistStream;
 
-/// Mode name of the `GetContainerEvents` stream.
-pub const MODE_EVENTED: &str = "evented";
-/// Mode name of the relist-and-diff fallback.
-pub const MODE_RELIST: &str = "relist";
-
+/// gRPC UNIMPLEMENTED: the runtime has no such event source.
 const UNIMPLEMENTED: u32 = 12;
-const DEADLINE_EXCEEDED: u32 = 4;
-
-/// How long the probe waits for `GetContainerEvents` to refuse.
-const PROBE_DEADLINE: Duration = Duration::from_millis(1500);
+/// gRPC status codes that, answered to a new event stream at once, also mean "no such
+/// event source here" (a handler that refuses with a plain error, e.g. pod events that
+/// are not enabled): UNKNOWN, FAILED_PRECONDITION.
+const REFUSED_AT_ONCE: [u32; 2] = [2, 9];
+/// How soon after the open an end or one of [`REFUSED_AT_ONCE`] counts as a refusal
+/// (later, it is a failure like any other: the watcher reconnects).
+const AT_ONCE: Duration = Duration::from_secs(2);
 
 /// Most exited ids remembered to report an exit only once (stopped, then deleted).
 const MAX_EXITED: usize = 4096;
+
+/// The client's event mode, shared with its streams (a refusal switches it to relist).
+pub(crate) type ModeCell = Arc<Mutex<Option<EventMode>>>;
 
 fn request() -> Result<Vec<u8>> {
     GetEventsRequest::new()
@@ -40,63 +53,93 @@ fn request() -> Result<Vec<u8>> {
         .map_err(|e| Error::protocol("protobuf", format!("cannot encode request: {e}")))
 }
 
-fn open_stream(rpc: &Rpc, deadline: Option<Duration>) -> Result<MessageStream> {
-    rpc.cancel.check()?;
-    rpc.channel
-        .server_streaming(
-            &format!("{SERVICE}GetContainerEvents"),
-            &[],
-            &request()?,
-            deadline,
-        )
-        .map_err(|e| rpc.map_err(e))
+/// Nanoseconds since the epoch of `t` (saturating; 0 before the epoch).
+pub(crate) fn nanos(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
-/// Whether the runtime streams events: probes once.
-fn probe(rpc: &Rpc) -> Result<bool> {
-    let mut s = open_stream(rpc, Some(PROBE_DEADLINE))?;
-    match s.next_message() {
-        Ok(Some(_)) => Ok(true),
-        Ok(None) => Ok(false),
+/// Opens the client's event stream in its mode (deciding the mode first when no
+/// [`info`](crate::EngineClient::info) call has yet).
+pub(crate) fn open(client: &CriClient) -> Result<Box<dyn EventStream>> {
+    let rpc = &client.rpc;
+    rpc.cancel.check()?;
+    let mode = client.event_mode()?;
+    match mode {
+        EventMode::Evented => {
+            let opened = SystemTime::now();
+            let stream = rpc
+                .channel
+                .server_streaming(
+                    &format!("{SERVICE}GetContainerEvents"),
+                    &[],
+                    &request()?,
+                    None,
+                )
+                .map_err(|e| rpc.map_err(e))?;
+            Ok(Box::new(EventedStream {
+                stream,
+                cancel: rpc.cancel.clone(),
+                exited: HashSet::new(),
+                opened: nanos(opened),
+                got_any: false,
+                since: Instant::now(),
+                mode: client.mode.clone(),
+            }))
+        }
+        EventMode::ContainerdEvents => Ok(Box::new(TaskEvents::open(
+            rpc.clone(),
+            client.mode.clone(),
+        )?)),
+        EventMode::Relist => {
+            let lister_rpc = rpc.clone();
+            let s = RelistStream::new(
+                Box::new(move || lister_rpc.alive_ids()),
+                rpc.cancel.clone(),
+                client.interval,
+            )?;
+            Ok(Box::new(s))
+        }
+    }
+}
+
+/// Handles the end or failure of an event stream opened at `opened`: a refusal before
+/// the first message (UNIMPLEMENTED; or, at once, an orderly end or one of
+/// [`REFUSED_AT_ONCE`]) switches `mode` to relist and ends the stream (`Ok(None)`: the
+/// watcher reconnects).
+pub(crate) fn ended(
+    r: Result<()>,
+    got_any: bool,
+    opened: Instant,
+    cancel: &CancelSet,
+    mode: &ModeCell,
+    what: &str,
+) -> Result<Option<RawEvent>> {
+    if cancel.is_cancelled() {
+        return Err(Error::Cancelled);
+    }
+    let at_once = opened.elapsed() < AT_ONCE;
+    let refused = match &r {
+        Ok(()) => at_once,
         Err(Error::Grpc {
             code: UNIMPLEMENTED,
             ..
-        }) => Ok(false),
-        Err(Error::Timeout { .. })
-        | Err(Error::Grpc {
-            code: DEADLINE_EXCEEDED,
-            ..
-        }) => Ok(true),
-        Err(e) => Err(rpc.map_err(e)),
-    }
-}
-
-/// Opens the client's event stream, deciding the mode on first use.
-pub(crate) fn open(client: &CriClient) -> Result<Box<dyn EventStream>> {
-    let rpc = &client.rpc;
-    let decided = client.mode.lock().clone();
-    let evented = match decided.as_str() {
-        MODE_EVENTED => true,
-        MODE_RELIST => false,
-        _ => probe(rpc)?,
+        }) => true,
+        Err(Error::Grpc { code, .. }) => at_once && REFUSED_AT_ONCE.contains(code),
+        Err(_) => false,
     };
-    *client.mode.lock() = if evented { MODE_EVENTED } else { MODE_RELIST }.to_string();
-    if evented {
-        let stream = open_stream(rpc, None)?;
-        Ok(Box::new(EventedStream {
-            stream,
-            cancel: rpc.cancel.clone(),
-            exited: HashSet::new(),
-        }))
-    } else {
-        let lister_rpc = rpc.clone();
-        let s = RelistStream::new(
-            Box::new(move || lister_rpc.alive_ids()),
-            rpc.cancel.clone(),
-            client.interval,
-        )?;
-        Ok(Box::new(s))
+    if !got_any && refused {
+        log::info!(
+            "CRI runtime refused {what} ({}); falling back to relisting",
+            r.as_ref()
+                .err()
+                .map_or("ended at once".into(), |e| e.to_string())
+        );
+        *mode.lock() = Some(EventMode::Relist);
+        return Ok(None);
     }
+    r.map(|_| None)
 }
 
 /// The `GetContainerEvents` stream mapped to raw events.
@@ -104,6 +147,13 @@ pub(crate) struct EventedStream {
     stream: MessageStream,
     cancel: CancelSet,
     exited: HashSet<String>,
+    /// When the stream was opened (nanoseconds since the epoch): older events are a
+    /// backlog that the listing after the open already reflects.
+    opened: i64,
+    got_any: bool,
+    /// When the stream was opened (for telling a refusal from a failure).
+    since: Instant,
+    mode: ModeCell,
 }
 
 /// The raw event of one CRI event; `exited` remembers exits so that a stop followed by a
@@ -139,7 +189,7 @@ pub(crate) fn map_event(
             let status = ev.containers_statuses.iter().find(|s| s.id == id);
             RawEventKind::Exited {
                 exit_code: status.filter(|s| s.finished_at > 0).map(|s| s.exit_code),
-                oom: status.is_some_and(|s| s.reason == "OOMKilled"),
+                oom: status.is_some_and(|s| s.reason == super::convert::OOM_REASON),
             }
         }
         _ => return None,
@@ -151,20 +201,27 @@ pub(crate) fn map_event(
     Some(raw)
 }
 
+impl EventedStream {
+    fn ended(&self, r: Result<()>) -> Result<Option<RawEvent>> {
+        let what = "GetContainerEvents";
+        ended(r, self.got_any, self.since, &self.cancel, &self.mode, what)
+    }
+}
+
 impl EventStream for EventedStream {
     fn next_event(&mut self) -> Result<Option<RawEvent>> {
         loop {
-            let msg = self
-                .stream
-                .next_msg::<ContainerEventResponse>()
-                .map_err(|e| {
-                    if self.cancel.is_cancelled() {
-                        Error::Cancelled
-                    } else {
-                        e
-                    }
-                })?;
-            let Some(ev) = msg else { return Ok(None) };
+            let ev = match self.stream.next_msg::<ContainerEventResponse>() {
+                Ok(Some(ev)) => ev,
+                Ok(None) => return self.ended(Ok(())),
+                Err(e) => return self.ended(Err(e)),
+            };
+            self.got_any = true;
+            // A backlog event (containerd 2.x keeps events for a while when nobody
+            // listens): the listing made after the open is fresher.
+            if ev.created_at > 0 && ev.created_at < self.opened {
+                continue;
+            }
             if let Some(raw) = map_event(&ev, &mut self.exited) {
                 return Ok(Some(raw));
             }
@@ -187,6 +244,41 @@ mod tests {
     }
 
     #[test]
+    fn refusals_switch_to_relisting_failures_do_not() {
+        let grpc = |code| {
+            Err(Error::Grpc {
+                code,
+                message: "x".into(),
+            })
+        };
+        let now = Instant::now();
+        let late = now - Duration::from_secs(60);
+        let cancel = CancelSet::new();
+        let run = |r: Result<()>, got_any, opened| {
+            let mode: ModeCell = Arc::new(Mutex::new(Some(EventMode::Evented)));
+            let out = ended(r, got_any, opened, &cancel, &mode, "test");
+            let relist = *mode.lock() == Some(EventMode::Relist);
+            (out, relist)
+        };
+        // Refusals before any event: relist, and the stream ends.
+        assert_eq!(run(grpc(UNIMPLEMENTED), false, late), (Ok(None), true));
+        assert_eq!(run(grpc(2), false, now), (Ok(None), true));
+        assert_eq!(run(grpc(9), false, now), (Ok(None), true));
+        assert_eq!(run(Ok(()), false, now), (Ok(None), true));
+        // Not refusals: a late UNKNOWN, a late end, other codes, anything after an event.
+        assert_eq!(run(grpc(2), false, late), (grpc(2).map(|_| None), false));
+        assert_eq!(run(Ok(()), false, late), (Ok(None), false));
+        assert_eq!(run(grpc(14), false, now), (grpc(14).map(|_| None), false));
+        assert_eq!(
+            run(grpc(UNIMPLEMENTED), true, now),
+            (grpc(UNIMPLEMENTED).map(|_| None), false)
+        );
+        assert_eq!(run(Ok(()), true, now), (Ok(None), false));
+        cancel.cancel();
+        assert_eq!(run(grpc(12), false, now), (Err(Error::Cancelled), false));
+    }
+
+    #[test]
     fn started_stopped_deleted_map_to_one_exit() {
         let mut seen = HashSet::new();
         use ContainerEventType::*;
@@ -201,7 +293,7 @@ mod tests {
         st.id = "a".into();
         st.finished_at = 5;
         st.exit_code = 137;
-        st.reason = "OOMKilled".into();
+        st.reason = crate::cri::convert::OOM_REASON.into();
         stop.containers_statuses.push(st);
         let x = map_event(&stop, &mut seen).unwrap();
         assert_eq!(

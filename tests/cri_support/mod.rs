@@ -85,6 +85,19 @@ impl Pod {
     /// Creates (not starts) a container `name` with label `ww-container=name` and
     /// annotation `ww-note=container`.
     pub fn create(&self, name: &str) -> String {
+        self.create_cmd(name, &[])
+    }
+
+    /// Creates and starts a container `name` that runs `cmd` (e.g. `["sh", "-c", "exit 3"]`).
+    pub fn run_cmd(&self, name: &str, cmd: &[&str]) -> String {
+        let id = self.create_cmd(name, cmd);
+        self.start(&id);
+        id
+    }
+
+    /// Like [`create`](Self::create), running `cmd` instead of the image's entrypoint when
+    /// `cmd` is not empty.
+    pub fn create_cmd(&self, name: &str, cmd: &[&str]) -> String {
         let mut meta = ContainerMetadata::new();
         meta.name = name.to_string();
         let mut img = ImageSpec::new();
@@ -94,6 +107,7 @@ impl Pod {
         config.image = MessageField::some(img);
         config.labels = HashMap::from([("ww-container".to_string(), name.to_string())]);
         config.annotations = HashMap::from([("ww-note".to_string(), "container".to_string())]);
+        config.command = cmd.iter().map(|s| s.to_string()).collect();
         let mut req = CreateContainerRequest::new();
         req.pod_sandbox_id = self.id.clone();
         req.config = MessageField::some(config);
@@ -118,9 +132,15 @@ impl Pod {
 
     /// Stops a container at once (SIGKILL).
     pub fn stop(&self, id: &str) {
+        self.stop_timeout(id, 0)
+    }
+
+    /// Stops a container: its stop signal (SIGTERM), SIGKILL after `timeout` seconds
+    /// (at once for 0).
+    pub fn stop_timeout(&self, id: &str, timeout: i64) {
         let mut req = StopContainerRequest::new();
         req.container_id = id.to_string();
-        req.timeout = 0;
+        req.timeout = timeout;
         let _: StopContainerResponse = call(&self.ch, "StopContainer", &req);
     }
 
@@ -192,4 +212,72 @@ pub fn sandbox_pid(ch: &Channel, id: &str) -> u32 {
 fn info_pid(info: &HashMap<String, String>) -> u32 {
     let v: serde_json::Value = serde_json::from_str(&info["info"]).expect("info JSON");
     v["pid"].as_u64().expect("pid") as u32
+}
+
+/// Ground truth of an ended container: its state and exit code per ContainerStatus.
+pub fn exit_truth(ch: &Channel, id: &str) -> (ContainerState, i32) {
+    let mut req = ContainerStatusRequest::new();
+    req.container_id = id.to_string();
+    let r: ContainerStatusResponse = call(ch, "ContainerStatus", &req);
+    let st = r.status.into_option().expect("status");
+    (st.state.enum_value().expect("known state"), st.exit_code)
+}
+
+/// The runtime's `(name, version)` per CRI Version.
+pub fn runtime_version(ch: &Channel) -> (String, String) {
+    let v: VersionResponse = call(ch, "Version", &VersionRequest::new());
+    (v.runtime_name, v.runtime_version)
+}
+
+/// A third-party `GetContainerEvents` subscriber (like `crictl events` or the kubelet's
+/// evented PLEG): reads events on its own thread until dropped.
+pub struct RawSubscriber {
+    cancel: whalewatcher::engine::CancelSet,
+    thread: Option<std::thread::JoinHandle<Vec<ContainerEventResponse>>>,
+}
+
+impl RawSubscriber {
+    /// Opens the stream on `path` (no deadline).
+    pub fn open(path: &str) -> RawSubscriber {
+        let cancel = whalewatcher::engine::CancelSet::new();
+        let ch = Channel::new(path, cancel.clone());
+        let req = GetEventsRequest::new().write_to_bytes().unwrap();
+        let mut s = ch
+            .server_streaming(
+                "/runtime.v1.RuntimeService/GetContainerEvents",
+                &[],
+                &req,
+                None,
+            )
+            .expect("GetContainerEvents");
+        let thread = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            while let Ok(Some(e)) = s.next_msg::<ContainerEventResponse>() {
+                got.push(e);
+            }
+            got
+        });
+        RawSubscriber {
+            cancel,
+            thread: Some(thread),
+        }
+    }
+
+    /// Ends the stream; the events it got.
+    pub fn close(mut self) -> Vec<ContainerEventResponse> {
+        self.cancel.cancel();
+        self.thread
+            .take()
+            .map(|t| t.join().unwrap())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for RawSubscriber {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
