@@ -532,11 +532,8 @@ fn a_backlog_from_before_the_stream_is_not_reported() {
 
 /// Issue 13 item 7 for CRI at the watcher level: five containers that `exit 3` at once
 /// each appear as Started + Exited(3) and never enter the portfolio. Needs the watcher
-/// core that reports short-lived containers (branch `core`); ignored until that is
-/// merged (then drop the `#[ignore]`). Green on containerd 1.6, 1.7 and 2.1 with `core`
-/// (via `exit`) merged in.
+/// core that reports short-lived containers.
 #[test]
-#[ignore = "needs the short-lived reporting of the core branch"]
 fn watcher_reports_short_lived_containers_with_their_exit_code() {
     let Some(path) = endpoint() else { return };
     let _s = serial();

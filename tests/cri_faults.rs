@@ -146,10 +146,8 @@ fn a_cut_watcher_catches_up_in_every_mode() {
 }
 
 /// Issue 13 item 8 for CRI: the exit made while the watcher was away carries its exit
-/// code. Needs the watcher core that inspects vanished containers (branch `core`);
-/// ignored until that is merged (then drop the `#[ignore]`).
+/// code: the watcher's resync asks the engine about each vanished container.
 #[test]
-#[ignore = "needs the exit-status inquiry of the core branch"]
 fn exits_while_away_keep_their_exit_code() {
     let Some(path) = common::endpoint("WHALEWATCHER_CRI") else {
         return;
