@@ -476,7 +476,7 @@ fn vanished_lines(set: &Set) -> Vec<String> {
             EngineState::Vanished { since } => Some(format!(
                 "{}: vanished at {}",
                 found_label(&s.found),
-                whalewatcher::event::rfc3339_nanos(since)
+                output::rfc3339(since)
             )),
             EngineState::Attached(_) => None,
         })

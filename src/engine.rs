@@ -13,7 +13,8 @@ use std::time::SystemTime;
 use crate::container::{Container, EngineRef, Rucksack};
 use crate::error::Result;
 
-pub use crate::cancel::{CancelGuard, CancelSet, Shutdown};
+#[cfg(any(feature = "docker", feature = "grpc"))]
+pub(crate) use crate::cancel::CancelSet;
 
 /// Engine type of Docker/Moby.
 pub const DOCKER: &str = "docker.com";

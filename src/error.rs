@@ -4,6 +4,8 @@
 use std::fmt;
 use std::io;
 
+pub use crate::grpc_code::GrpcCode;
+
 /// Result with the crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -50,8 +52,9 @@ pub enum Error {
     },
     /// A gRPC call ended with a non-OK `grpc-status`.
     Grpc {
-        /// The gRPC status code (e.g. 5 = NOT_FOUND, 12 = UNIMPLEMENTED, 14 = UNAVAILABLE).
-        code: u32,
+        /// The gRPC status code (e.g. [`GrpcCode::NOT_FOUND`], [`GrpcCode::UNIMPLEMENTED`],
+        /// [`GrpcCode::UNAVAILABLE`]).
+        code: GrpcCode,
         /// The `grpc-message`, percent-decoded.
         message: String,
     },
@@ -128,11 +131,7 @@ impl fmt::Display for Error {
             Error::Protocol { layer, message } => write!(f, "{layer} protocol error: {message}"),
             Error::Status { code, message } => write!(f, "engine error (status {code}): {message}"),
             Error::Grpc { code, message } => {
-                write!(
-                    f,
-                    "gRPC status {code} ({}): {message}",
-                    grpc_code_name(*code)
-                )
+                write!(f, "gRPC status {} ({code}): {message}", code.as_u32())
             }
             Error::Timeout { what } => write!(f, "timed out: {what}"),
             Error::Cancelled => write!(f, "cancelled"),
@@ -145,27 +144,3 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
-
-/// The canonical name of a gRPC status code.
-pub fn grpc_code_name(code: u32) -> &'static str {
-    const NAMES: [&str; 17] = [
-        "OK",
-        "CANCELLED",
-        "UNKNOWN",
-        "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED",
-        "NOT_FOUND",
-        "ALREADY_EXISTS",
-        "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED",
-        "FAILED_PRECONDITION",
-        "ABORTED",
-        "OUT_OF_RANGE",
-        "UNIMPLEMENTED",
-        "INTERNAL",
-        "UNAVAILABLE",
-        "DATA_LOSS",
-        "UNAUTHENTICATED",
-    ];
-    NAMES.get(code as usize).copied().unwrap_or("UNKNOWN_CODE")
-}

@@ -63,7 +63,8 @@ pub struct ContainerEvent {
 
 /// Formats a time as RFC 3339 in UTC with nanoseconds, e.g.
 /// `2026-12-02T14:10:00.123456789Z` (times before 1970 are clamped to the epoch).
-pub fn rfc3339_nanos(t: SystemTime) -> String {
+#[cfg(feature = "serde")]
+pub(crate) fn rfc3339_nanos(t: SystemTime) -> String {
     let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);
@@ -108,7 +109,7 @@ impl serde_core::Serialize for ContainerEvent {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "serde"))]
 mod tests {
     use super::*;
     use std::time::{Duration, UNIX_EPOCH};

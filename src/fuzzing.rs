@@ -60,10 +60,10 @@ pub fn http2_frames(data: &[u8]) {
         };
         let Ok(content) = f.content() else { continue };
         match f.kind {
-            crate::grpc::frame::HEADERS | crate::grpc::frame::CONTINUATION => {
+            crate::grpc::frame::Kind::Headers | crate::grpc::frame::Kind::Continuation => {
                 let _ = hpack.decode(content);
             }
-            crate::grpc::frame::DATA => {
+            crate::grpc::frame::Kind::Data => {
                 msgs.push(content);
                 while let Ok(Some(_)) = msgs.next() {}
             }

@@ -47,6 +47,21 @@
 //! assert_eq!(snapshot.project("").unwrap().len(), 1); // "" = standalone containers
 //! ```
 //!
+//! ## Stability and the `unstable` feature
+//!
+//! Everything in these docs is the public API, under semver. The wire layers underneath
+//! (the HTTP/1.1 client, the HTTP/2 + gRPC client with its frames, HPACK and limits, the
+//! cancellation plumbing, the generated protobuf messages and the fuzzing entry points)
+//! are ours: private, so that a new transport, a protobuf upgrade or a tuned limit is never
+//! a breaking change. The cargo feature `unstable` makes them reachable (as
+//! `whalewatcher::{http, grpc, cancel, fuzzing}`, `cri::api`, `cri::containerd_api`,
+//! `docker::parse_rfc3339`, hidden from these docs) for our own integration tests, benchmarks
+//! and fuzz targets, in the manner of h2's `unstable` and ureq's `unversioned`: no
+//! compatibility promise of any kind, any release may change or remove them. We chose a
+//! feature over moving those tests into the crate because they are black-box tests of the
+//! wire layers against real engines and hostile peers; the crate's own dev-dependency on
+//! itself with `unstable` switches it on for `cargo test`, never for dependents.
+//!
 //! ## Known problems
 //!
 //! - Docker drops an event listener that does not take an event within 100 ms; the
@@ -75,15 +90,35 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
-mod cancel;
+/// Declares a module of the wire layers and plumbing: public (but hidden from the docs)
+/// with the `unstable` feature, for our own tests, benchmarks and fuzz targets; private
+/// without it.
+macro_rules! unstable_mod {
+    ($(#[$attr:meta])* mod $name:ident;) => {
+        $(#[$attr])*
+        #[cfg(feature = "unstable")]
+        #[doc(hidden)]
+        pub mod $name;
+        $(#[$attr])*
+        #[cfg(not(feature = "unstable"))]
+        mod $name;
+    };
+}
+
+unstable_mod! {
+    #[cfg(any(feature = "docker", feature = "grpc"))]
+    mod cancel;
+}
 pub mod container;
 pub mod discover;
 pub mod engine;
 pub mod error;
 pub mod event;
 pub mod fleet;
+#[cfg(feature = "unstable")]
 #[doc(hidden)]
 pub mod fuzzing;
+mod grpc_code;
 pub mod portfolio;
 pub mod retry;
 #[cfg(feature = "serde")]
@@ -92,15 +127,19 @@ pub mod watcher;
 
 #[cfg(feature = "docker")]
 pub mod docker;
-#[cfg(feature = "docker")]
-pub mod http;
+unstable_mod! {
+    #[cfg(feature = "docker")]
+    mod http;
+}
 
 #[cfg(feature = "containerd")]
 pub mod containerd;
 #[cfg(feature = "cri")]
 pub mod cri;
-#[cfg(feature = "grpc")]
-pub mod grpc;
+unstable_mod! {
+    #[cfg(feature = "grpc")]
+    mod grpc;
+}
 /// Generated from proto/*.proto by rust-protobuf's pure-Rust codegen and checked in
 /// (`tests/proto_codegen.rs` keeps it current): no build script, no protoc.
 #[cfg(feature = "grpc")]

@@ -24,7 +24,7 @@ use whalewatcher::cri::containerd_api::{
     SubscribeRequest, TaskExit, TaskOOM, TaskStart, TaskStatus,
 };
 use whalewatcher::cri::{CriClient, EventMode, MODE_CONTAINERD_EVENTS, MODE_EVENTED, MODE_RELIST};
-use whalewatcher::grpc::frame::{self, Frame};
+use whalewatcher::grpc::frame::{self, Frame, Kind};
 use whalewatcher::{EngineClient, Error, Inspection, RawEventKind};
 
 /// How the fake answers `GetContainerEvents` (and which runtime it claims to be).
@@ -66,12 +66,12 @@ fn headers(stream: u32, end: Option<&str>) -> Vec<u8> {
         h.push(("grpc-status", status));
         flags |= frame::END_STREAM;
     }
-    Frame::new(frame::HEADERS, flags, stream, block(&h)).encode()
+    Frame::new(Kind::Headers, flags, stream, block(&h)).encode()
 }
 
 fn trailers(stream: u32) -> Vec<u8> {
     Frame::new(
-        frame::HEADERS,
+        Kind::Headers,
         frame::END_HEADERS | frame::END_STREAM,
         stream,
         block(&[("grpc-status", "0")]),
@@ -83,7 +83,7 @@ fn data(stream: u32, m: &[u8]) -> Vec<u8> {
     let mut v = vec![0];
     v.extend_from_slice(&(m.len() as u32).to_be_bytes());
     v.extend_from_slice(m);
-    Frame::new(frame::DATA, 0, stream, v).encode()
+    Frame::new(Kind::Data, 0, stream, v).encode()
 }
 
 fn now_nanos() -> i64 {
@@ -378,7 +378,7 @@ fn connection(mut s: UnixStream, fake: Arc<Fake>) {
         return;
     }
     let _ = s.write_all(&frame::settings(&[]).encode());
-    let _ = s.write_all(&Frame::new(frame::SETTINGS, frame::ACK, 0, vec![]).encode());
+    let _ = s.write_all(&Frame::new(Kind::Settings, frame::ACK, 0, vec![]).encode());
     let mut paths: HashMap<u32, String> = HashMap::new();
     let mut bodies: HashMap<u32, Vec<u8>> = HashMap::new();
     const METHODS: [&str; 10] = [
@@ -398,18 +398,18 @@ fn connection(mut s: UnixStream, fake: Arc<Fake>) {
             Ok(f) => f,
             Err(_) => return,
         };
-        if f.kind == frame::HEADERS {
+        if f.kind == Kind::Headers {
             let p = String::from_utf8_lossy(&f.payload).into_owned();
             let m = METHODS.iter().find(|m| p.contains(*m)).unwrap_or(&"Other");
             paths.insert(f.stream, format!("/fake/{m}"));
         }
-        if f.kind == frame::DATA {
+        if f.kind == Kind::Data {
             bodies
                 .entry(f.stream)
                 .or_default()
                 .extend_from_slice(&f.payload);
         }
-        if f.kind == frame::DATA && f.has(frame::END_STREAM) {
+        if f.kind == Kind::Data && f.has(frame::END_STREAM) {
             let path = paths.remove(&f.stream).unwrap_or_default();
             let body = bodies.remove(&f.stream).unwrap_or_default();
             if answer(&mut s, f.stream, &path, &body, &fake).is_err() {

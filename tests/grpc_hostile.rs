@@ -6,8 +6,9 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use whalewatcher::engine::CancelSet;
-use whalewatcher::grpc::frame::{self, Frame};
+use whalewatcher::cancel::CancelSet;
+use whalewatcher::error::GrpcCode;
+use whalewatcher::grpc::frame::{self, Frame, Kind};
 use whalewatcher::grpc::{Channel, ChannelOptions};
 use whalewatcher::Error;
 
@@ -32,7 +33,7 @@ fn block(h: &[(&str, &str)]) -> Vec<u8> {
 
 fn ok_headers() -> Frame {
     Frame::new(
-        frame::HEADERS,
+        Kind::Headers,
         frame::END_HEADERS,
         1,
         block(&[(":status", "200"), ("content-type", "application/grpc")]),
@@ -41,7 +42,7 @@ fn ok_headers() -> Frame {
 
 fn trailers(status: &str) -> Frame {
     Frame::new(
-        frame::HEADERS,
+        Kind::Headers,
         frame::END_HEADERS | frame::END_STREAM,
         1,
         block(&[("grpc-status", status)]),
@@ -70,10 +71,10 @@ fn serve(settings: Frame, script: Vec<u8>) -> (Channel, PathBuf) {
             return;
         }
         let _ = s.write_all(&settings.encode());
-        let _ = s.write_all(&Frame::new(frame::SETTINGS, frame::ACK, 0, vec![]).encode());
+        let _ = s.write_all(&Frame::new(Kind::Settings, frame::ACK, 0, vec![]).encode());
         loop {
             match frame::read_frame(&mut s, 1 << 24, &io_err) {
-                Ok(f) if f.kind == frame::DATA && f.has(frame::END_STREAM) => break,
+                Ok(f) if f.kind == Kind::Data && f.has(frame::END_STREAM) => break,
                 Ok(_) => {}
                 Err(_) => return,
             }
@@ -115,7 +116,7 @@ fn good_response_split_across_many_data_frames() {
     let framed = msg(&body);
     let mut fs = vec![ok_headers()];
     for c in framed.chunks(97) {
-        fs.push(Frame::new(frame::DATA, 0, 1, c.to_vec()));
+        fs.push(Frame::new(Kind::Data, 0, 1, c.to_vec()));
     }
     fs.push(trailers("0"));
     let (ch, _d) = serve(no_settings(), cat(&fs));
@@ -126,7 +127,7 @@ fn good_response_split_across_many_data_frames() {
 fn bad_frame_length() {
     let (ch, _d) = serve(
         no_settings(),
-        Frame::new(frame::PING, 0, 0, vec![0; 7]).encode(),
+        Frame::new(Kind::Ping, 0, 0, vec![0; 7]).encode(),
     );
     protocol(
         &ch.unary("/a.B/C", &[], b"", T).unwrap_err(),
@@ -138,7 +139,7 @@ fn bad_frame_length() {
 #[test]
 fn oversize_frame() {
     let mut f = ok_headers().encode();
-    f.extend(Frame::new(frame::DATA, 0, 1, vec![0; 20_000]).encode());
+    f.extend(Frame::new(Kind::Data, 0, 1, vec![0; 20_000]).encode());
     let (ch, _d) = serve(no_settings(), f);
     protocol(
         &ch.unary("/a.B/C", &[], b"", T).unwrap_err(),
@@ -150,21 +151,21 @@ fn oversize_frame() {
 #[test]
 fn bad_hpack_block() {
     let f = Frame::new(
-        frame::HEADERS,
+        Kind::Headers,
         frame::END_HEADERS,
         1,
         vec![0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f],
     );
     let (ch, _d) = serve(no_settings(), f.encode());
     protocol(&ch.unary("/a.B/C", &[], b"", T).unwrap_err(), "hpack", "");
-    let f = Frame::new(frame::HEADERS, frame::END_HEADERS, 1, vec![0x3f]);
+    let f = Frame::new(Kind::Headers, frame::END_HEADERS, 1, vec![0x3f]);
     let (ch, _d) = serve(no_settings(), f.encode());
     protocol(&ch.unary("/a.B/C", &[], b"", T).unwrap_err(), "hpack", "");
 }
 
 #[test]
 fn data_on_unknown_stream() {
-    let f = cat(&[ok_headers(), Frame::new(frame::DATA, 0, 7, msg(b"x"))]);
+    let f = cat(&[ok_headers(), Frame::new(Kind::Data, 0, 7, msg(b"x"))]);
     let (ch, _d) = serve(no_settings(), f);
     protocol(
         &ch.unary("/a.B/C", &[], b"", T).unwrap_err(),
@@ -175,7 +176,7 @@ fn data_on_unknown_stream() {
 
 #[test]
 fn continuation_out_of_order() {
-    let f = Frame::new(frame::CONTINUATION, frame::END_HEADERS, 1, vec![]);
+    let f = Frame::new(Kind::Continuation, frame::END_HEADERS, 1, vec![]);
     let (ch, _d) = serve(no_settings(), f.encode());
     protocol(
         &ch.unary("/a.B/C", &[], b"", T).unwrap_err(),
@@ -188,7 +189,7 @@ fn continuation_out_of_order() {
 fn bad_padding() {
     let f = cat(&[
         ok_headers(),
-        Frame::new(frame::DATA, frame::PADDED, 1, vec![200, 1, 2]),
+        Frame::new(Kind::Data, frame::PADDED, 1, vec![200, 1, 2]),
     ]);
     let (ch, _d) = serve(no_settings(), f);
     protocol(
@@ -212,7 +213,10 @@ fn window_overflow() {
 #[test]
 fn peer_that_grants_no_window_hits_the_deadline() {
     // Initial stream window 0: the request body can never be sent.
-    let (ch, _d) = serve(frame::settings(&[(4, 0)]), vec![]);
+    let (ch, _d) = serve(
+        frame::settings(&[(frame::setting::INITIAL_WINDOW_SIZE, 0)]),
+        vec![],
+    );
     let t0 = Instant::now();
     let e = ch
         .unary(
@@ -233,8 +237,8 @@ fn goaway_mid_stream() {
     ga.extend(b"bye");
     let f = cat(&[
         ok_headers(),
-        Frame::new(frame::DATA, 0, 1, msg(b"one")),
-        Frame::new(frame::GOAWAY, 0, 0, ga),
+        Frame::new(Kind::Data, 0, 1, msg(b"one")),
+        Frame::new(Kind::GoAway, 0, 0, ga),
     ]);
     let (ch, _d) = serve(no_settings(), f);
     let mut s = ch.server_streaming("/a.B/C", &[], b"", T).unwrap();
@@ -250,17 +254,26 @@ fn goaway_mid_stream() {
 fn rst_stream() {
     let f = cat(&[
         ok_headers(),
-        Frame::new(frame::RST_STREAM, 0, 1, 2u32.to_be_bytes().to_vec()),
+        Frame::new(Kind::RstStream, 0, 1, 2u32.to_be_bytes().to_vec()),
     ]);
     let (ch, _d) = serve(no_settings(), f);
     let e = ch.unary("/a.B/C", &[], b"", T).unwrap_err();
-    assert!(matches!(e, Error::Grpc { code: 13, .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            Error::Grpc {
+                code: GrpcCode::INTERNAL,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
 }
 
 #[test]
 fn trailers_only_error() {
     let f = Frame::new(
-        frame::HEADERS,
+        Kind::Headers,
         frame::END_HEADERS | frame::END_STREAM,
         1,
         block(&[
@@ -275,7 +288,7 @@ fn trailers_only_error() {
     assert_eq!(
         s.next_message(),
         Err(Error::Grpc {
-            code: 5,
+            code: GrpcCode::NOT_FOUND,
             message: "no such thing".into()
         })
     );
@@ -285,9 +298,9 @@ fn trailers_only_error() {
 fn stream_ends_ok() {
     let f = cat(&[
         ok_headers(),
-        Frame::new(frame::DATA, 0, 1, msg(b"a")),
-        Frame::new(frame::PING, 0, 0, vec![1; 8]),
-        Frame::new(frame::DATA, 0, 1, msg(b"b")),
+        Frame::new(Kind::Data, 0, 1, msg(b"a")),
+        Frame::new(Kind::Ping, 0, 0, vec![1; 8]),
+        Frame::new(Kind::Data, 0, 1, msg(b"b")),
         trailers("0"),
     ]);
     let (ch, _d) = serve(no_settings(), f);
@@ -299,7 +312,7 @@ fn stream_ends_ok() {
 
 #[test]
 fn oversize_message_is_refused() {
-    let f = cat(&[ok_headers(), Frame::new(frame::DATA, 0, 1, msg(&[0; 2000]))]);
+    let f = cat(&[ok_headers(), Frame::new(Kind::Data, 0, 1, msg(&[0; 2000]))]);
     let (ch, _d) = serve(no_settings(), f);
     let ch = ch.with_options(ChannelOptions {
         max_message_size: 1000,

@@ -8,8 +8,12 @@ eval "$(bash tests/engines/up.sh)"
 export WHALEWATCHER_REQUIRE_ENGINES=1
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
+# --all-targets builds the library with `unstable` (the self dev-dependency); --lib checks
+# it as dependents get it, with the wire layers private.
+cargo clippy --quiet --lib -- -D warnings
 for f in docker containerd cri serde; do
   cargo clippy --quiet --all-targets --no-default-features --features "$f" -- -D warnings
+  cargo clippy --quiet --lib --no-default-features --features "$f" -- -D warnings
 done
 cargo test --all-targets
 # The C ABI (feature ffi): the shared and static libraries, the header check, the ABI tests,
@@ -18,6 +22,7 @@ for tool in gcc valgrind; do
   command -v "$tool" >/dev/null || apt-get install -y "$tool" || { apt-get update && apt-get install -y "$tool"; }
 done
 cargo clippy --all-targets --features ffi -- -D warnings
+cargo clippy --quiet --lib --features ffi -- -D warnings
 cargo rustc --lib --features ffi --crate-type cdylib,staticlib
 export WHALEWATCHER_FFI_LIB_DIR="${CARGO_TARGET_DIR:-$PWD/target}/debug"
 cargo test --features ffi --lib ffi::

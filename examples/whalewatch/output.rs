@@ -1,10 +1,36 @@
 //! Rendering containers and events as JSON and as human text.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use whalewatcher::{Container, ContainerEvent, EventKind};
 
-use whalewatcher::event::rfc3339_nanos as rfc3339;
+/// Formats a time as RFC 3339 in UTC with nanoseconds, e.g.
+/// `2026-12-02T14:10:00.123456789Z`, as the library's JSON does (times before 1970 are
+/// clamped to the epoch). The library keeps its own formatter private: a timestamp format
+/// is not something it means to promise.
+pub fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // civil-from-days (H. Hinnant's algorithm), for days since 1970-01-01
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_nanos()
+    )
+}
 
 /// Sorts by engine, project, name (and id, for a total order).
 pub fn sort(all: &mut [Arc<Container>]) {

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
+use crate::output::rfc3339;
 use serde_json::{json, Value};
-use whalewatcher::event::rfc3339_nanos as rfc3339;
 use whalewatcher::watcher::{Latency, Metrics};
 
 fn ms(d: Duration) -> f64 {

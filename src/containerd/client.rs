@@ -13,7 +13,7 @@ use crate::container::{Container, EngineRef};
 use crate::engine::{
     CancelSet, EngineClient, EngineInfo, EventStream, Inspection, RucksackPacker, CONTAINERD,
 };
-use crate::error::{Error, Result};
+use crate::error::{Error, GrpcCode, Result};
 use crate::grpc::Channel;
 use crate::proto::containerd_containers::{
     Container as ProtoContainer, GetContainerRequest, GetContainerResponse, ListContainersRequest,
@@ -42,10 +42,6 @@ const INTROSPECTION_SERVER: &str = "/containerd.services.introspection.v1.Intros
 
 /// The metadata key that selects a containerd namespace.
 const NAMESPACE_KEY: &str = "containerd-namespace";
-
-/// gRPC status codes we interpret.
-const NOT_FOUND: u32 = 5;
-const UNIMPLEMENTED: u32 = 12;
 
 /// Deadline of every unary call.
 const CALL_DEADLINE: Duration = Duration::from_secs(30);
@@ -146,7 +142,7 @@ impl ContainerdClient {
         match self.call::<_, ServerResponse>(INTROSPECTION_SERVER, None, &Empty::new()) {
             Ok(r) => Ok(r.uuid),
             Err(Error::Grpc {
-                code: UNIMPLEMENTED,
+                code: GrpcCode::UNIMPLEMENTED,
                 ..
             }) => Ok(String::new()),
             Err(e) => Err(e),
@@ -239,7 +235,8 @@ impl EngineClient for ContainerdClient {
             match self.list_namespace(&ns.name, &engine, &mut out) {
                 // The namespace went away meanwhile.
                 Err(Error::Grpc {
-                    code: NOT_FOUND, ..
+                    code: GrpcCode::NOT_FOUND,
+                    ..
                 }) => {}
                 r => r?,
             }
@@ -258,7 +255,8 @@ impl EngineClient for ContainerdClient {
         req.id = cid.to_string();
         let rec: GetContainerResponse = match self.call(CONTAINERS_GET, Some(ns), &req) {
             Err(Error::Grpc {
-                code: NOT_FOUND, ..
+                code: GrpcCode::NOT_FOUND,
+                ..
             }) => return Err(not_found()),
             r => r?,
         };
@@ -271,7 +269,8 @@ impl EngineClient for ContainerdClient {
         let processless = || Error::Processless { id: id.to_string() };
         let task: GetResponse = match self.call(TASKS_GET, Some(ns), &req) {
             Err(Error::Grpc {
-                code: NOT_FOUND, ..
+                code: GrpcCode::NOT_FOUND,
+                ..
             }) => return Err(processless()),
             r => r?,
         };

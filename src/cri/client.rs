@@ -13,7 +13,7 @@ use crate::container::{Container, EngineRef};
 use crate::engine::{
     CancelSet, EngineClient, EngineInfo, EventStream, ExitStatus, Inspection, RucksackPacker, CRI,
 };
-use crate::error::{Error, Result};
+use crate::error::{Error, GrpcCode, Result};
 use crate::grpc::Channel;
 use crate::proto::cri_api::{
     Container as ProtoContainer, ContainerFilter, ContainerState, ContainerStateValue,
@@ -29,9 +29,6 @@ use super::mode::EventMode;
 use super::native;
 
 pub(crate) const SERVICE: &str = "/runtime.v1.RuntimeService/";
-
-/// gRPC status codes we interpret.
-pub(crate) const NOT_FOUND: u32 = 5;
 
 /// Deadline of every unary call.
 pub(crate) const CALL_DEADLINE: Duration = Duration::from_secs(30);
@@ -226,7 +223,8 @@ impl CriClient {
             .unwrap_or_default();
             return match self.container_inspection(id, &pod, &engine) {
                 Err(Error::Grpc {
-                    code: NOT_FOUND, ..
+                    code: GrpcCode::NOT_FOUND,
+                    ..
                 }) => Err(Error::NotFound { id: id.into() }),
                 Ok(Inspection::Alive(c))
                     if *self.mode.lock() == Some(EventMode::ContainerdEvents) =>
@@ -238,7 +236,8 @@ impl CriClient {
         }
         match self.sandbox_container(id, &engine) {
             Err(Error::Grpc {
-                code: NOT_FOUND, ..
+                code: GrpcCode::NOT_FOUND,
+                ..
             }) => Err(Error::NotFound { id: id.into() }),
             r => r.map(Inspection::Alive),
         }
@@ -342,7 +341,9 @@ impl CriClient {
         self
     }
 
-    /// The gRPC channel (shared with the test support that creates pods).
+    /// The gRPC channel (shared with the test support that creates pods). Feature
+    /// `unstable`: not part of the API.
+    #[cfg(feature = "unstable")]
     #[doc(hidden)]
     pub fn channel(&self) -> &Channel {
         &self.rpc.channel
@@ -533,7 +534,7 @@ fn vanished(e: &Error) -> bool {
         || matches!(
             e,
             Error::Grpc {
-                code: NOT_FOUND,
+                code: GrpcCode::NOT_FOUND,
                 ..
             }
         )

@@ -21,7 +21,7 @@ use parking_lot::Mutex;
 use protobuf::Message;
 
 use crate::engine::{CancelSet, EventStream, RawEvent, RawEventKind};
-use crate::error::{Error, Result};
+use crate::error::{Error, GrpcCode, Result};
 use crate::grpc::MessageStream;
 use crate::proto::cri_api::{ContainerEventResponse, ContainerEventType, GetEventsRequest};
 
@@ -31,12 +31,10 @@ use super::mode::EventMode;
 use super::native::TaskEvents;
 use super::relist::RelistStream;
 
-/// gRPC UNIMPLEMENTED: the runtime has no such event source.
-const UNIMPLEMENTED: u32 = 12;
 /// gRPC status codes that, answered to a new event stream at once, also mean "no such
 /// event source here" (a handler that refuses with a plain error, e.g. pod events that
 /// are not enabled): UNKNOWN, FAILED_PRECONDITION.
-const REFUSED_AT_ONCE: [u32; 2] = [2, 9];
+const REFUSED_AT_ONCE: [GrpcCode; 2] = [GrpcCode::UNKNOWN, GrpcCode::FAILED_PRECONDITION];
 /// How soon after the open an end or one of [`REFUSED_AT_ONCE`] counts as a refusal
 /// (later, it is a failure like any other: the watcher reconnects).
 const AT_ONCE: Duration = Duration::from_secs(2);
@@ -123,7 +121,7 @@ pub(crate) fn ended(
     let refused = match &r {
         Ok(()) => at_once,
         Err(Error::Grpc {
-            code: UNIMPLEMENTED,
+            code: GrpcCode::UNIMPLEMENTED,
             ..
         }) => true,
         Err(Error::Grpc { code, .. }) => at_once && REFUSED_AT_ONCE.contains(code),
@@ -261,21 +259,36 @@ mod tests {
             (out, relist)
         };
         // Refusals before any event: relist, and the stream ends.
-        assert_eq!(run(grpc(UNIMPLEMENTED), false, late), (Ok(None), true));
-        assert_eq!(run(grpc(2), false, now), (Ok(None), true));
-        assert_eq!(run(grpc(9), false, now), (Ok(None), true));
+        assert_eq!(
+            run(grpc(GrpcCode::UNIMPLEMENTED), false, late),
+            (Ok(None), true)
+        );
+        assert_eq!(run(grpc(GrpcCode::UNKNOWN), false, now), (Ok(None), true));
+        assert_eq!(
+            run(grpc(GrpcCode::FAILED_PRECONDITION), false, now),
+            (Ok(None), true)
+        );
         assert_eq!(run(Ok(()), false, now), (Ok(None), true));
         // Not refusals: a late UNKNOWN, a late end, other codes, anything after an event.
-        assert_eq!(run(grpc(2), false, late), (grpc(2).map(|_| None), false));
-        assert_eq!(run(Ok(()), false, late), (Ok(None), false));
-        assert_eq!(run(grpc(14), false, now), (grpc(14).map(|_| None), false));
         assert_eq!(
-            run(grpc(UNIMPLEMENTED), true, now),
-            (grpc(UNIMPLEMENTED).map(|_| None), false)
+            run(grpc(GrpcCode::UNKNOWN), false, late),
+            (grpc(GrpcCode::UNKNOWN).map(|_| None), false)
+        );
+        assert_eq!(run(Ok(()), false, late), (Ok(None), false));
+        assert_eq!(
+            run(grpc(GrpcCode::UNAVAILABLE), false, now),
+            (grpc(GrpcCode::UNAVAILABLE).map(|_| None), false)
+        );
+        assert_eq!(
+            run(grpc(GrpcCode::UNIMPLEMENTED), true, now),
+            (grpc(GrpcCode::UNIMPLEMENTED).map(|_| None), false)
         );
         assert_eq!(run(Ok(()), true, now), (Ok(None), false));
         cancel.cancel();
-        assert_eq!(run(grpc(12), false, now), (Err(Error::Cancelled), false));
+        assert_eq!(
+            run(grpc(GrpcCode::UNIMPLEMENTED), false, now),
+            (Err(Error::Cancelled), false)
+        );
     }
 
     #[test]

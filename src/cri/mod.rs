@@ -76,7 +76,7 @@
 #![forbid(unsafe_code)]
 
 mod client;
-pub mod convert;
+pub(crate) mod convert;
 pub(crate) mod events;
 mod mode;
 pub(crate) mod native;
@@ -92,14 +92,17 @@ pub use convert::{
 pub use mode::{EventMode, MODE_CONTAINERD_EVENTS, MODE_EVENTED, MODE_RELIST};
 
 /// The generated CRI `runtime.v1` message types (a minimal subset), for tests and tools
-/// that drive a runtime through [`CriClient::channel`]. Unstable: not part of the API.
+/// that drive a runtime through `CriClient::channel`. Feature `unstable`: not part of the
+/// API.
+#[cfg(feature = "unstable")]
 #[doc(hidden)]
 pub mod api {
     pub use crate::proto::cri_api::*;
 }
 
 /// The containerd messages of the [`EventMode::ContainerdEvents`] source, for tests that
-/// fake a containerd. Unstable: not part of the API.
+/// fake a containerd. Feature `unstable`: not part of the API.
+#[cfg(feature = "unstable")]
 #[doc(hidden)]
 pub mod containerd_api {
     pub use crate::proto::containerd_containers::{

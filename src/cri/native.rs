@@ -28,7 +28,7 @@ use protobuf::well_known_types::timestamp::Timestamp;
 use protobuf::{EnumOrUnknown, Message};
 
 use crate::engine::{EventStream, RawEvent, RawEventKind};
-use crate::error::{Error, Result};
+use crate::error::{Error, GrpcCode, Result};
 use crate::grpc::MessageStream;
 use crate::proto::containerd_containers::{GetContainerRequest, GetContainerResponse};
 use crate::proto::containerd_events::{Envelope, SubscribeRequest};
@@ -42,7 +42,7 @@ use crate::proto::cri_api::{
     PodSandboxStatusRequest, PodSandboxStatusResponse,
 };
 
-use super::client::{Rpc, CALL_DEADLINE, NOT_FOUND};
+use super::client::{Rpc, CALL_DEADLINE};
 use super::events::{ended, ModeCell};
 
 /// The containerd namespace of the CRI plugin.
@@ -251,7 +251,8 @@ pub(crate) fn kind(rpc: &Rpc, id: &str) -> Result<Option<Kind>> {
                 _ => None,
             })),
         Err(Error::Grpc {
-            code: NOT_FOUND, ..
+            code: GrpcCode::NOT_FOUND,
+            ..
         }) => Ok(None),
         Err(e) => Err(rpc.map_err(e)),
     }
@@ -286,10 +287,12 @@ fn caught_up(rpc: &Rpc, id: &str, kind: Kind) -> Result<Option<bool>> {
     match r {
         // A sandbox is registered with the CRI plugin only after its task started.
         Err(Error::Grpc {
-            code: NOT_FOUND, ..
+            code: GrpcCode::NOT_FOUND,
+            ..
         }) if kind == Kind::Sandbox => Ok(Some(false)),
         Err(Error::Grpc {
-            code: NOT_FOUND, ..
+            code: GrpcCode::NOT_FOUND,
+            ..
         }) => Ok(None),
         r => r,
     }
@@ -372,7 +375,8 @@ pub(crate) fn task_state(rpc: &Rpc, id: &str) -> Result<TaskState> {
     let p = match r {
         Ok(r) => r.process,
         Err(Error::Grpc {
-            code: NOT_FOUND, ..
+            code: GrpcCode::NOT_FOUND,
+            ..
         }) => return Ok(TaskState::Gone),
         Err(e) => return Err(rpc.map_err(e)),
     };

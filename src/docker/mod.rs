@@ -1,5 +1,5 @@
 //! The Docker and Podman engine adaptor ([`DockerClient`]), speaking the Docker Engine API
-//! over HTTP/1.1 with the crate's own [`http`](crate::http) client.
+//! over HTTP/1.1 with the crate's own (private) HTTP client.
 //!
 //! Containers come from `GET /containers/json` (running and paused only), each inspected
 //! with `GET /containers/{id}/json`; lifecycle events from the `GET /events` stream
@@ -20,5 +20,7 @@ pub(crate) mod json;
 mod time;
 
 pub use client::{DockerClient, API_VERSION, DEFAULT_ENDPOINT};
-pub use events::{EventDecoder, MAX_EVENT};
+/// Parses Docker's RFC 3339 timestamps (for our tests; not part of the API).
+#[cfg(feature = "unstable")]
+#[doc(hidden)]
 pub use time::parse_rfc3339;

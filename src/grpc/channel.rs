@@ -40,6 +40,7 @@ impl Channel {
     }
 
     /// The same channel with other options (drops pooled connections).
+    #[cfg(any(test, feature = "unstable"))]
     pub fn with_options(self, opts: ChannelOptions) -> Channel {
         Channel {
             shared: Arc::new(Shared {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::cancel::{CancelGuard, CancelSet};
 use crate::error::{Error, Result};
 
-use super::frame::{self, Frame};
+use super::frame::{self, setting, Frame, Kind};
 use super::hpack::{self, HeaderDecoder, Headers};
 use super::message::MessageDecoder;
 use super::ChannelOptions;
@@ -92,11 +92,11 @@ impl Conn {
         let mut out = frame::PREFACE.to_vec();
         out.extend(
             frame::settings(&[
-                (2, 0),                        // ENABLE_PUSH
-                (4, RECV_WINDOW),              // INITIAL_WINDOW_SIZE
-                (5, MAX_FRAME as u32),         // MAX_FRAME_SIZE
-                (6, MAX_HEADER_LIST as u32),   // MAX_HEADER_LIST_SIZE
-                (1, hpack::TABLE_SIZE as u32), // HEADER_TABLE_SIZE
+                (setting::ENABLE_PUSH, 0),
+                (setting::INITIAL_WINDOW_SIZE, RECV_WINDOW),
+                (setting::MAX_FRAME_SIZE, MAX_FRAME as u32),
+                (setting::MAX_HEADER_LIST_SIZE, MAX_HEADER_LIST as u32),
+                (setting::HEADER_TABLE_SIZE, hpack::TABLE_SIZE as u32),
             ])
             .encode(),
         );
@@ -211,9 +211,9 @@ impl Conn {
             let last = chunks.peek().is_none();
             let flags = if last { frame::END_HEADERS } else { 0 };
             let kind = if first {
-                frame::HEADERS
+                Kind::Headers
             } else {
-                frame::CONTINUATION
+                Kind::Continuation
             };
             out.extend(Frame::new(kind, flags, id, c.to_vec()).encode());
             first = false;
@@ -237,7 +237,7 @@ impl Conn {
             let end = n == left;
             let flags = if end { frame::END_STREAM } else { 0 };
             self.send(Frame::new(
-                frame::DATA,
+                Kind::Data,
                 flags,
                 id,
                 body[sent..sent + n].to_vec(),
@@ -283,7 +283,7 @@ impl Conn {
                 return Err(e);
             }
         };
-        if !self.got_settings && f.kind != frame::SETTINGS {
+        if !self.got_settings && f.kind != Kind::Settings {
             self.broken = true;
             return Err(frame::not_http2());
         }
@@ -296,18 +296,18 @@ impl Conn {
 
     fn handle(&mut self, f: Frame) -> Result<()> {
         match f.kind {
-            frame::SETTINGS => self.on_settings(f),
-            frame::PING => {
+            Kind::Settings => self.on_settings(f),
+            Kind::Ping => {
                 if f.stream != 0 || f.payload.len() != 8 {
                     return self.fail("malformed PING");
                 }
                 if !f.has(frame::ACK) {
-                    self.send(Frame::new(frame::PING, frame::ACK, 0, f.payload))?;
+                    self.send(Frame::new(Kind::Ping, frame::ACK, 0, f.payload))?;
                 }
                 Ok(())
             }
-            frame::WINDOW_UPDATE => self.on_window_update(f),
-            frame::GOAWAY => {
+            Kind::WindowUpdate => self.on_window_update(f),
+            Kind::GoAway => {
                 if f.stream != 0 || f.payload.len() < 8 {
                     return self.fail("malformed GOAWAY");
                 }
@@ -315,7 +315,7 @@ impl Conn {
                 let code = frame::be32(&f.payload, 4);
                 self.goaway = Some(last);
                 let id = self.active_id();
-                if id != 0 && id > last || code != 0 {
+                if id != 0 && id > last || code != frame::reason::NO_ERROR {
                     self.broken = true;
                     let debug = String::from_utf8_lossy(&f.payload[8..]).into_owned();
                     return Err(Error::Connection {
@@ -328,7 +328,7 @@ impl Conn {
                 }
                 Ok(())
             }
-            frame::RST_STREAM => {
+            Kind::RstStream => {
                 if f.stream == 0 || f.payload.len() != 4 {
                     return self.fail("malformed RST_STREAM");
                 }
@@ -337,21 +337,16 @@ impl Conn {
                 }
                 let code = frame::be32(&f.payload, 0);
                 self.broken = true;
-                let grpc = match code {
-                    7 => 14,
-                    8 => 1,
-                    _ => 13,
-                };
                 Err(Error::Grpc {
-                    code: grpc,
+                    code: frame::reset_status(code),
                     message: format!("stream reset by the server (HTTP/2 error code {code})"),
                 })
             }
-            frame::HEADERS => self.on_headers(f),
-            frame::DATA => self.on_data(f),
-            frame::CONTINUATION => self.fail("CONTINUATION without a preceding HEADERS"),
-            frame::PUSH_PROMISE => self.fail("PUSH_PROMISE although push is disabled"),
-            frame::PRIORITY => {
+            Kind::Headers => self.on_headers(f),
+            Kind::Data => self.on_data(f),
+            Kind::Continuation => self.fail("CONTINUATION without a preceding HEADERS"),
+            Kind::PushPromise => self.fail("PUSH_PROMISE although push is disabled"),
+            Kind::Priority => {
                 if f.stream == 0 || f.payload.len() != 5 {
                     return self.fail("malformed PRIORITY");
                 }
@@ -378,7 +373,7 @@ impl Conn {
             let id = u16::from_be_bytes([p[0], p[1]]);
             let v = frame::be32(p, 2);
             match id {
-                4 => {
+                setting::INITIAL_WINDOW_SIZE => {
                     if v as i64 > MAX_WINDOW {
                         return self.fail("SETTINGS_INITIAL_WINDOW_SIZE too large");
                     }
@@ -391,7 +386,7 @@ impl Conn {
                         }
                     }
                 }
-                5 => {
+                setting::MAX_FRAME_SIZE => {
                     if !(16384..=16_777_215).contains(&v) {
                         return self.fail(format!("bad SETTINGS_MAX_FRAME_SIZE {v}"));
                     }
@@ -401,7 +396,7 @@ impl Conn {
             }
         }
         self.got_settings = true;
-        self.send(Frame::new(frame::SETTINGS, frame::ACK, 0, Vec::new()))
+        self.send(Frame::new(Kind::Settings, frame::ACK, 0, Vec::new()))
     }
 
     fn on_window_update(&mut self, f: Frame) -> Result<()> {
@@ -449,7 +444,7 @@ impl Conn {
                     return Err(e);
                 }
             };
-            if c.kind != frame::CONTINUATION || c.stream != f.stream {
+            if c.kind != Kind::Continuation || c.stream != f.stream {
                 return self.fail("expected CONTINUATION of the same stream");
             }
             block.extend_from_slice(&c.payload);

@@ -2,28 +2,105 @@
 
 use std::io::{self, Read};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, GrpcCode, Result};
 
-/// DATA frame type.
-pub const DATA: u8 = 0;
-/// HEADERS frame type.
-pub const HEADERS: u8 = 1;
-/// PRIORITY frame type.
-pub const PRIORITY: u8 = 2;
-/// RST_STREAM frame type.
-pub const RST_STREAM: u8 = 3;
-/// SETTINGS frame type.
-pub const SETTINGS: u8 = 4;
-/// PUSH_PROMISE frame type.
-pub const PUSH_PROMISE: u8 = 5;
-/// PING frame type.
-pub const PING: u8 = 6;
-/// GOAWAY frame type.
-pub const GOAWAY: u8 = 7;
-/// WINDOW_UPDATE frame type.
-pub const WINDOW_UPDATE: u8 = 8;
-/// CONTINUATION frame type.
-pub const CONTINUATION: u8 = 9;
+/// A frame type (RFC 9113 section 6); unknown types are kept (and ignored, section 5.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// DATA (0x0).
+    Data,
+    /// HEADERS (0x1).
+    Headers,
+    /// PRIORITY (0x2).
+    Priority,
+    /// RST_STREAM (0x3).
+    RstStream,
+    /// SETTINGS (0x4).
+    Settings,
+    /// PUSH_PROMISE (0x5).
+    PushPromise,
+    /// PING (0x6).
+    Ping,
+    /// GOAWAY (0x7).
+    GoAway,
+    /// WINDOW_UPDATE (0x8).
+    WindowUpdate,
+    /// CONTINUATION (0x9).
+    Continuation,
+    /// A type this client does not know.
+    Unknown(u8),
+}
+
+impl From<u8> for Kind {
+    fn from(b: u8) -> Self {
+        match b {
+            0 => Kind::Data,
+            1 => Kind::Headers,
+            2 => Kind::Priority,
+            3 => Kind::RstStream,
+            4 => Kind::Settings,
+            5 => Kind::PushPromise,
+            6 => Kind::Ping,
+            7 => Kind::GoAway,
+            8 => Kind::WindowUpdate,
+            9 => Kind::Continuation,
+            b => Kind::Unknown(b),
+        }
+    }
+}
+
+impl From<Kind> for u8 {
+    fn from(k: Kind) -> Self {
+        match k {
+            Kind::Data => 0,
+            Kind::Headers => 1,
+            Kind::Priority => 2,
+            Kind::RstStream => 3,
+            Kind::Settings => 4,
+            Kind::PushPromise => 5,
+            Kind::Ping => 6,
+            Kind::GoAway => 7,
+            Kind::WindowUpdate => 8,
+            Kind::Continuation => 9,
+            Kind::Unknown(b) => b,
+        }
+    }
+}
+
+/// SETTINGS parameter identifiers (RFC 9113 section 6.5.2).
+pub mod setting {
+    /// SETTINGS_HEADER_TABLE_SIZE.
+    pub const HEADER_TABLE_SIZE: u16 = 0x1;
+    /// SETTINGS_ENABLE_PUSH.
+    pub const ENABLE_PUSH: u16 = 0x2;
+    /// SETTINGS_INITIAL_WINDOW_SIZE.
+    pub const INITIAL_WINDOW_SIZE: u16 = 0x4;
+    /// SETTINGS_MAX_FRAME_SIZE.
+    pub const MAX_FRAME_SIZE: u16 = 0x5;
+    /// SETTINGS_MAX_HEADER_LIST_SIZE.
+    pub const MAX_HEADER_LIST_SIZE: u16 = 0x6;
+}
+
+/// HTTP/2 error codes (RFC 9113 section 7), as carried by RST_STREAM and GOAWAY.
+pub mod reason {
+    /// NO_ERROR: graceful shutdown.
+    pub const NO_ERROR: u32 = 0x0;
+    /// REFUSED_STREAM: the stream was refused before any processing; safe to retry.
+    pub const REFUSED_STREAM: u32 = 0x7;
+    /// CANCEL: the stream is no longer needed.
+    pub const CANCEL: u32 = 0x8;
+}
+
+/// The gRPC status of a stream reset with HTTP/2 error code `reason` (the gRPC HTTP/2
+/// protocol's mapping, as far as it concerns a client: a refused stream is UNAVAILABLE, a
+/// cancelled one CANCELLED, everything else INTERNAL).
+pub fn reset_status(reason: u32) -> GrpcCode {
+    match reason {
+        reason::REFUSED_STREAM => GrpcCode::UNAVAILABLE,
+        reason::CANCEL => GrpcCode::CANCELLED,
+        _ => GrpcCode::INTERNAL,
+    }
+}
 
 /// END_STREAM flag (DATA, HEADERS); ACK flag (SETTINGS, PING) has the same bit.
 pub const END_STREAM: u8 = 0x1;
@@ -43,7 +120,7 @@ pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
     /// Frame type.
-    pub kind: u8,
+    pub kind: Kind,
     /// Flags.
     pub flags: u8,
     /// Stream identifier (31 bits).
@@ -54,7 +131,7 @@ pub struct Frame {
 
 impl Frame {
     /// A frame.
-    pub fn new(kind: u8, flags: u8, stream: u32, payload: Vec<u8>) -> Self {
+    pub fn new(kind: Kind, flags: u8, stream: u32, payload: Vec<u8>) -> Self {
         Frame {
             kind,
             flags,
@@ -73,7 +150,7 @@ impl Frame {
         let len = self.payload.len() as u32;
         let mut out = Vec::with_capacity(9 + self.payload.len());
         out.extend_from_slice(&len.to_be_bytes()[1..]);
-        out.push(self.kind);
+        out.push(self.kind.into());
         out.push(self.flags);
         out.extend_from_slice(&(self.stream & 0x7fff_ffff).to_be_bytes());
         out.extend_from_slice(&self.payload);
@@ -92,7 +169,7 @@ impl Frame {
             pad = n as usize;
             p = rest;
         }
-        if self.kind == HEADERS && self.has(PRIORITY_FLAG) {
+        if self.kind == Kind::Headers && self.has(PRIORITY_FLAG) {
             if p.len() < 5 {
                 return Err(Error::protocol(
                     "http2",
@@ -135,7 +212,7 @@ pub fn read_frame<R: Read>(
         read_full(r, &mut payload, "frame payload", false, map_io)?;
     }
     Ok(Frame {
-        kind: head[3],
+        kind: Kind::from(head[3]),
         flags: head[4],
         stream: u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff,
         payload,
@@ -176,31 +253,36 @@ fn read_full<R: Read>(
 }
 
 /// The error for a peer that is not an HTTP/2 server.
-pub fn not_http2() -> Error {
+pub(super) fn not_http2() -> Error {
     Error::protocol(
         "http2",
         "peer does not speak HTTP/2 (is this a gRPC socket?)",
     )
 }
 
-/// Encodes SETTINGS parameters.
+/// Encodes SETTINGS parameters (ids from [`setting`]).
 pub fn settings(params: &[(u16, u32)]) -> Frame {
     let mut p = Vec::with_capacity(params.len() * 6);
     for (id, v) in params {
         p.extend_from_slice(&id.to_be_bytes());
         p.extend_from_slice(&v.to_be_bytes());
     }
-    Frame::new(SETTINGS, 0, 0, p)
+    Frame::new(Kind::Settings, 0, 0, p)
 }
 
 /// A WINDOW_UPDATE frame.
 pub fn window_update(stream: u32, inc: u32) -> Frame {
-    Frame::new(WINDOW_UPDATE, 0, stream, inc.to_be_bytes().to_vec())
+    Frame::new(Kind::WindowUpdate, 0, stream, inc.to_be_bytes().to_vec())
 }
 
-/// Reads a big-endian u32 at `at` (caller checked the length).
-pub fn be32(p: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([p[at], p[at + 1], p[at + 2], p[at + 3]])
+/// Reads a big-endian u32 at `at`; bytes past the end of `p` read as 0 (callers check
+/// payload lengths first).
+pub(super) fn be32(p: &[u8], at: usize) -> u32 {
+    let mut b = [0u8; 4];
+    for (i, d) in b.iter_mut().enumerate() {
+        *d = at.checked_add(i).and_then(|j| p.get(j)).copied().unwrap_or(0);
+    }
+    u32::from_be_bytes(b)
 }
 
 #[cfg(test)]
@@ -214,11 +296,11 @@ mod tests {
     #[test]
     fn round_trip() {
         for f in [
-            Frame::new(DATA, END_STREAM, 1, b"hello".to_vec()),
-            Frame::new(HEADERS, END_HEADERS, 0x7fff_ffff, vec![0; 300]),
-            settings(&[(4, 1 << 20), (5, 16384)]),
+            Frame::new(Kind::Data, END_STREAM, 1, b"hello".to_vec()),
+            Frame::new(Kind::Headers, END_HEADERS, 0x7fff_ffff, vec![0; 300]),
+            settings(&[(setting::INITIAL_WINDOW_SIZE, 1 << 20), (setting::MAX_FRAME_SIZE, 16384)]),
             window_update(3, 12345),
-            Frame::new(PING, ACK, 0, vec![1; 8]),
+            Frame::new(Kind::Ping, ACK, 0, vec![1; 8]),
         ] {
             let bytes = f.encode();
             let back = read_frame(&mut &bytes[..], 16384, &io_err).unwrap();
@@ -228,7 +310,7 @@ mod tests {
 
     #[test]
     fn too_large_and_http1() {
-        let f = Frame::new(DATA, 0, 1, vec![0; 100]).encode();
+        let f = Frame::new(Kind::Data, 0, 1, vec![0; 100]).encode();
         assert!(matches!(
             read_frame(&mut &f[..], 99, &io_err),
             Err(Error::Protocol { .. })
@@ -251,13 +333,28 @@ mod tests {
 
     #[test]
     fn padding() {
-        let f = Frame::new(DATA, PADDED, 1, vec![2, b'a', b'b', 0, 0]);
+        let f = Frame::new(Kind::Data, PADDED, 1, vec![2, b'a', b'b', 0, 0]);
         assert_eq!(f.content().unwrap(), b"ab");
-        let bad = Frame::new(DATA, PADDED, 1, vec![9, b'a']);
+        let bad = Frame::new(Kind::Data, PADDED, 1, vec![9, b'a']);
         assert!(bad.content().is_err());
-        let empty = Frame::new(DATA, PADDED, 1, vec![]);
+        let empty = Frame::new(Kind::Data, PADDED, 1, vec![]);
         assert!(empty.content().is_err());
-        let h = Frame::new(HEADERS, PRIORITY_FLAG, 1, vec![0, 0, 0, 0, 0, 7]);
+        let h = Frame::new(Kind::Headers, PRIORITY_FLAG, 1, vec![0, 0, 0, 0, 0, 7]);
         assert_eq!(h.content().unwrap(), &[7]);
+    }
+
+    #[test]
+    fn kinds_be32_and_resets() {
+        for b in 0..=255u8 {
+            assert_eq!(u8::from(Kind::from(b)), b);
+        }
+        assert_eq!(Kind::from(3), Kind::RstStream);
+        assert_eq!(Kind::from(10), Kind::Unknown(10));
+        assert_eq!(be32(&[1, 2, 3, 4, 5], 1), 0x0203_0405);
+        assert_eq!(be32(&[1, 2], 0), 0x0102_0000);
+        assert_eq!(be32(&[], usize::MAX), 0);
+        assert_eq!(reset_status(reason::REFUSED_STREAM), GrpcCode::UNAVAILABLE);
+        assert_eq!(reset_status(reason::CANCEL), GrpcCode::CANCELLED);
+        assert_eq!(reset_status(0x1), GrpcCode::INTERNAL);
     }
 }

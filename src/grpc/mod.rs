@@ -20,7 +20,7 @@
 //!   `"hpack"`, `"grpc"`, `"protobuf"`), never a panic or a hang.
 //! - Deadlines are sent as `grpc-timeout` and enforced locally with socket timeouts
 //!   ([`Error::Timeout`](crate::Error::Timeout)).
-//! - Every socket is registered in the [`CancelSet`](crate::engine::CancelSet), so a
+//! - Every socket is registered in the [`CancelSet`](crate::cancel::CancelSet), so a
 //!   cancel from another thread aborts blocked reads promptly with
 //!   [`Error::Cancelled`](crate::Error::Cancelled).
 #![forbid(unsafe_code)]

@@ -1,6 +1,6 @@
 //! gRPC status from response headers/trailers.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, GrpcCode, Result};
 
 use super::hpack::Headers;
 
@@ -13,13 +13,14 @@ pub fn get<'a>(h: &'a Headers, name: &str) -> Option<&'a str> {
 pub fn check_response_headers(h: &Headers) -> Result<()> {
     let status = get(h, ":status").unwrap_or("");
     if status != "200" {
+        // The gRPC HTTP/2 protocol's mapping of HTTP statuses.
         let code = match status {
-            "400" => 13,
-            "401" => 16,
-            "403" => 7,
-            "404" => 12,
-            "429" | "502" | "503" | "504" => 14,
-            _ => 2,
+            "400" => GrpcCode::INTERNAL,
+            "401" => GrpcCode::UNAUTHENTICATED,
+            "403" => GrpcCode::PERMISSION_DENIED,
+            "404" => GrpcCode::UNIMPLEMENTED,
+            "429" | "502" | "503" | "504" => GrpcCode::UNAVAILABLE,
+            _ => GrpcCode::UNKNOWN,
         };
         // A trailers-only error may still carry a grpc-status; prefer it.
         if get(h, "grpc-status").is_some() {
@@ -53,7 +54,7 @@ pub fn check_status(t: &Headers) -> Result<()> {
         return Ok(());
     }
     Err(Error::Grpc {
-        code,
+        code: code.into(),
         message: percent_decode(get(t, "grpc-message").unwrap_or("")),
     })
 }
@@ -104,7 +105,7 @@ mod tests {
         assert_eq!(
             check_status(&t),
             Err(Error::Grpc {
-                code: 12,
+                code: GrpcCode::UNIMPLEMENTED,
                 message: "no such".into()
             })
         );

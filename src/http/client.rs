@@ -91,6 +91,7 @@ impl HttpClient {
     }
 
     /// Number of idle keep-alive connections (for tests and diagnostics).
+    #[cfg(any(test, feature = "unstable"))]
     pub fn idle_connections(&self) -> usize {
         self.pool.idle()
     }
@@ -105,7 +106,8 @@ impl HttpClient {
         self.request("GET", path, None)
     }
 
-    /// `POST path` with a body of `content_type`.
+    /// `POST path` with a body of `content_type` (for the benchmarks).
+    #[cfg(any(test, feature = "unstable"))]
     pub fn post(&self, path: &str, content_type: &str, body: &[u8]) -> Result<Response> {
         self.request("POST", path, Some((content_type, body)))
     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use crate::engine::{CancelGuard, CancelSet};
+use crate::cancel::{CancelGuard, CancelSet};
 use crate::error::Result;
 use crate::http::endpoint::Endpoint;
 use crate::http::stream::Stream;
@@ -87,6 +87,7 @@ impl Pool {
     }
 
     /// Number of idle connections.
+    #[cfg(any(test, feature = "unstable"))]
     pub(crate) fn idle(&self) -> usize {
         self.idle.lock().len()
     }

@@ -6,7 +6,7 @@
 //! strict `chunked` and close-delimited bodies, limits on head size, header count and body
 //! size, per-operation socket timeouts, streaming bodies for never-ending responses, and
 //! cancellation of blocked reads from another thread through a
-//! [`CancelSet`](crate::engine::CancelSet).
+//! [`CancelSet`](crate::cancel::CancelSet).
 #![forbid(unsafe_code)]
 
 pub(crate) mod body;
@@ -19,8 +19,6 @@ mod malformed;
 mod response;
 mod stream;
 
-pub use chunked::{MAX_SIZE_LINE, MAX_TRAILERS, MAX_TRAILER_LINE};
 pub use client::{percent_encode, HttpClient, HttpOptions};
 pub use endpoint::Endpoint;
-pub use head::{ResponseHead, MAX_HEAD, MAX_HEADERS};
 pub use response::{error_message, BodyReader, Response};

@@ -6,7 +6,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::engine::Shutdown;
+use crate::cancel::Shutdown;
 
 /// A connected Unix or TCP socket.
 #[derive(Debug)]

@@ -232,14 +232,14 @@ pub fn runtime_version(ch: &Channel) -> (String, String) {
 /// A third-party `GetContainerEvents` subscriber (like `crictl events` or the kubelet's
 /// evented PLEG): reads events on its own thread until dropped.
 pub struct RawSubscriber {
-    cancel: whalewatcher::engine::CancelSet,
+    cancel: whalewatcher::cancel::CancelSet,
     thread: Option<std::thread::JoinHandle<Vec<ContainerEventResponse>>>,
 }
 
 impl RawSubscriber {
     /// Opens the stream on `path` (no deadline).
     pub fn open(path: &str) -> RawSubscriber {
-        let cancel = whalewatcher::engine::CancelSet::new();
+        let cancel = whalewatcher::cancel::CancelSet::new();
         let ch = Channel::new(path, cancel.clone());
         let req = GetEventsRequest::new().write_to_bytes().unwrap();
         let mut s = ch
