@@ -215,7 +215,9 @@ forward_engine_client!(Arc, Box);
 /// Fills a container's rucksack from the engine's raw inspection data.
 ///
 /// `raw` is engine specific: Docker and Podman pass the inspect JSON as
-/// `serde_json::Value`; containerd passes its `Container` protobuf message; CRI passes the
+/// `serde_json::Value`; containerd passes a
+/// [`containerd::RawContainer`](crate::containerd::RawContainer) (our copy of its container
+/// record, never a generated protobuf type); CRI passes the
 /// verbose status `info` map as `std::collections::HashMap<String, String>`.
 pub trait RucksackPacker: Send + Sync {
     /// Returns the rucksack for `container`, or `None`.

@@ -291,13 +291,31 @@ fn rucksack_packer_gets_the_container_record() {
     let _c = ctr.container("default", &tag, &[("wwtest", "rucksack")], true);
     let packer = |c: &Container, raw: &dyn std::any::Any| {
         let raw = raw.downcast_ref::<RawContainer>()?;
-        Some(Arc::new(format!("{}|{}|{}", c.id, raw.id, raw.image)) as whalewatcher::Rucksack)
+        let labelled = raw.labels.get("wwtest").map(String::as_str) == Some("rucksack");
+        let fields = [
+            c.id.as_str(),
+            &raw.namespace,
+            &raw.id,
+            &raw.image,
+            &raw.runtime,
+            if labelled { "labelled" } else { "unlabelled" },
+        ];
+        Some(Arc::new(fields.join("|")) as whalewatcher::Rucksack)
     };
     let client = ContainerdClient::new(&ctr.sock).with_rucksack_packer(Arc::new(packer));
+    // Ground truth: image and runtime as `ctr containers ls` shows them.
+    let ls = ctr.run("default", &["containers", "ls"]);
+    let row: Vec<&str> = ls
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.first() == Some(&tag.as_str()))
+        .expect("ctr containers ls shows the container");
+    let (image, runtime) = (row[1], row[2]);
+    assert_eq!(image, ctr.image);
     let c = client.inspect(&tag).unwrap().alive().unwrap();
     assert_eq!(
         c.rucksack::<String>().map(String::as_str),
-        Some(format!("{tag}|{tag}|{}", ctr.image).as_str())
+        Some(format!("{tag}|default|{tag}|{image}|{runtime}|labelled").as_str())
     );
     let listed = mine(&client.list().unwrap(), &tag);
     assert_eq!(listed[&tag].rucksack::<String>(), c.rucksack::<String>());

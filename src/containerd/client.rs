@@ -30,6 +30,7 @@ use crate::proto::containerd_version::VersionResponse;
 
 use super::convert::{split_id, task_container_id, to_container, to_inspection};
 use super::events::{ContainerdEvents, TOPIC_FILTERS};
+use super::raw::RawContainer;
 
 const NAMESPACES_LIST: &str = "/containerd.services.namespaces.v1.Namespaces/List";
 const CONTAINERS_LIST: &str = "/containerd.services.containers.v1.Containers/List";
@@ -50,10 +51,6 @@ const CALL_DEADLINE: Duration = Duration::from_secs(30);
 /// it knows the container names) and `k8s.io` to the CRI plugin (use the CRI client: only it
 /// knows pods).
 pub const DEFAULT_IGNORED_NAMESPACES: [&str; 2] = ["moby", "k8s.io"];
-
-/// The raw data handed to a [`RucksackPacker`]: containerd's `containers.v1.Container`
-/// message (id, labels, image, runtime, snapshotter, timestamps).
-pub type RawContainer = ProtoContainer;
 
 /// A client of containerd's native gRPC API, watching every namespace except the ignored
 /// ones.
@@ -97,7 +94,7 @@ impl ContainerdClient {
         self
     }
 
-    /// Fills each container's rucksack; the packer gets a [`RawContainer`].
+    /// Fills each container's rucksack; the packer gets a [`RawContainer`](super::RawContainer).
     pub fn with_rucksack_packer(mut self, packer: Arc<dyn RucksackPacker>) -> Self {
         self.packer = Some(packer);
         self
@@ -162,9 +159,9 @@ impl ContainerdClient {
         Ok(e)
     }
 
-    fn finish(&self, mut c: Container, raw: &ProtoContainer) -> Container {
+    fn finish(&self, mut c: Container, ns: &str, rec: &ProtoContainer) -> Container {
         if let Some(p) = &self.packer {
-            c.rucksack = p.pack(&c, raw);
+            c.rucksack = p.pack(&c, &RawContainer::from_record(ns, rec));
         }
         c
     }
@@ -196,7 +193,7 @@ impl ContainerdClient {
         for t in alive {
             if let Some(rec) = by_id.get(task_container_id(t)) {
                 if let Some(c) = to_container(ns, rec, t, engine) {
-                    out.push(self.finish(c, rec));
+                    out.push(self.finish(c, ns, rec));
                 }
             }
         }
@@ -280,8 +277,10 @@ impl EngineClient for ContainerdClient {
             .ok_or_else(|| Error::protocol("containerd", "Tasks/Get without a process"))?;
         Ok(
             match to_inspection(ns, &rec, &task, &engine).ok_or_else(processless)? {
-                Inspection::Alive(c) => Inspection::Alive(self.finish(c, &rec)),
-                Inspection::Exited(c, status) => Inspection::Exited(self.finish(c, &rec), status),
+                Inspection::Alive(c) => Inspection::Alive(self.finish(c, ns, &rec)),
+                Inspection::Exited(c, status) => {
+                    Inspection::Exited(self.finish(c, ns, &rec), status)
+                }
             },
         )
     }

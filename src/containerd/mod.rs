@@ -25,6 +25,8 @@
 mod client;
 pub(crate) mod convert;
 pub(crate) mod events;
+mod raw;
 
-pub use client::{ContainerdClient, RawContainer, DEFAULT_IGNORED_NAMESPACES};
+pub use client::{ContainerdClient, DEFAULT_IGNORED_NAMESPACES};
 pub use convert::{DEFAULT_NAMESPACE, NERDCTL_NAME_LABEL};
+pub use raw::RawContainer;
