@@ -155,3 +155,25 @@ pub fn event_line(e: &ContainerEvent) -> String {
         c.engine_type()
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    /// The same dates as the library's own formatter test: the CLI's text must show the
+    /// times its JSON shows.
+    #[test]
+    fn rfc3339_formats_known_dates() {
+        let t = |s: u64, n: u32| super::rfc3339(UNIX_EPOCH + Duration::new(s, n));
+        assert_eq!(t(0, 0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(t(951_782_400, 5), "2000-02-29T00:00:00.000000005Z");
+        assert_eq!(
+            t(1_796_220_451, 789_821_149),
+            "2026-12-02T14:07:31.789821149Z"
+        );
+        assert_eq!(
+            t(4_102_444_799, 999_999_999),
+            "2099-12-31T23:59:59.999999999Z"
+        );
+    }
+}
