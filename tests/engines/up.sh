@@ -12,10 +12,12 @@
 #       dials by their usual path (the host's /tmp is bind-mounted at the chroot's /tmp).
 #       $DIR/bin holds docker, dockerd, podman, containerd, ctr and runc wrappers that run the
 #       chroot's binaries; $DIR/env puts that dir first in PATH, so tests that call the CLIs
-#       drive the generation's own ones.
+#       drive the generation's own ones. `up.sh GEN --chroot-only` only builds the chroot.
 set -euo pipefail
 
 GEN=${1:-${WHALEWATCHER_GENERATION:-host}}
+CHROOT_ONLY=0 # `up.sh GEN --chroot-only`: build (or find) the cached chroot, start nothing
+[ "${2:-}" = --chroot-only ] && CHROOT_ONLY=1
 WAIT=${WHALEWATCHER_ENGINES_WAIT:-60}
 log() { echo "up.sh[$GEN]: $*" >&2; }
 die() { echo "up.sh[$GEN]: ERROR: $*" >&2; exit 1; }
@@ -85,10 +87,10 @@ if [ "$GEN" != host ]; then
       if [ ! -e "$T/.whalewatcher-debootstrapped" ]; then
         # The mirror the host's apt already uses (deb822 URIs: or one-line deb entries).
         MIRROR=${WHALEWATCHER_DEBIAN_MIRROR:-$(
-          { sed -n 's/^URIs:[[:space:]]*//p' /etc/apt/sources.list.d/*.sources 2>/dev/null
+          { sed -n 's/^URIs:[[:space:]]*//p' /etc/apt/sources.list.d/*.sources 2>/dev/null || true
             sed -n 's/^deb[[:space:]]\+\(\[[^]]*\][[:space:]]\+\)\?\([^[:space:]]*\).*/\2/p' \
-              /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null
-          } | grep -v -e security -e '^$' | grep -m1 debian || echo http://deb.debian.org/debian)}
+              /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null || true
+          } | awk '/debian/ && !/security/ && !m { m = $0 } END { print m ? m : "http://deb.debian.org/debian" }')}
         rm -rf "$T"
         log "debootstrap --variant=minbase $GEN from $MIRROR (~40 s)"
         debootstrap --variant=minbase "$GEN" "$T" "$MIRROR" >"$CHROOTS/$GEN.debootstrap.log" 2>&1 ||
@@ -116,6 +118,7 @@ if [ "$GEN" != host ]; then
       mv "$T" "$R"
     ) 9>"$CHROOTS/$GEN.lock"
   fi
+  [ $CHROOT_ONLY = 1 ] && { log "chroot ready: $R"; exit 0; }
   # Mounts. The chroot's / must itself be a mount point (else `docker import` fails with
   # "remount /, flags: 0x84000: invalid argument"); private, so nothing propagates back.
   if ! mounted "$R"; then
@@ -294,7 +297,11 @@ import_ctr() {
   if ! $C -n "$ns" images check "name==$CTR_IMAGE" 2>/dev/null | grep -q complete \
      || ! $C -n "$ns" images check "name==$PLAIN_CTR_IMAGE" 2>/dev/null | grep -q complete; then
     log "importing images into containerd namespace $ns"
-    $D save busybox:sleep busybox:local | $C -n "$ns" images import - >/dev/null
+    # --local where ctr has it: ctr 2.x's default import through the transfer service
+    # fails now and then on a pipe ("short read"; its export to stdout ends early too).
+    local l=
+    $C images import --help 2>/dev/null | grep -q -- --local && l=--local
+    $D save busybox:sleep busybox:local | $C -n "$ns" images import $l - >/dev/null
   fi
 }
 import_ctr default
