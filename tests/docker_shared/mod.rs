@@ -568,10 +568,13 @@ pub fn oom_exit_is_flagged(e: &Engine) {
             "none",
             "--name",
             &n,
+            // Not less: runc 1.1.15 (trixie) charges ~11-13 MB to the container while it
+            // starts, and then fails half the time to set an 8 MB limit ("unable to set
+            // memory limit to 8388608 (current usage: 13107200 ...)"): never started.
             "-m",
-            "8m",
+            "32m",
             "--memory-swap",
-            "8m",
+            "32m",
             &plain_img,
             "sh",
             "-c",
