@@ -71,7 +71,10 @@ mounted() { awk -v m="$1" '$5 == m { f = 1 } END { exit !f }' /proc/self/mountin
 
 # --- the generation's chroot ----------------------------------------------------
 DOCKERD_FLAGS=()
-ENV_PATH=
+# The env's PATH line: without any generation's wrapper dir (so that sourcing one env after
+# another in the same shell switches the CLIs too), then this generation's first.
+# shellcheck disable=SC2016
+ENV_PATH='export PATH=$(printf %s "$PATH" | awk -v RS=: -v ORS=: '"'"'!/^\/tmp\/whalewatcher-engines-[a-z]+\/bin$/'"'"' | sed '"'"'s/:$//'"'"')'
 if [ "$GEN" != host ]; then
   CHROOTS=${WHALEWATCHER_CHROOTS:-/var/cache/whalewatcher/chroots}
   R=$CHROOTS/$GEN
@@ -149,7 +152,8 @@ if [ "$GEN" != host ]; then
     mv "$DIR/bin/$name.tmp" "$DIR/bin/$name"
   done
   export PATH=$DIR/bin:$PATH
-  ENV_PATH="export PATH=$DIR/bin:\$PATH"
+  ENV_PATH="$ENV_PATH
+export PATH=$DIR/bin:\$PATH"
   DOCKERD_FLAGS=(--cgroup-parent "/whalewatcher-$GEN")
 fi
 
@@ -327,8 +331,8 @@ export WHALEWATCHER_PODMAN_PID=$PPID_
 export WHALEWATCHER_CONTAINERD_PID=$CPID
 export WHALEWATCHER_CTR_RUNC_ROOT=$DIR/containerd/runc
 export WHALEWATCHER_PODMAN_CONTAINERS_CONF=$DIR/podman/containers.conf
-export WHALEWATCHER_PODMAN_STORAGE_CONF=$DIR/podman/storage.conf${ENV_PATH:+
-$ENV_PATH}"
+export WHALEWATCHER_PODMAN_STORAGE_CONF=$DIR/podman/storage.conf
+$ENV_PATH"
 echo "$ENV" >"$DIR/env.tmp" && mv "$DIR/env.tmp" "$DIR/env"
 log "engines up; env in $DIR/env"
 echo "$ENV"
