@@ -161,8 +161,12 @@ mod cli_auto {
         target.join("debug/examples/whalewatch")
     }
 
+    /// `cmd args`, bounded: every engine discovery sees is asked, also other tests'
+    /// private engines, and one that hangs (a dockerd stuck removing containers was seen
+    /// to hold `docker inspect` for minutes) must fail the call, not hang the test.
     fn try_run(cmd: &str, args: &[&str]) -> Result<String, String> {
-        let out = Command::new(cmd)
+        let out = Command::new("timeout")
+            .args(["20", cmd])
             .args(args)
             .output()
             .map_err(|e| e.to_string())?;

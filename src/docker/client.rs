@@ -113,6 +113,16 @@ impl DockerClient {
         self.http.endpoint().to_string()
     }
 
+    /// The Docker API version in use: the server's `API-Version` (from `GET /_ping`) capped
+    /// at [`API_VERSION`], e.g. `(1, 45)` with docker 26, `(1, 47)` with docker 28 (API
+    /// 1.51), `(1, 41)` with podman 4.3 and 5.4, `(1, 44)` with podman 5.8. `None` until a
+    /// call has negotiated it, and again after a connection failure.
+    pub fn api_version(&self) -> Option<(u32, u32)> {
+        let n = self.negotiated.lock();
+        let (n, _) = n.as_ref()?;
+        parse_version(n.prefix.strip_prefix("/v")?)
+    }
+
     /// Forgets the negotiated version after a connection failure.
     fn check<T>(&self, r: Result<T>) -> Result<T> {
         if let Err(Error::Connection { .. }) = &r {

@@ -26,6 +26,15 @@ pub fn endpoint(var: &str) -> Option<String> {
     }
 }
 
+/// A shell snippet for `ctr images export` and `ctr images import` arguments: `--local`
+/// where ctr has it (1.7+). ctr 2.x exports and imports through containerd's transfer
+/// service by default, and with a pipe that fails now and then: the export to stdout ends
+/// early (2 in 12 here with containerd 2.1), and the import then fails with "short read:
+/// expected 2007040 bytes but got 1961984". `--local` does the work in ctr itself, as ctr
+/// 1.6 always does.
+pub const CTR_LOCAL: &str =
+    "$(ctr images export --help 2>/dev/null | grep -q -- --local && echo --local)";
+
 /// Polls `cond` every 20 ms until it is true; panics with `what` after `timeout`.
 pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let end = Instant::now() + timeout;
@@ -53,4 +62,31 @@ pub fn run(cmd: &str, args: &[&str]) -> String {
         );
     }
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The mount points below directory `dir`, deepest first: `dir` itself and its subpaths,
+/// and the same paths under an engine generation's chroot (tests/engines/up.sh binds the
+/// host's /tmp at the chroot's /tmp, privately, so the mounts a chrooted engine makes for a
+/// test's private dir show as `<chroot>/tmp/...` only; up.sh marks a chroot with a
+/// `.whalewatcher-ready` file).
+pub fn mount_points_under(dir: &str) -> Vec<String> {
+    let dir = dir.trim_end_matches('/');
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut points: Vec<String> = mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| {
+            m.match_indices(dir).any(|(i, _)| {
+                let rest = &m[i + dir.len()..];
+                (i == 0
+                    || std::path::Path::new(&m[..i])
+                        .join(".whalewatcher-ready")
+                        .exists())
+                    && (rest.is_empty() || rest.starts_with('/'))
+            })
+        })
+        .map(str::to_string)
+        .collect();
+    points.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    points
 }

@@ -2,20 +2,57 @@
 # Stops the engines started by up.sh under $WHALEWATCHER_ENGINES_DIR (default
 # /tmp/whalewatcher-engines), kills leftover shims/conmons/container processes that belong to
 # that dir, unmounts everything mounted below it and removes it. Safe to run twice.
+#
+#   bash tests/engines/down.sh [GEN]    GEN = host (default), trixie or sid
+#
+# For trixie/sid (DIR=/tmp/whalewatcher-engines-GEN) it also unmounts the chroot's mounts
+# (below ${WHALEWATCHER_CHROOTS:-/var/cache/whalewatcher/chroots}/GEN, deepest first); the
+# chroot itself stays cached for the next up.sh.
 set -uo pipefail
-DIR=${WHALEWATCHER_ENGINES_DIR:-/tmp/whalewatcher-engines}
-log() { echo "down.sh: $*" >&2; }
-[ -d "$DIR" ] || { log "$DIR does not exist: nothing to do"; exit 0; }
+GEN=${1:-${WHALEWATCHER_GENERATION:-host}}
+log() { echo "down.sh[$GEN]: $*" >&2; }
+R=
+case "$GEN" in
+  host) DIR=${WHALEWATCHER_ENGINES_DIR:-/tmp/whalewatcher-engines} ;;
+  trixie | sid)
+    DIR=/tmp/whalewatcher-engines-$GEN
+    R=${WHALEWATCHER_CHROOTS:-/var/cache/whalewatcher/chroots}/$GEN ;;
+  *) log "unknown generation '$GEN' (host, trixie or sid)"; exit 2 ;;
+esac
+cd /
+# The chroot's mounts, deepest first; the chroot's / (bound onto itself) last.
+unmount_chroot() {
+  [ -n "$R" ] || return 0
+  local m
+  for _ in 1 2 3; do
+    mnts=$(awk -v d="$R/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r)
+    [ -n "$mnts" ] || break
+    for m in $mnts; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
+  done
+  while awk -v m="$R" '$5 == m { f = 1 } END { exit !f }' /proc/self/mountinfo; do
+    umount "$R" 2>/dev/null || umount -l "$R" || break
+  done
+}
+if [ ! -d "$DIR" ]; then
+  unmount_chroot
+  log "$DIR does not exist: nothing to do"
+  exit 0
+fi
 DIR=$(cd "$DIR" && pwd)
+[ -x "$DIR/bin/docker" ] && export PATH=$DIR/bin:$PATH # the generation's CLIs
 
 # Processes that belong to DIR: cmdline mentions DIR, or root/cwd lies below it.
 belongs() {
   local p=$1
-  tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF "$DIR/" && return 0
+  tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline" | grep -qF "$DIR/" && return 0
   case "$(readlink "/proc/$p/root" 2>/dev/null)" in "$DIR"/*) return 0 ;; esac
   case "$(readlink "/proc/$p/cwd" 2>/dev/null)" in "$DIR"/*) return 0 ;; esac
+  if [ -n "$R" ]; then # anything running in the chroot, or in its dockerd's cgroup parent
+    case "$(readlink "/proc/$p/root" 2>/dev/null)" in "$R" | "$R"/*) return 0 ;; esac
+  fi
   local id cg
   cg=$(cat "/proc/$p/cgroup" 2>/dev/null) || return 1
+  [ -n "$R" ] && case "$cg" in *":/whalewatcher-$GEN/"*) return 0 ;; esac
   for id in "${IDS[@]}"; do
     case "$cg" in *"$id"*) return 0 ;; esac
   done
@@ -90,7 +127,10 @@ for _ in 1 2 3; do
   for m in $mnts; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
 done
 
-# 4. the dir itself
+# 4. the chroot's mounts (the host's /tmp among them: before any rm -rf)
+unmount_chroot
+
+# 5. the dir itself
 rm -rf "$DIR" 2>/dev/null || { sleep 1; rm -rf "$DIR"; }
 [ -d "$DIR" ] && { log "ERROR: could not remove $DIR"; exit 1; }
 log "engines in $DIR stopped and removed"

@@ -79,7 +79,8 @@ impl Ctr {
     /// into this namespace.
     pub fn import_image(&self, from_sock: &str, from_ns: &str) {
         let script = format!(
-            "set -o pipefail; ctr -a '{fs}' -n '{fns}' images export - '{i}' | ctr -a '{s}' -n '{ns}' images import -",
+            "set -o pipefail; ctr -a '{fs}' -n '{fns}' images export {l} - '{i}' | ctr -a '{s}' -n '{ns}' images import {l} -",
+            l = crate::common::CTR_LOCAL,
             fs = from_sock,
             fns = from_ns,
             i = self.image,
@@ -437,15 +438,8 @@ impl Drop for PrivateContainerd {
         for pid in leftovers(&dir, &cgroup) {
             let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
         }
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut points: Vec<&str> = mounts
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .filter(|m| m.starts_with(&dir))
-            .collect();
-        points.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for m in points {
-            let _ = Command::new("umount").args(["-l", m]).status();
+        for m in crate::common::mount_points_under(&dir) {
+            let _ = Command::new("umount").args(["-l", &m]).status();
         }
         // Empty cgroups of the namespace, children first.
         for hierarchy in std::fs::read_dir("/sys/fs/cgroup")

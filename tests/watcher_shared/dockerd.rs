@@ -176,16 +176,8 @@ impl Drop for PrivateDockerd {
         for pid in processes_under(&self.dir) {
             let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
         }
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let prefix = self.dir.display().to_string();
-        let mut points: Vec<&str> = mounts
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .filter(|m| m.starts_with(&prefix))
-            .collect();
-        points.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for m in points {
-            let _ = Command::new("umount").args(["-l", m]).status();
+        for m in crate::common::mount_points_under(&self.dir.display().to_string()) {
+            let _ = Command::new("umount").args(["-l", &m]).status();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
