@@ -18,14 +18,11 @@ GENERATIONS=${WHALEWATCHER_GENERATIONS:-host trixie}
 # (containerd_restart, docker_watcher, multi), faults, discovery (discover), CRI pods (cri).
 GENERATION_SUITES=${WHALEWATCHER_GENERATION_SUITES:-docker podman docker_watcher cli load \
   leaks_docker faults_docker multi discover containerd grpc_containerd containerd_watcher \
-  containerd_churn containerd_restart faults_containerd cri}
-# Issue 14 part 2 (the CRI client: containerd 1.7's CRI events are not broadcast, 2.x's
-# server-side deadline resets, relist-mode assumptions of tests/cri.rs) is being fixed in
-# src/cri on its own branch; until it lands, tests/cri.rs runs on the host generation only,
-# and tests/cli.rs runs there without WHALEWATCHER_CRI (its merged `ps` would include a CRI
-# watcher, which on containerd 2.1 fails to sync on an idle engine: "gRPC status 1
-# (CANCELLED): stream reset by the server"). WHALEWATCHER_GENERATION_SKIP="" runs all.
-GENERATION_SKIP=${WHALEWATCHER_GENERATION_SKIP-cri}
+  containerd_churn containerd_restart containerd_exits faults_containerd cri cri_exits \
+  cri_faults}
+# Suites to leave out of the newer generations' runs (none: the CRI client works on
+# containerd 1.6, 1.7 and 2.x, issue 14 part 2).
+GENERATION_SKIP=${WHALEWATCHER_GENERATION_SKIP-}
 TIMES=()
 started=$SECONDS
 
