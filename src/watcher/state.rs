@@ -19,7 +19,10 @@
 //!    duplicate). The first exit of a container before any start of it in the buffer is
 //!    its old incarnation's; a later start/exit pair is a short-lived incarnation of its
 //!    own. So `[die(1), start, die(2)]` gives the old container `Exited(1)` and the second
-//!    incarnation `Started` + `Exited(2)`.
+//!    incarnation `Started` + `Exited(2)`, wherever the listing was taken among them. When
+//!    the listing shows a newer incarnation than the portfolio and a start follows the
+//!    exit, the buffer cannot tell whose exit it is: it goes to the old one, and the start
+//!    that follows is inspected (the engine says which incarnation is alive).
 //! 4. The result is diffed against what the watcher showed before (empty at first):
 //!    `Exited` for containers that vanished, an `Exited` + `Started` pair for a container
 //!    that came back with a new PID, `Paused`/`Unpaused` for changed state, `Started` for
