@@ -71,6 +71,8 @@ struct Harness {
     events: Vec<ContainerEvent>,
     jobs: Vec<Job>,
     stopped: bool,
+    raw_events: u64,
+    resyncs: u64,
 }
 
 impl Harness {
@@ -83,6 +85,8 @@ impl Harness {
             events: Vec::new(),
             jobs: Vec::new(),
             stopped: false,
+            raw_events: 0,
+            resyncs: 0,
         }
     }
 
@@ -92,6 +96,8 @@ impl Harness {
         self.events.extend(fx.events);
         self.jobs.extend(fx.jobs);
         self.stopped |= fx.stop;
+        self.raw_events += fx.raw_events;
+        self.resyncs += fx.resyncs;
     }
 
     fn raw(&mut self, kind: RawEventKind, id: &str) {
@@ -647,6 +653,13 @@ fn first_listing_is_synthetic_and_ordered() {
     assert_eq!(h.log(), ["*+a", "*+b", "+c"]);
     let seqs: Vec<u64> = h.events.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, [1, 2, 3]);
+    assert_eq!((h.raw_events, h.resyncs), (1, 1));
+    h.step(Pause("c"));
+    h.step(OldGen("c"));
+    assert_eq!(
+        h.raw_events, 2,
+        "events of an old generation are not counted"
+    );
 }
 
 /// Item 4: `Reconnecting.since` is the first loss, through failed listings after the
@@ -869,4 +882,31 @@ fn synthetic_events_do_not_count_against_the_queue() {
         "{:?}",
         items.last()
     );
+}
+
+/// The sync loop batches several inputs' effects into one publication.
+#[test]
+fn effects_extend_keeps_everything_in_order() {
+    let mut a = Effects {
+        jobs: vec![Job::List { token: 1 }],
+        events: vec![ev(1, 1, "a")],
+        changed: false,
+        raw_events: 2,
+        resyncs: 1,
+        stop: false,
+    };
+    a.extend(Effects {
+        jobs: vec![Job::List { token: 2 }],
+        events: vec![ev(2, 2, "b")],
+        changed: true,
+        raw_events: 3,
+        resyncs: 2,
+        stop: true,
+    });
+    assert_eq!(a.jobs, [Job::List { token: 1 }, Job::List { token: 2 }]);
+    assert_eq!(a.events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
+    assert!(a.changed && a.stop);
+    assert_eq!((a.raw_events, a.resyncs), (5, 3));
+    a.extend(Effects::default());
+    assert!(a.changed && a.stop, "false does not clear");
 }
