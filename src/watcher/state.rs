@@ -308,6 +308,15 @@ impl SyncState {
         matches!(self.phase, Phase::Live)
     }
 
+    /// Starts carried into the current listing's buffer.
+    #[cfg(test)]
+    pub(crate) fn carried(&self) -> usize {
+        match &self.phase {
+            Phase::Listing(l) => l.carried,
+            _ => 0,
+        }
+    }
+
     /// Containers started and not yet accounted for.
     #[cfg(test)]
     #[allow(dead_code)]
@@ -569,7 +578,9 @@ impl SyncState {
         let Phase::Listing(l) = &mut self.phase else {
             return;
         };
-        if l.token != token || l.listed.is_some() || l.retry_at.is_some() {
+        // One answer per token: a new token for each List job, and another one while the
+        // exit statuses are asked for.
+        if l.token != token {
             return;
         }
         match result {

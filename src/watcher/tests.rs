@@ -910,3 +910,94 @@ fn effects_extend_keeps_everything_in_order() {
     a.extend(Effects::default());
     assert!(a.changed && a.stop, "false does not clear");
 }
+
+/// Gaps cargo-mutants found: the details of short-lived containers, carried starts, a
+/// cancelled listing, the listing retry timer, the incarnation cap.
+#[test]
+fn details_carry_cancel_and_caps() {
+    // A container the engine forgot: id and the event's project, pid 0.
+    let mut h = Harness::new(None);
+    h.step(Open(1));
+    h.step(List(&[]));
+    let mut e = RawEvent::new(RawEventKind::Started, "b");
+    e.project = Some("shop".into());
+    h.feed(Input::Event { gen: 1, event: e });
+    h.step(Die("b", 3));
+    h.step(NotFound("b"));
+    let c = &h.events[0].container;
+    assert_eq!((c.id.as_str(), c.project.as_str(), c.pid), ("b", "shop", 0));
+    assert_eq!(
+        c.labels.get(crate::PROJECT_LABEL).map(String::as_str),
+        Some("shop")
+    );
+    let mut e = RawEvent::new(RawEventKind::Started, "c");
+    e.project = Some(String::new());
+    h.feed(Input::Event { gen: 1, event: e });
+    h.step(Die("c", 3));
+    h.step(NotFound("c"));
+    assert!(
+        h.events[2].container.labels.is_empty(),
+        "no project label for \"\""
+    );
+
+    // Before the first sync a lost listing carries its starts, one per container.
+    let mut h = Harness::new(None);
+    h.step(Open(1));
+    for s in [Start("b"), Start("b"), Start("c"), Die("c", 1), Pause("b")] {
+        h.step(s);
+    }
+    h.step(Lost);
+    h.step(Open(2));
+    assert_eq!((h.s.carried(), h.s.buffered()), (2, 0));
+    h.step(List(&[]));
+    let inspects: Vec<_> = h
+        .jobs
+        .iter()
+        .filter_map(|j| match j {
+            Job::Inspect { id, .. } => Some(id.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(inspects, ["b", "c"]);
+
+    // A cancelled listing (the watcher closes) is no loss.
+    let mut h = Harness::new(Some(Duration::from_millis(10)));
+    h.step(Open(1));
+    let token = h.list_token();
+    h.feed(Input::Listed {
+        token,
+        result: Err(Error::Cancelled),
+    });
+    assert_eq!(h.s.health(), &Health::Syncing);
+    assert_eq!(h.s.next_deadline(), None);
+    // A failed one is retried after the policy's delay.
+    h.step(ListFails);
+    assert_eq!(h.s.next_deadline(), Some(h.now + Duration::from_millis(10)));
+
+    // A crash loop faster than the inspect: the oldest incarnations beyond 16 are reported
+    // at once without details, the rest with the inspect's.
+    let mut h = Harness::new(None);
+    for s in BASE {
+        h.step(s.clone());
+    }
+    h.step(Start("b"));
+    for i in 0..20 {
+        h.step(Die("b", i));
+        h.step(Start("b"));
+    }
+    assert_eq!(
+        h.events.len() - 1,
+        2 * 4,
+        "4 bare incarnations reported early"
+    );
+    h.step(Alive("b", 50));
+    let started: Vec<_> = h.events[1..]
+        .iter()
+        .filter(|e| e.kind == EventKind::Started)
+        .map(|e| e.container.name.as_str())
+        .collect();
+    assert_eq!(started.len(), 21);
+    assert!(started[..4].iter().all(|n| n.is_empty()));
+    assert!(started[4..].iter().all(|n| *n == "name-b"));
+    assert_eq!(h.ids(), ["a/10", "b/50"]);
+}
