@@ -803,7 +803,9 @@ impl SyncState {
         let Some(p) = self.pending.get_mut(&id) else {
             return;
         };
-        if p.token != token || p.retry_at.is_some() || p.await_die.is_some() {
+        // One answer per job; a retry or a new incarnation gets a new job (a retry keeps
+        // the token: its first answer came already).
+        if p.token != token {
             return;
         }
         let die_at = now + self.cfg.die_wait;

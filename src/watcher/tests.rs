@@ -1001,3 +1001,34 @@ fn details_carry_cancel_and_caps() {
     assert!(started[4..].iter().all(|n| *n == "name-b"));
     assert_eq!(h.ids(), ["a/10", "b/50"]);
 }
+
+/// Inspect answers: alive without a pid is not alive; a cancelled inspect drops the
+/// container quietly; failed ones back off 50, 100 ms.
+#[test]
+fn inspect_answers_and_backoff() {
+    let mut h = Harness::new(None);
+    for s in BASE {
+        h.step(s.clone());
+    }
+    h.step(Start("b"));
+    h.step(Alive("b", 0));
+    assert_eq!(h.ids(), ["a/10"]);
+    h.step(Die("b", 2));
+    assert_eq!(h.log()[1..], ["+b", "-b:2"]);
+
+    h.step(Start("c"));
+    h.inspected("c", Err(Error::Cancelled));
+    assert_eq!((h.s.pending_count(), h.s.next_deadline()), (0, None));
+    assert!(h.s.health().is_synced());
+
+    h.step(Start("d"));
+    h.step(InspectFails("d"));
+    assert_eq!(h.s.next_deadline(), Some(h.now + Duration::from_millis(50)));
+    assert_eq!(h.s.health(), &Health::Syncing);
+    h.step(Wait(50));
+    h.step(InspectFails("d"));
+    assert_eq!(
+        h.s.next_deadline(),
+        Some(h.now + Duration::from_millis(100))
+    );
+}
