@@ -182,6 +182,7 @@ struct Sim {
     list_fail: u64,
     status_cut: u64,
     max_portfolio: usize,
+    cov: Coverage,
     /// Containers whose start the live watcher took and has not reported yet.
     owed: std::collections::BTreeSet<String>,
     /// Keep a log of inputs and events (when replaying one seed).
@@ -234,6 +235,7 @@ impl Sim {
             status_cut,
             max_portfolio: 0,
             owed: Default::default(),
+            cov: Coverage::default(),
             verbose: false,
             log: Vec::new(),
         }
@@ -393,6 +395,7 @@ impl Sim {
             }
             Job::Inspect { token, id } => {
                 let result = if self.rng.chance(self.inspect_fail) {
+                    self.cov.inspect_retries += 1;
                     Err(Error::protocol("sim", "inspect failed"))
                 } else {
                     self.inspect(&id)
@@ -444,7 +447,29 @@ impl Sim {
                 self.owed.insert(event.id.clone());
             }
         }
+        let buffered = self.state.buffered();
+        let event_in = matches!(&input, Input::Event { gen, .. } if *gen == self.gen);
         let fx = self.state.handle(input, self.now(), wall);
+        if event_in
+            && buffered == MAX_BUFFERED
+            && fx.jobs.iter().any(|j| matches!(j, Job::List { .. }))
+        {
+            self.cov.overflows += 1;
+        }
+        self.cov.resyncs += fx.resyncs;
+        for j in &fx.jobs {
+            if let Job::ExitStatuses { .. } = j {
+                self.cov.status_inquiries += 1;
+            }
+        }
+        for w in fx.events.windows(2) {
+            if w[0].kind == EventKind::Started
+                && matches!(w[1].kind, EventKind::Exited { .. })
+                && Arc::ptr_eq(&w[0].container, &w[1].container)
+            {
+                self.cov.short_lived += 1;
+            }
+        }
         // The first loss since the last Synced (a stale listing answer is no loss: the
         // machine ignores it and health does not change).
         if loss && self.first_loss.is_none() {
@@ -598,6 +623,7 @@ impl Sim {
                                 None => s.broken = true,
                             }
                             if let Kind::SinceTime(t) = s.kind {
+                                self.cov.since_checked += 1;
                                 for (seq, time) in &self.times {
                                     if *seq < e.seq {
                                         assert!(
@@ -644,6 +670,7 @@ impl Sim {
                         }
                     }
                     Item::Gap { from, to } => {
+                        self.cov.gaps += 1;
                         assert!(first || s.model.is_none(), "Gap not first");
                         if let Kind::SinceTime(t) = s.kind {
                             let exact = self.times.iter().find(|(_, time)| *time >= t).map(|x| x.0);
@@ -657,6 +684,7 @@ impl Sim {
                         first = false;
                     }
                     Item::Lagged { missed, resume_seq } => {
+                        self.cov.lagged += 1;
                         assert!(missed >= 1 && resume_seq >= 1);
                         s.ended = true;
                         if s.kind == Kind::Slow && !s.broken {
@@ -841,7 +869,21 @@ fn describe_input(i: &Input) -> String {
     }
 }
 
-fn run_seed(seed: u64, steps: usize, verbose: bool) {
+/// What the seeds exercised (so that the simulation cannot silently become vacuous).
+#[derive(Debug, Default)]
+struct Coverage {
+    failed: u64,
+    lagged: u64,
+    gaps: u64,
+    short_lived: u64,
+    resyncs: u64,
+    status_inquiries: u64,
+    overflows: u64,
+    inspect_retries: u64,
+    since_checked: u64,
+}
+
+fn run_seed(seed: u64, steps: usize, verbose: bool, cov: &mut Coverage) {
     let mut sim = Sim::new(seed);
     sim.verbose = verbose;
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -854,6 +896,15 @@ fn run_seed(seed: u64, steps: usize, verbose: bool) {
         }
         sim.settle();
     }));
+    cov.failed += u64::from(sim.failed);
+    cov.lagged += sim.cov.lagged;
+    cov.gaps += sim.cov.gaps;
+    cov.short_lived += sim.cov.short_lived;
+    cov.resyncs += sim.cov.resyncs;
+    cov.status_inquiries += sim.cov.status_inquiries;
+    cov.overflows += sim.cov.overflows;
+    cov.inspect_retries += sim.cov.inspect_retries;
+    cov.since_checked += sim.cov.since_checked;
     if let Err(e) = result {
         if verbose {
             let tail: Vec<_> = sim.log.iter().rev().take(300).rev().cloned().collect();
@@ -875,12 +926,31 @@ const STEPS: usize = 300;
 #[test]
 fn simulation() {
     let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
+    let mut cov = Coverage::default();
     if let Some(seed) = env("WHALEWATCHER_SIM_SEED") {
-        run_seed(seed, STEPS, true);
+        run_seed(seed, STEPS, true, &mut cov);
+        eprintln!("{cov:?}");
         return;
     }
     let seeds = env("WHALEWATCHER_SIM_SEEDS").unwrap_or(2000);
     for seed in 1..=seeds {
-        run_seed(seed, STEPS, false);
+        run_seed(seed, STEPS, false, &mut cov);
+    }
+    eprintln!("{seeds} seeds: {cov:?}");
+    if seeds >= 1000 {
+        let c = &cov;
+        for (what, n) in [
+            ("failed watchers", c.failed),
+            ("lagged subscribers", c.lagged),
+            ("gaps", c.gaps),
+            ("short-lived containers", c.short_lived),
+            ("resyncs", c.resyncs),
+            ("exit-status inquiries", c.status_inquiries),
+            ("buffer overflows", c.overflows),
+            ("inspect retries", c.inspect_retries),
+            ("since-time checks", c.since_checked),
+        ] {
+            assert!(n > 0, "the simulation never exercised {what}: {cov:?}");
+        }
     }
 }

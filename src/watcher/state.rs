@@ -19,7 +19,10 @@
 //!    duplicate). The first exit of a container before any start of it in the buffer is
 //!    its old incarnation's; a later start/exit pair is a short-lived incarnation of its
 //!    own. So `[die(1), start, die(2)]` gives the old container `Exited(1)` and the second
-//!    incarnation `Started` + `Exited(2)`.
+//!    incarnation `Started` + `Exited(2)`, wherever the listing was taken among them. When
+//!    the listing shows a newer incarnation than the portfolio and a start follows the
+//!    exit, the buffer cannot tell whose exit it is: it goes to the old one, and the start
+//!    that follows is inspected (the engine says which incarnation is alive).
 //! 4. The result is diffed against what the watcher showed before (empty at first):
 //!    `Exited` for containers that vanished, an `Exited` + `Started` pair for a container
 //!    that came back with a new PID, `Paused`/`Unpaused` for changed state, `Started` for
@@ -305,6 +308,15 @@ impl SyncState {
         matches!(self.phase, Phase::Live)
     }
 
+    /// Starts carried into the current listing's buffer.
+    #[cfg(test)]
+    pub(crate) fn carried(&self) -> usize {
+        match &self.phase {
+            Phase::Listing(l) => l.carried,
+            _ => 0,
+        }
+    }
+
     /// Containers started and not yet accounted for.
     #[cfg(test)]
     #[allow(dead_code)]
@@ -566,7 +578,9 @@ impl SyncState {
         let Phase::Listing(l) = &mut self.phase else {
             return;
         };
-        if l.token != token || l.listed.is_some() || l.retry_at.is_some() {
+        // One answer per token: a new token for each List job, and another one while the
+        // exit statuses are asked for.
+        if l.token != token {
             return;
         }
         match result {
@@ -789,7 +803,9 @@ impl SyncState {
         let Some(p) = self.pending.get_mut(&id) else {
             return;
         };
-        if p.token != token || p.retry_at.is_some() || p.await_die.is_some() {
+        // One answer per job; a retry or a new incarnation gets a new job (a retry keeps
+        // the token: its first answer came already).
+        if p.token != token {
             return;
         }
         let die_at = now + self.cfg.die_wait;

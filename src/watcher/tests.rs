@@ -71,6 +71,8 @@ struct Harness {
     events: Vec<ContainerEvent>,
     jobs: Vec<Job>,
     stopped: bool,
+    raw_events: u64,
+    resyncs: u64,
 }
 
 impl Harness {
@@ -83,6 +85,8 @@ impl Harness {
             events: Vec::new(),
             jobs: Vec::new(),
             stopped: false,
+            raw_events: 0,
+            resyncs: 0,
         }
     }
 
@@ -92,6 +96,8 @@ impl Harness {
         self.events.extend(fx.events);
         self.jobs.extend(fx.jobs);
         self.stopped |= fx.stop;
+        self.raw_events += fx.raw_events;
+        self.resyncs += fx.resyncs;
     }
 
     fn raw(&mut self, kind: RawEventKind, id: &str) {
@@ -647,6 +653,13 @@ fn first_listing_is_synthetic_and_ordered() {
     assert_eq!(h.log(), ["*+a", "*+b", "+c"]);
     let seqs: Vec<u64> = h.events.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, [1, 2, 3]);
+    assert_eq!((h.raw_events, h.resyncs), (1, 1));
+    h.step(Pause("c"));
+    h.step(OldGen("c"));
+    assert_eq!(
+        h.raw_events, 2,
+        "events of an old generation are not counted"
+    );
 }
 
 /// Item 4: `Reconnecting.since` is the first loss, through failed listings after the
@@ -868,5 +881,154 @@ fn synthetic_events_do_not_count_against_the_queue() {
         ),
         "{:?}",
         items.last()
+    );
+}
+
+/// The sync loop batches several inputs' effects into one publication.
+#[test]
+fn effects_extend_keeps_everything_in_order() {
+    let mut a = Effects {
+        jobs: vec![Job::List { token: 1 }],
+        events: vec![ev(1, 1, "a")],
+        changed: false,
+        raw_events: 2,
+        resyncs: 1,
+        stop: false,
+    };
+    a.extend(Effects {
+        jobs: vec![Job::List { token: 2 }],
+        events: vec![ev(2, 2, "b")],
+        changed: true,
+        raw_events: 3,
+        resyncs: 2,
+        stop: true,
+    });
+    assert_eq!(a.jobs, [Job::List { token: 1 }, Job::List { token: 2 }]);
+    assert_eq!(a.events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
+    assert!(a.changed && a.stop);
+    assert_eq!((a.raw_events, a.resyncs), (5, 3));
+    a.extend(Effects::default());
+    assert!(a.changed && a.stop, "false does not clear");
+}
+
+/// Gaps cargo-mutants found: the details of short-lived containers, carried starts, a
+/// cancelled listing, the listing retry timer, the incarnation cap.
+#[test]
+fn details_carry_cancel_and_caps() {
+    // A container the engine forgot: id and the event's project, pid 0.
+    let mut h = Harness::new(None);
+    h.step(Open(1));
+    h.step(List(&[]));
+    let mut e = RawEvent::new(RawEventKind::Started, "b");
+    e.project = Some("shop".into());
+    h.feed(Input::Event { gen: 1, event: e });
+    h.step(Die("b", 3));
+    h.step(NotFound("b"));
+    let c = &h.events[0].container;
+    assert_eq!((c.id.as_str(), c.project.as_str(), c.pid), ("b", "shop", 0));
+    assert_eq!(
+        c.labels.get(crate::PROJECT_LABEL).map(String::as_str),
+        Some("shop")
+    );
+    let mut e = RawEvent::new(RawEventKind::Started, "c");
+    e.project = Some(String::new());
+    h.feed(Input::Event { gen: 1, event: e });
+    h.step(Die("c", 3));
+    h.step(NotFound("c"));
+    assert!(
+        h.events[2].container.labels.is_empty(),
+        "no project label for \"\""
+    );
+
+    // Before the first sync a lost listing carries its starts, one per container.
+    let mut h = Harness::new(None);
+    h.step(Open(1));
+    for s in [Start("b"), Start("b"), Start("c"), Die("c", 1), Pause("b")] {
+        h.step(s);
+    }
+    h.step(Lost);
+    h.step(Open(2));
+    assert_eq!((h.s.carried(), h.s.buffered()), (2, 0));
+    h.step(List(&[]));
+    let inspects: Vec<_> = h
+        .jobs
+        .iter()
+        .filter_map(|j| match j {
+            Job::Inspect { id, .. } => Some(id.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(inspects, ["b", "c"]);
+
+    // A cancelled listing (the watcher closes) is no loss.
+    let mut h = Harness::new(Some(Duration::from_millis(10)));
+    h.step(Open(1));
+    let token = h.list_token();
+    h.feed(Input::Listed {
+        token,
+        result: Err(Error::Cancelled),
+    });
+    assert_eq!(h.s.health(), &Health::Syncing);
+    assert_eq!(h.s.next_deadline(), None);
+    // A failed one is retried after the policy's delay.
+    h.step(ListFails);
+    assert_eq!(h.s.next_deadline(), Some(h.now + Duration::from_millis(10)));
+
+    // A crash loop faster than the inspect: the oldest incarnations beyond 16 are reported
+    // at once without details, the rest with the inspect's.
+    let mut h = Harness::new(None);
+    for s in BASE {
+        h.step(s.clone());
+    }
+    h.step(Start("b"));
+    for i in 0..20 {
+        h.step(Die("b", i));
+        h.step(Start("b"));
+    }
+    assert_eq!(
+        h.events.len() - 1,
+        2 * 4,
+        "4 bare incarnations reported early"
+    );
+    h.step(Alive("b", 50));
+    let started: Vec<_> = h.events[1..]
+        .iter()
+        .filter(|e| e.kind == EventKind::Started)
+        .map(|e| e.container.name.as_str())
+        .collect();
+    assert_eq!(started.len(), 21);
+    assert!(started[..4].iter().all(|n| n.is_empty()));
+    assert!(started[4..].iter().all(|n| *n == "name-b"));
+    assert_eq!(h.ids(), ["a/10", "b/50"]);
+}
+
+/// Inspect answers: alive without a pid is not alive; a cancelled inspect drops the
+/// container quietly; failed ones back off 50, 100 ms.
+#[test]
+fn inspect_answers_and_backoff() {
+    let mut h = Harness::new(None);
+    for s in BASE {
+        h.step(s.clone());
+    }
+    h.step(Start("b"));
+    h.step(Alive("b", 0));
+    assert_eq!(h.ids(), ["a/10"]);
+    h.step(Die("b", 2));
+    assert_eq!(h.log()[1..], ["+b", "-b:2"]);
+
+    h.step(Start("c"));
+    h.inspected("c", Err(Error::Cancelled));
+    assert_eq!((h.s.pending_count(), h.s.next_deadline()), (0, None));
+    assert!(h.s.health().is_synced());
+
+    h.step(Start("d"));
+    h.step(InspectFails("d"));
+    assert_eq!(h.s.next_deadline(), Some(h.now + Duration::from_millis(50)));
+    assert_eq!(h.s.health(), &Health::Syncing);
+    h.step(Wait(50));
+    h.step(InspectFails("d"));
+    assert_eq!(
+        h.s.next_deadline(),
+        Some(h.now + Duration::from_millis(100))
     );
 }
