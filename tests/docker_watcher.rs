@@ -537,7 +537,6 @@ fn podman_short_lived_rm_containers_each_start_and_exit() {
 }
 
 #[test]
-#[ignore = "needs the watcher to use RawEvent::details for containers gone before their inspect (issue 13 item 7)"]
 fn docker_short_lived_rm_containers_keep_their_names() {
     let _s = serial();
     if let Some(e) = docker() {
@@ -546,7 +545,6 @@ fn docker_short_lived_rm_containers_keep_their_names() {
 }
 
 #[test]
-#[ignore = "needs the watcher to use RawEvent::details for containers gone before their inspect (issue 13 item 7)"]
 fn podman_short_lived_rm_containers_keep_their_names() {
     let _s = serial();
     if let Some(e) = podman() {

@@ -151,7 +151,9 @@ pub(crate) struct Config {
     pub(crate) inspect_backoff: Duration,
     /// Most events buffered while listing; overflow drops them and relists.
     pub(crate) max_buffered: usize,
-    /// How long a started container that the engine no longer knows waits for its die.
+    /// How long a started container that the engine no longer knows waits for its die
+    /// (Podman's compat API delivers die events up to ~250 ms late when idle, seconds late
+    /// under load; only such containers' reports wait, nothing else does).
     pub(crate) die_wait: Duration,
     /// Time budget of one [`Job::ExitStatuses`].
     pub(crate) status_budget: Duration,
@@ -163,7 +165,7 @@ impl Default for Config {
             inspect_attempts: 3,
             inspect_backoff: Duration::from_millis(50),
             max_buffered: 65_536,
-            die_wait: Duration::from_secs(1),
+            die_wait: Duration::from_secs(5),
             status_budget: Duration::from_secs(2),
         }
     }
@@ -203,6 +205,8 @@ struct Pending {
     /// The engine no longer knows the container while its incarnation is open: wait for
     /// the die until then (with the details the inspect found, if any).
     await_die: Option<(Instant, Option<Container>)>,
+    /// What the last exit event said about the container (name, image, labels).
+    told: Option<Box<crate::engine::EventDetails>>,
 }
 
 enum Phase {
@@ -558,6 +562,7 @@ impl SyncState {
                 attempts: 1,
                 retry_at: None,
                 await_die: None,
+                told: None,
             },
         );
         if !self.salvaging {
@@ -747,6 +752,9 @@ impl SyncState {
                     time: ev.time,
                 };
                 if let Some(p) = self.pending.get_mut(&ev.id) {
+                    if ev.details.is_some() {
+                        p.told = ev.details.clone();
+                    }
                     if p.open {
                         p.open = false;
                         p.done.push(exit);
@@ -877,7 +885,13 @@ impl SyncState {
         outcome: Outcome,
         wall: SystemTime,
     ) {
-        let base = details.unwrap_or_else(|| Self::bare(id, p.project.as_deref()));
+        let base = details
+            .or_else(|| {
+                p.told
+                    .as_ref()
+                    .map(|d| d.to_container(id, Default::default()))
+            })
+            .unwrap_or_else(|| Self::bare(id, p.project.as_deref()));
         let n = p.done.len();
         for (i, exit) in p.done.iter().enumerate() {
             let last = i + 1 == n && !p.open;

@@ -362,7 +362,7 @@ const ROWS: &[Row] = &[
     },
     Row {
         name: "item 7: gone and no die within die_wait: exit unknown",
-        steps: &[Start("b"), NotFound("b"), Wait(1001)],
+        steps: &[Start("b"), NotFound("b"), Wait(5001)],
         events: &["+b", "-b:?"],
         portfolio: &["a/10"],
         synced: true,
