@@ -144,7 +144,7 @@ impl HttpClient {
         let req = build_request("GET", path, self.endpoint.host_header(), None)?;
         let what = format!("GET {path}");
         let conn = Conn::open(&self.endpoint, self.opts.connect_timeout, &self.cancel)?;
-        let (conn, head) = self.exchange_on(conn, &req, &what, self.opts.timeout)?;
+        let (mut conn, head) = self.exchange_on(conn, &req, &what, self.opts.timeout)?;
         let (framing, _) = framing("GET", &head).map_err(|e| self.map(&e, &what))?;
         conn.set_timeouts(None).map_err(|e| self.map(&e, &what))?;
         Ok(BodyReader::new(

@@ -10,11 +10,18 @@ use crate::error::Result;
 use crate::http::endpoint::Endpoint;
 use crate::http::stream::Stream;
 
+/// Read buffer of a connection: a whole inspect answer (head and a 4–12 KiB chunked body)
+/// arrives in one `recvfrom`.
+const READ_BUFFER: usize = 16 * 1024;
+
 /// A connection, registered in the client's [`CancelSet`] for as long as it lives.
 pub(crate) struct Conn {
     pub(crate) reader: BufReader<Stream>,
     /// True when the connection came out of the keep-alive pool.
     pub(crate) reused: bool,
+    /// The socket's read and write timeouts as last set (`None`: not set yet), so that a
+    /// reused connection does not pay two `setsockopt` calls per request.
+    timeouts: Option<Option<Duration>>,
     _guard: CancelGuard,
 }
 
@@ -32,15 +39,22 @@ impl Conn {
             .map_err(|e| crate::Error::connection(&endpoint.to_string(), &e))?;
         let guard = cancel.register(handle)?;
         Ok(Conn {
-            reader: BufReader::with_capacity(16 * 1024, stream),
+            reader: BufReader::with_capacity(READ_BUFFER, stream),
             reused: false,
+            timeouts: None,
             _guard: guard,
         })
     }
 
-    /// Sets the socket's read and write timeouts.
-    pub(crate) fn set_timeouts(&self, t: Option<Duration>) -> io::Result<()> {
-        self.reader.get_ref().set_timeouts(t)
+    /// Sets the socket's read and write timeouts (no system call when they are set so).
+    pub(crate) fn set_timeouts(&mut self, t: Option<Duration>) -> io::Result<()> {
+        if self.timeouts != Some(t) {
+            // Forget the old value first: a failure in between leaves them unknown.
+            self.timeouts = None;
+            self.reader.get_ref().set_timeouts(t)?;
+            self.timeouts = Some(t);
+        }
+        Ok(())
     }
 
     /// Writes a whole request.
