@@ -581,7 +581,7 @@ mod tests {
     #[test]
     fn podman_identity_from_the_ping_headers() {
         let ping = |headers: &[(&str, &str)]| Response {
-            head: crate::http::ResponseHead {
+            head: crate::http::head::ResponseHead {
                 status: 200,
                 reason: "OK".into(),
                 minor_version: 1,
