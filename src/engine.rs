@@ -12,6 +12,7 @@ use std::time::SystemTime;
 
 use crate::container::{Container, EngineRef, Rucksack};
 use crate::error::Result;
+use crate::event::EventKind;
 
 pub use crate::cancel::{CancelGuard, CancelSet, Shutdown};
 
@@ -40,24 +41,6 @@ pub struct EngineInfo {
     /// Engine-specific remarks, e.g. the CRI event mode (`"evented"`, `"containerd-events"`
     /// or `"relist"`).
     pub mode: String,
-}
-
-/// What happened to a container, as an engine reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RawEventKind {
-    /// The container's process started.
-    Started,
-    /// The container's process ended.
-    Exited {
-        /// The exit code, when the engine reports one.
-        exit_code: Option<i32>,
-        /// Whether the kernel's OOM killer hit the container before it exited.
-        oom: bool,
-    },
-    /// The container was paused (frozen).
-    Paused,
-    /// The container was unpaused.
-    Unpaused,
 }
 
 /// How a container's process ended, as far as the engine still knows.
@@ -98,11 +81,12 @@ impl Inspection {
     }
 }
 
-/// A lifecycle event straight from the engine.
+/// A lifecycle event straight from the engine. Its [`EventKind`] is the one a watcher
+/// delivers in a [`ContainerEvent`](crate::ContainerEvent): one vocabulary for both layers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawEvent {
     /// What happened.
-    pub kind: RawEventKind,
+    pub kind: EventKind,
     /// The container's id, in the same form as [`Container::id`].
     pub id: String,
     /// The container's project, when the event carries it.
@@ -111,13 +95,13 @@ pub struct RawEvent {
     pub time: SystemTime,
     /// What the event itself says about the container, for when the engine forgets the
     /// container before it can be inspected (`docker run --rm`). Docker and Podman set it
-    /// on [`Exited`](RawEventKind::Exited) events only; `None` everywhere else.
+    /// on [`Exited`](EventKind::Exited) events only; `None` everywhere else.
     pub details: Option<Box<EventDetails>>,
 }
 
 impl RawEvent {
     /// An event of `kind` for container `id`, stamped now.
-    pub fn new(kind: RawEventKind, id: impl Into<String>) -> Self {
+    pub fn new(kind: EventKind, id: impl Into<String>) -> Self {
         RawEvent {
             kind,
             id: id.into(),

@@ -118,8 +118,7 @@ pub struct ReadmeDoctests;
 
 pub use container::{Container, EngineRef, Rucksack, PROJECT_LABEL};
 pub use engine::{
-    EngineClient, EngineInfo, EventStream, ExitStatus, Inspection, RawEvent, RawEventKind,
-    RucksackPacker,
+    EngineClient, EngineInfo, EventStream, ExitStatus, Inspection, RawEvent, RucksackPacker,
 };
 pub use error::{Error, Result};
 pub use event::{ContainerEvent, EventKind};

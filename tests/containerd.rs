@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use whalewatcher::containerd::{ContainerdClient, RawContainer};
-use whalewatcher::{Container, EngineClient, Error, RawEvent, RawEventKind};
+use whalewatcher::{Container, EngineClient, Error, EventKind, RawEvent};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -353,9 +353,9 @@ fn lifecycle_events_pause_resume_exec_kill_and_cancel() {
         let ev = next_for_within(&rx, &xid, Duration::from_secs(1));
         ctr.run("testns", &["tasks", "resume", &x]);
         if let Some(ev) = ev {
-            assert_eq!(ev.kind, RawEventKind::Paused);
+            assert_eq!(ev.kind, EventKind::Paused);
             let ev = next_for(&rx, &xid).expect("unpaused event");
-            assert_eq!(ev.kind, RawEventKind::Unpaused);
+            assert_eq!(ev.kind, EventKind::Unpaused);
             warm = true;
             break;
         }
@@ -368,7 +368,7 @@ fn lifecycle_events_pause_resume_exec_kill_and_cancel() {
     let before = SystemTime::now() - Duration::from_secs(60);
     let _cy = ctr.container("default", &y, &[], true);
     let ev = next_for(&rx, &y).expect("started event");
-    assert_eq!(ev.kind, RawEventKind::Started);
+    assert_eq!(ev.kind, EventKind::Started);
     assert!(ev.time > before && ev.time < SystemTime::now() + Duration::from_secs(60));
 
     // An ignored namespace stays silent, while a later marker event does arrive.
@@ -389,19 +389,19 @@ fn lifecycle_events_pause_resume_exec_kill_and_cancel() {
     let ev = next_for(&rx, &xid).expect("paused marker event");
     assert_eq!(
         ev.kind,
-        RawEventKind::Paused,
+        EventKind::Paused,
         "an exec'd process's exit must not show as the container's exit"
     );
     ctr.run("testns", &["tasks", "resume", &x]);
     let ev = next_for(&rx, &xid).expect("unpaused event");
-    assert_eq!(ev.kind, RawEventKind::Unpaused);
+    assert_eq!(ev.kind, EventKind::Unpaused);
 
     // SIGKILL: exit status 137.
     ctr.run("default", &["tasks", "kill", "-s", "KILL", &y]);
     let ev = next_for(&rx, &y).expect("exited event");
     assert_eq!(
         ev.kind,
-        RawEventKind::Exited {
+        EventKind::Exited {
             exit_code: Some(137),
             oom: false
         }
@@ -642,7 +642,7 @@ mod exits {
             // The event stream: the same code and time; OOM as `ctr events` says.
             let ev = loop {
                 let ev = next_for(&rx, &full).unwrap_or_else(|| panic!("{what}: no exit event"));
-                if matches!(ev.kind, RawEventKind::Exited { .. }) {
+                if matches!(ev.kind, EventKind::Exited { .. }) {
                     break ev;
                 }
             };
@@ -652,7 +652,7 @@ mod exits {
                 .any(|p| p["container_id"] == id.as_str());
             assert_eq!(
                 ev.kind,
-                RawEventKind::Exited {
+                EventKind::Exited {
                     exit_code: status.exit_code,
                     oom: oomed
                 },

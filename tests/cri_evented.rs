@@ -25,7 +25,7 @@ use whalewatcher::cri::containerd_api::{
 };
 use whalewatcher::cri::{CriClient, EventMode, MODE_CONTAINERD_EVENTS, MODE_EVENTED, MODE_RELIST};
 use whalewatcher::grpc::frame::{self, Frame};
-use whalewatcher::{EngineClient, Error, Inspection, RawEventKind};
+use whalewatcher::{EngineClient, Error, EventKind, Inspection};
 
 /// How the fake answers `GetContainerEvents` (and which runtime it claims to be).
 #[derive(Clone, Copy, PartialEq)]
@@ -455,7 +455,7 @@ fn serve_fake(mode: Events) -> (CriClient, PathBuf, Arc<Fake>) {
     )
 }
 
-fn collect(cri: &CriClient) -> Vec<(String, RawEventKind)> {
+fn collect(cri: &CriClient) -> Vec<(String, EventKind)> {
     let mut ev = cri.events().expect("events");
     let mut got = Vec::new();
     while let Some(e) = ev.next_event().expect("event") {
@@ -464,19 +464,19 @@ fn collect(cri: &CriClient) -> Vec<(String, RawEventKind)> {
     got
 }
 
-fn scripted() -> Vec<(String, RawEventKind)> {
+fn scripted() -> Vec<(String, EventKind)> {
     vec![
-        ("a".to_string(), RawEventKind::Started),
+        ("a".to_string(), EventKind::Started),
         (
             "a".to_string(),
-            RawEventKind::Exited {
+            EventKind::Exited {
                 exit_code: Some(3),
                 oom: false,
             },
         ),
         (
             "c".to_string(),
-            RawEventKind::Exited {
+            EventKind::Exited {
                 exit_code: None,
                 oom: false,
             },
@@ -528,11 +528,11 @@ fn containerd_before_2_gets_its_native_task_events() {
     assert_eq!(
         got,
         vec![
-            ("s1".to_string(), RawEventKind::Started),
-            ("c1".to_string(), RawEventKind::Started),
+            ("s1".to_string(), EventKind::Started),
+            ("c1".to_string(), EventKind::Started),
             (
                 "c1".to_string(),
-                RawEventKind::Exited {
+                EventKind::Exited {
                     exit_code: Some(137),
                     oom: true
                 }

@@ -18,7 +18,7 @@ use cri_support::{exit_truth, runtime_version, Pod, RawSubscriber};
 use whalewatcher::cri::api::ContainerState;
 use whalewatcher::cri::{CriClient, EventMode};
 use whalewatcher::{
-    EngineClient, EventKind, Inspection, Item, RawEventKind, Subscription, Watcher, WatcherOptions,
+    EngineClient, EventKind, Inspection, Item, Subscription, Watcher, WatcherOptions,
 };
 
 /// The engine tests of this file run one at a time (their containers and timings would
@@ -273,10 +273,7 @@ fn short_lived_container_starts_and_exits_with_its_code() {
     let id = pod.run_cmd("short", &["sh", "-c", "exit 3"]);
     let end = Instant::now() + Duration::from_secs(20);
     let mut kinds = Vec::new();
-    while !kinds
-        .iter()
-        .any(|k| matches!(k, RawEventKind::Exited { .. }))
-    {
+    while !kinds.iter().any(|k| matches!(k, EventKind::Exited { .. })) {
         let left = end.saturating_duration_since(Instant::now());
         assert!(!left.is_zero(), "timed out; got {kinds:?}");
         if let Ok(e) = rx.recv_timeout(left) {
@@ -290,8 +287,8 @@ fn short_lived_container_starts_and_exits_with_its_code() {
         assert_eq!(
             kinds,
             vec![
-                RawEventKind::Started,
-                RawEventKind::Exited {
+                EventKind::Started,
+                EventKind::Exited {
                     exit_code: Some(3),
                     oom: false
                 }
@@ -519,7 +516,7 @@ fn a_backlog_from_before_the_stream_is_not_reported() {
         assert!(!left.is_zero(), "no live start");
         match rx.recv_timeout(left) {
             Ok(e) if e.id == live => {
-                assert_eq!(e.kind, RawEventKind::Started);
+                assert_eq!(e.kind, EventKind::Started);
                 break;
             }
             Ok(e) => assert!(!old.contains(&e.id), "stale event {e:?}"),

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
-use whalewatcher::engine::{EventStream, ExitStatus, RawEvent, RawEventKind};
-use whalewatcher::{Container, EngineClient, EngineInfo, Error, Inspection, Result};
+use whalewatcher::engine::{EventStream, ExitStatus, RawEvent};
+use whalewatcher::{Container, EngineClient, EngineInfo, Error, EventKind, Inspection, Result};
 
 type Hook = Box<dyn FnMut(&Script) + Send>;
 
@@ -61,7 +61,7 @@ impl Script {
         }
     }
 
-    fn emit(&self, st: &mut State, kind: RawEventKind, id: &str) {
+    fn emit(&self, st: &mut State, kind: EventKind, id: &str) {
         let mut ev = RawEvent::new(kind, id);
         ev.project = st
             .alive
@@ -85,7 +85,7 @@ impl Script {
         let c = Container::new(id, format!("name-{id}"), 1000 + st.next_pid).with_labels(labels);
         st.alive.insert(id.to_string(), c);
         st.exited.remove(id);
-        self.emit(&mut st, RawEventKind::Started, id);
+        self.emit(&mut st, EventKind::Started, id);
     }
 
     /// Kills a container, emitting Exited with `code`.
@@ -108,7 +108,7 @@ impl Script {
             if event {
                 self.emit(
                     &mut st,
-                    RawEventKind::Exited {
+                    EventKind::Exited {
                         exit_code: Some(code),
                         oom,
                     },
@@ -134,9 +134,9 @@ impl Script {
         }
         c.paused = paused;
         let k = if paused {
-            RawEventKind::Paused
+            EventKind::Paused
         } else {
-            RawEventKind::Unpaused
+            EventKind::Unpaused
         };
         self.emit(&mut st, k, id);
     }
