@@ -144,7 +144,7 @@ impl EngineClient for SimEngine {
     fn info(&self) -> Result<EngineInfo> {
         Ok(EngineInfo {
             id: "sim".into(),
-            kind: "sim".into(),
+            kind: whalewatcher::EngineKind::Docker, // a simulated engine reports one of the four
             ..Default::default()
         })
     }

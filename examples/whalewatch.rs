@@ -90,8 +90,8 @@ impl Set {
 /// `docker /run/docker.sock (pid 42)`.
 fn found_label(f: &Found) -> String {
     match f.pid {
-        Some(pid) => format!("{} {} (pid {pid})", f.kind.as_str(), f.api_path),
-        None => format!("{} {}", f.kind.as_str(), f.api_path),
+        Some(pid) => format!("{} {} (pid {pid})", f.kind.name(), f.api_path),
+        None => format!("{} {}", f.kind.name(), f.api_path),
     }
 }
 

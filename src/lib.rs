@@ -116,9 +116,10 @@ pub mod ffi;
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
-pub use container::{Container, EngineRef, Rucksack, PROJECT_LABEL};
+pub use container::{Container, EngineRef, Rucksack, PRIVILEGED_LABEL, PROJECT_LABEL};
 pub use engine::{
-    EngineClient, EngineInfo, EventStream, ExitStatus, Inspection, RawEvent, RucksackPacker,
+    EngineClient, EngineInfo, EngineKind, EventStream, ExitStatus, Inspection, RawEvent,
+    RucksackPacker,
 };
 pub use error::{Error, Result};
 pub use event::{ContainerEvent, EventKind};

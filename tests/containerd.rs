@@ -172,7 +172,7 @@ fn info_matches_ctr_and_the_server_uuid() {
     let Some(ctr) = Ctr::from_env() else { return };
     let client = ContainerdClient::new(&ctr.sock).with_pid(4242);
     let info = client.info().unwrap();
-    assert_eq!(info.kind, "containerd.io");
+    assert_eq!(info.kind.as_str(), "containerd.io");
     assert_eq!(info.pid, Some(4242));
     assert_eq!(info.api_path, format!("unix://{}", ctr.sock));
     let out = ctr.run("default", &["version"]);
@@ -249,7 +249,7 @@ fn list_and_inspect_match_ctr() {
     assert_eq!(w.project, "shop");
     assert!(!w.paused);
     assert_eq!(w.image, ctr.image);
-    assert_eq!(w.engine.kind, "containerd.io");
+    assert_eq!(w.engine.kind.as_str(), "containerd.io");
     assert_eq!(
         w.labels.get("nerdctl/name").map(String::as_str),
         Some("web")
@@ -626,7 +626,7 @@ mod exits {
             );
             assert_eq!(got.project, "p1");
             assert_eq!(got.image, info["Image"].as_str().unwrap());
-            assert_eq!(got.engine.kind, "containerd.io");
+            assert_eq!(got.engine.kind.as_str(), "containerd.io");
             // The engine's account of the exit.
             let exit = truth.exit_of(ns, &id);
             assert_eq!(

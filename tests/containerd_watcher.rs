@@ -206,7 +206,7 @@ fn ps_equals_ctr_ground_truth() {
     let c = pf.get(&web).expect("web in the portfolio");
     assert_eq!((c.name.as_str(), c.project.as_str()), ("web", "shop"));
     assert_eq!(c.image, ctr.image);
-    assert_eq!(c.engine_type(), "containerd.io");
+    assert_eq!(c.engine_kind().as_str(), "containerd.io");
     assert!(pf.project("shop").is_some_and(|p| p.get(&web).is_some()));
     w.close();
 }

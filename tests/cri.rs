@@ -15,7 +15,7 @@ use whalewatcher::cri::{
     CriClient, EventMode, ANNOTATION_KEY_PREFIX, CONTAINER_NAME_LABEL, MODE_RELIST,
     POD_NAMESPACE_LABEL, POD_NAME_LABEL, POD_UID_LABEL, SANDBOX_LABEL,
 };
-use whalewatcher::engine::CRI;
+use whalewatcher::EngineKind;
 use whalewatcher::{Container, EngineClient, Error, EventKind, Item, Watcher, WatcherOptions};
 
 fn client() -> Option<CriClient> {
@@ -32,7 +32,7 @@ fn check_pod_labels(c: &Container, pod: &Pod) {
     assert_eq!(c.labels[POD_UID_LABEL], pod.uid, "{c:?}");
     assert_eq!(c.project, "");
     assert!(!c.paused);
-    assert_eq!(c.engine.kind, CRI);
+    assert_eq!(c.engine.kind.as_str(), "k8s.io/cri-api");
 }
 
 #[test]
@@ -127,7 +127,7 @@ fn list_and_inspect_match_ground_truth() {
 fn info_reports_the_mode_chosen_by_version() {
     let Some(cri) = client() else { return };
     let info = cri.info().expect("info");
-    assert_eq!(info.kind, CRI);
+    assert_eq!(info.kind, EngineKind::Cri);
     assert!(info.version.contains("containerd"), "{info:?}");
     assert!(!info.id.is_empty());
     assert!(info.api_path.starts_with("unix://"));

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use scripted::Script;
-use whalewatcher::discover::{Found, Kind, Source};
+use whalewatcher::discover::{Found, Source};
 use whalewatcher::fleet::{Fleet, FleetItem, FleetOptions, FleetSubscription};
+use whalewatcher::EngineKind as Kind;
 use whalewatcher::{EngineClient, EventKind, WatcherOptions};
 
 const WAIT: Duration = Duration::from_secs(30);

@@ -11,7 +11,7 @@ use protobuf::Message;
 
 use crate::container::{Container, EngineRef};
 use crate::engine::{
-    CancelSet, EngineClient, EngineInfo, EventStream, Inspection, RucksackPacker, CONTAINERD,
+    CancelSet, EngineClient, EngineInfo, EngineKind, EventStream, Inspection, RucksackPacker,
 };
 use crate::error::{Error, Result};
 use crate::grpc::Channel;
@@ -159,7 +159,7 @@ impl ContainerdClient {
             return Ok(e.clone());
         }
         let e = Arc::new(EngineRef {
-            kind: CONTAINERD.to_string(),
+            kind: EngineKind::Containerd,
             id: self.server_uuid()?,
         });
         *self.engine.lock() = Some(e.clone());
@@ -219,7 +219,7 @@ impl EngineClient for ContainerdClient {
         };
         Ok(EngineInfo {
             id: engine.id.clone(),
-            kind: CONTAINERD.to_string(),
+            kind: EngineKind::Containerd,
             version,
             api_path: self.channel.endpoint(),
             pid: self.pid,

@@ -11,7 +11,8 @@ use protobuf::{EnumOrUnknown, Message, MessageField};
 
 use crate::container::{Container, EngineRef};
 use crate::engine::{
-    CancelSet, EngineClient, EngineInfo, EventStream, ExitStatus, Inspection, RucksackPacker, CRI,
+    CancelSet, EngineClient, EngineInfo, EngineKind, EventStream, ExitStatus, Inspection,
+    RucksackPacker,
 };
 use crate::error::{Error, Result};
 use crate::grpc::Channel;
@@ -365,7 +366,7 @@ impl CriClient {
         let mut e = self.engine.lock();
         e.get_or_insert_with(|| {
             Arc::new(EngineRef {
-                kind: CRI.to_string(),
+                kind: EngineKind::Cri,
                 id: host_id(),
             })
         })
@@ -550,7 +551,7 @@ impl EngineClient for CriClient {
         };
         Ok(EngineInfo {
             id: engine.id.clone(),
-            kind: CRI.to_string(),
+            kind: EngineKind::Cri,
             version,
             api_path: self.rpc.channel.endpoint(),
             pid: self.pid,

@@ -13,7 +13,7 @@ use crate::container::{Container, EngineRef};
 use crate::docker::events::EventDecoder;
 use crate::docker::inspect::container_from_inspect;
 use crate::engine::{
-    EngineClient, EngineInfo, EventStream, Inspection, RucksackPacker, DOCKER, PODMAN,
+    EngineClient, EngineInfo, EngineKind, EventStream, Inspection, RucksackPacker,
 };
 use crate::error::{Error, Result};
 use crate::http::{
@@ -45,7 +45,7 @@ struct Negotiated {
 /// first use, after connection failures (the engine may have been replaced), and for every
 /// [`info`](EngineClient::info) but the first after a negotiation (a resync must see a
 /// replaced engine even when its event stream ended cleanly); the engine type is
-/// [`PODMAN`] when the server is Libpod, [`DOCKER`] otherwise.
+/// [`EngineKind::Podman`] when the server is Libpod, [`EngineKind::Docker`] otherwise.
 pub struct DockerClient {
     http: HttpClient,
     packer: Option<Arc<dyn RucksackPacker>>,
@@ -156,9 +156,9 @@ impl DockerClient {
                 .header("server")
                 .is_some_and(|s| s.starts_with("Libpod"))
         {
-            PODMAN
+            EngineKind::Podman
         } else {
-            DOCKER
+            EngineKind::Docker
         };
         let prefix = format!("/v{major}.{minor}");
         let info = self.get_json(&format!("{prefix}/info"), "info")?;
@@ -174,10 +174,7 @@ impl DockerClient {
             .to_string();
         Ok(Negotiated {
             prefix,
-            engine: Arc::new(EngineRef {
-                kind: kind.to_string(),
-                id,
-            }),
+            engine: Arc::new(EngineRef { kind, id }),
             version,
         })
     }
@@ -317,7 +314,7 @@ impl EngineClient for DockerClient {
         };
         Ok(EngineInfo {
             id: n.engine.id.clone(),
-            kind: n.engine.kind.clone(),
+            kind: n.engine.kind,
             version: n.version.clone(),
             api_path: self.endpoint(),
             pid: self.pid,

@@ -389,7 +389,7 @@ mod tests {
         // The details make the container as the event describes it.
         let evs = all(DOCKER_RM_DIE, 100).unwrap();
         let engine = std::sync::Arc::new(crate::EngineRef {
-            kind: "docker.com".into(),
+            kind: crate::engine::EngineKind::Docker,
             id: "E".into(),
         });
         let c = evs[0]

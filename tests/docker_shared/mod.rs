@@ -23,7 +23,7 @@ pub struct Engine {
     /// The endpoint URL.
     pub url: String,
     /// Expected engine type.
-    pub kind: &'static str,
+    pub kind: whalewatcher::EngineKind,
     /// Names of containers to remove at the end.
     created: std::cell::RefCell<Vec<String>>,
 }
@@ -34,7 +34,7 @@ impl Engine {
         var: &str,
         cli: &'static str,
         flag: &'static str,
-        kind: &'static str,
+        kind: whalewatcher::EngineKind,
     ) -> Option<Self> {
         let url = common::endpoint(var)?;
         Some(Engine {

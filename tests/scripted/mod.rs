@@ -11,7 +11,9 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 use whalewatcher::engine::{EventStream, ExitStatus, RawEvent};
-use whalewatcher::{Container, EngineClient, EngineInfo, Error, EventKind, Inspection, Result};
+use whalewatcher::{
+    Container, EngineClient, EngineInfo, EngineKind, Error, EventKind, Inspection, Result,
+};
 
 type Hook = Box<dyn FnMut(&Script) + Send>;
 
@@ -281,7 +283,7 @@ impl EngineClient for ScriptedEngine {
         self.check()?;
         Ok(EngineInfo {
             id: "scripted".into(),
-            kind: "scripted".into(),
+            kind: EngineKind::Docker, // a scripted engine reports one of the four kinds
             ..Default::default()
         })
     }
