@@ -46,8 +46,8 @@ macro_rules! lowercase {
 
 object!(EngineInfo { id, kind as "type", version, api_path, pid, mode });
 object!(EngineRef { kind as "type", id });
-/// `kind` as the short name (`"docker"`, ..., [`EngineKind::name`]), as before `Found`
-/// had an [`EngineKind`].
+/// `kind` as the short name (`"docker"`, ..., [`EngineKind::name`](crate::EngineKind::name)), as before `Found`
+/// had an [`EngineKind`](crate::EngineKind).
 impl Serialize for Found {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut st = s.serialize_struct("Found", 6)?;

@@ -156,7 +156,7 @@ fn uuid_on_disk() -> Option<String> {
 
 #[test]
 fn lazy_client_fails_typed_when_containerd_is_down() {
-    let c = ContainerdClient::new("/nonexistent/whalewatcher/containerd.sock");
+    let c = ContainerdClient::new(Some("/nonexistent/whalewatcher/containerd.sock")).unwrap();
     match c.list() {
         Err(Error::Connection { kind, .. }) => assert_eq!(kind, std::io::ErrorKind::NotFound),
         other => panic!("expected a connection error, got {other:?}"),
@@ -170,7 +170,9 @@ fn lazy_client_fails_typed_when_containerd_is_down() {
 #[test]
 fn info_matches_ctr_and_the_server_uuid() {
     let Some(ctr) = Ctr::from_env() else { return };
-    let client = ContainerdClient::new(&ctr.sock).with_pid(4242);
+    let client = ContainerdClient::new(Some(ctr.sock.as_ref()))
+        .unwrap()
+        .with_pid(4242);
     let info = client.info().unwrap();
     assert_eq!(info.kind.as_str(), "containerd.io");
     assert_eq!(info.pid, Some(4242));
@@ -224,7 +226,9 @@ fn list_and_inspect_match_ctr() {
     let _c4 = ctr.container("wwignored", &hidden, &[], true);
 
     let ignored = vec!["moby".into(), "k8s.io".into(), "wwignored".into()];
-    let client = ContainerdClient::new(&ctr.sock).with_ignored_namespaces(ignored);
+    let client = ContainerdClient::new(Some(ctr.sock.as_ref()))
+        .unwrap()
+        .with_ignored_namespaces(ignored);
     let got = mine(&client.list().unwrap(), &tag);
 
     // Ground truth from ctr.
@@ -278,7 +282,9 @@ fn list_and_inspect_match_ctr() {
     assert!(client.inspect(&hidden_id).unwrap_err().is_not_alive());
 
     // Without the ignore list the hidden namespace shows.
-    let all = ContainerdClient::new(&ctr.sock).with_ignored_namespaces(vec![]);
+    let all = ContainerdClient::new(Some(ctr.sock.as_ref()))
+        .unwrap()
+        .with_ignored_namespaces(vec![]);
     let got = mine(&all.list().unwrap(), &tag);
     assert!(got.contains_key(&hidden_id), "{got:?}");
     assert_eq!(got[&hidden_id].pid, ctr.tasks("wwignored")[&hidden].0);
@@ -293,7 +299,9 @@ fn rucksack_packer_gets_the_container_record() {
         let raw = raw.downcast_ref::<RawContainer>()?;
         Some(Arc::new(format!("{}|{}|{}", c.id, raw.id, raw.image)) as whalewatcher::Rucksack)
     };
-    let client = ContainerdClient::new(&ctr.sock).with_rucksack_packer(Arc::new(packer));
+    let client = ContainerdClient::new(Some(ctr.sock.as_ref()))
+        .unwrap()
+        .with_rucksack_packer(Arc::new(packer));
     let c = client.inspect(&tag).unwrap().alive().unwrap();
     assert_eq!(
         c.rucksack::<String>().map(String::as_str),
@@ -343,7 +351,9 @@ fn lifecycle_events_pause_resume_exec_kill_and_cancel() {
     let xid = format!("testns/{x}");
 
     let ignored = vec!["moby".into(), "k8s.io".into(), "wwignored".into()];
-    let client = ContainerdClient::new(&ctr.sock).with_ignored_namespaces(ignored);
+    let client = ContainerdClient::new(Some(ctr.sock.as_ref()))
+        .unwrap()
+        .with_ignored_namespaces(ignored);
     let rx = pump(&client);
 
     // Warm up: the subscription may become active a moment after the call went out.
@@ -547,7 +557,9 @@ mod exits {
         let ns = "testns";
         let truth = CtrEvents::start(&ctr, &tag);
         let ignored = vec!["moby".into(), "k8s.io".into(), "wwignored".into()];
-        let client = ContainerdClient::new(&ctr.sock).with_ignored_namespaces(ignored);
+        let client = ContainerdClient::new(Some(ctr.sock.as_ref()))
+            .unwrap()
+            .with_ignored_namespaces(ignored);
         let rx = pump(&client);
         // The subscription may become active a moment after the call: wait until a
         // sentinel's start shows.

@@ -166,7 +166,10 @@ fn converge(ctr: &Ctr, w: &Watcher) -> State {
 }
 
 fn watch(ctr: &Ctr) -> Watcher {
-    let w = Watcher::new(ContainerdClient::new(&ctr.sock), WatcherOptions::default());
+    let w = Watcher::new(
+        ContainerdClient::new(Some(ctr.sock.as_ref())).unwrap(),
+        WatcherOptions::default(),
+    );
     w.wait_ready(WAIT).expect("watcher syncs");
     w
 }

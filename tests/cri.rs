@@ -19,7 +19,7 @@ use whalewatcher::EngineKind;
 use whalewatcher::{Container, EngineClient, Error, EventKind, Item, Watcher, WatcherOptions};
 
 fn client() -> Option<CriClient> {
-    common::endpoint("WHALEWATCHER_CRI").map(|p| CriClient::new(Some(p)))
+    common::endpoint("WHALEWATCHER_CRI").map(|p| CriClient::new(Some(&p)).unwrap())
 }
 
 fn by_id(list: &[Container]) -> HashMap<&str, &Container> {
@@ -282,7 +282,8 @@ fn churn_converges(mode: Option<EventMode>) {
                 }
                 kept
             });
-            let mut c = CriClient::new(common::endpoint("WHALEWATCHER_CRI"))
+            let mut c = CriClient::new(common::endpoint("WHALEWATCHER_CRI").as_deref())
+                .unwrap()
                 .with_relist_interval(Duration::from_millis(100));
             if let Some(m) = mode {
                 c = c.with_event_mode(m);

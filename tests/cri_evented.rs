@@ -449,7 +449,9 @@ fn serve_fake(mode: Events) -> (CriClient, PathBuf, Arc<Fake>) {
         }
     });
     (
-        CriClient::new(Some(&path)).with_relist_interval(Duration::from_millis(10)),
+        CriClient::new(path.to_str())
+            .unwrap()
+            .with_relist_interval(Duration::from_millis(10)),
         dir,
         fake,
     )

@@ -26,5 +26,5 @@ mod client;
 pub(crate) mod convert;
 pub(crate) mod events;
 
-pub use client::{ContainerdClient, RawContainer, DEFAULT_IGNORED_NAMESPACES};
+pub use client::{ContainerdClient, RawContainer, DEFAULT_ENDPOINT, DEFAULT_IGNORED_NAMESPACES};
 pub use convert::{DEFAULT_NAMESPACE, NERDCTL_NAME_LABEL};

@@ -82,9 +82,7 @@ mod mode;
 pub(crate) mod native;
 pub(crate) mod relist;
 
-pub use client::{
-    resolve_endpoint, CriClient, RawInfo, DEFAULT_ENDPOINTS, DEFAULT_RELIST_INTERVAL,
-};
+pub use client::{CriClient, RawInfo, DEFAULT_ENDPOINTS, DEFAULT_RELIST_INTERVAL};
 pub use convert::{
     ANNOTATION_KEY_PREFIX, CONTAINER_NAME_LABEL, POD_NAMESPACE_LABEL, POD_NAME_LABEL,
     POD_UID_LABEL, SANDBOX_LABEL,

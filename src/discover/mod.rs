@@ -31,8 +31,9 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use crate::endpoint;
 use crate::engine::{EngineClient, EngineKind};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// The well-known API sockets and the engine kind each one belongs to.
 pub const WELL_KNOWN: &[(&str, EngineKind)] = &[
@@ -98,52 +99,11 @@ impl Found {
         }
     }
 
-    /// A client of this engine, with the PID filled into its engine info. Fails with
-    /// [`Error::InvalidEndpoint`] when the crate is built without the engine's feature.
+    /// A client of this engine ([`connect`](crate::connect) to [`address`](Self::address)),
+    /// with the PID filled into its engine info. Fails with [`Error::InvalidEndpoint`](crate::Error::InvalidEndpoint) when
+    /// the crate is built without the engine's feature.
     pub fn client(&self) -> Result<Box<dyn EngineClient>> {
-        #[allow(unused_variables)] // every feature on: no engine is missing
-        let missing = |feature: &str| Error::InvalidEndpoint {
-            endpoint: self.api_path.clone(),
-            reason: format!("whalewatcher was built without the {feature} feature"),
-        };
-        match self.kind {
-            EngineKind::Docker | EngineKind::Podman => {
-                #[cfg(feature = "docker")]
-                {
-                    let mut c = crate::docker::DockerClient::new(Some(&self.address()))?;
-                    if let Some(pid) = self.pid {
-                        c = c.with_pid(pid);
-                    }
-                    Ok(Box::new(c))
-                }
-                #[cfg(not(feature = "docker"))]
-                Err(missing("docker"))
-            }
-            EngineKind::Containerd => {
-                #[cfg(feature = "containerd")]
-                {
-                    let mut c = crate::containerd::ContainerdClient::new(&self.api_path);
-                    if let Some(pid) = self.pid {
-                        c = c.with_pid(pid);
-                    }
-                    Ok(Box::new(c))
-                }
-                #[cfg(not(feature = "containerd"))]
-                Err(missing("containerd"))
-            }
-            EngineKind::Cri => {
-                #[cfg(feature = "cri")]
-                {
-                    let mut c = crate::cri::CriClient::new(Some(&self.api_path));
-                    if let Some(pid) = self.pid {
-                        c = c.with_pid(pid);
-                    }
-                    Ok(Box::new(c))
-                }
-                #[cfg(not(feature = "cri"))]
-                Err(missing("cri"))
-            }
-        }
+        crate::endpoint::connect_pid(self.kind, Some(&self.address()), self.pid)
     }
 }
 
@@ -274,17 +234,10 @@ pub fn scan(options: &DiscoverOptions) -> Vec<Found> {
         });
     };
     if options.env {
-        if let Some(h) = env("DOCKER_HOST") {
-            match h.strip_prefix("unix://") {
-                Some(p) => add(EngineKind::Docker, p, Source::Env),
-                None => add(EngineKind::Docker, &h, Source::Env),
+        for kind in [EngineKind::Docker, EngineKind::Containerd, EngineKind::Cri] {
+            if let Some(a) = endpoint::from_env(kind) {
+                add(kind, endpoint::strip_unix(&a), Source::Env);
             }
-        }
-        if let Some(a) = env("CONTAINERD_ADDRESS") {
-            add(EngineKind::Containerd, strip_unix(&a), Source::Env);
-        }
-        if let Some(e) = env("CONTAINER_RUNTIME_ENDPOINT") {
-            add(EngineKind::Cri, strip_unix(&e), Source::Env);
         }
     }
     if options.well_known {
@@ -319,10 +272,6 @@ pub fn scan(options: &DiscoverOptions) -> Vec<Found> {
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
-fn strip_unix(s: &str) -> &str {
-    s.strip_prefix("unix://").unwrap_or(s)
 }
 
 fn kind_of_comm(comm: &str) -> Option<EngineKind> {

@@ -62,16 +62,14 @@ enum Reported {
 }
 
 impl DockerClient {
-    /// A client of `endpoint`, or of `DOCKER_HOST`, or of `unix:///var/run/docker.sock`.
-    /// Fails only on an unusable address ([`Error::InvalidEndpoint`]).
+    /// A client of `endpoint` (`unix:///path`, `/path` or `tcp://host:port`), else of
+    /// `DOCKER_HOST`, else of [`DEFAULT_ENDPOINT`]: the
+    /// [constructor contract](crate::connect#the-constructor-contract) of every client.
+    /// Lazy: fails only on an unusable address ([`Error::InvalidEndpoint`]).
     pub fn new(endpoint: Option<&str>) -> Result<Self> {
-        let addr = match endpoint {
-            Some(e) => e.to_string(),
-            None => std::env::var("DOCKER_HOST")
-                .ok()
-                .filter(|h| !h.is_empty())
-                .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string()),
-        };
+        let addr = crate::endpoint::resolve(EngineKind::Docker, endpoint, || {
+            DEFAULT_ENDPOINT.to_string()
+        });
         let endpoint = Endpoint::parse(&addr)?;
         Ok(DockerClient {
             http: HttpClient::new(endpoint, HttpOptions::default()),
