@@ -317,7 +317,7 @@ fn forward(
 ) {
     std::thread::spawn(move || {
         let mut sub = match since {
-            Some(seq) => watcher.subscribe_since(seq),
+            Some(seq) => watcher.subscribe_from(whalewatcher::Since::Seq(seq)),
             None => watcher.subscribe(),
         };
         loop {
@@ -331,7 +331,8 @@ fn forward(
                     eprintln!(
                         "whalewatch: warning: {label}: fell behind ({missed} events), replaying from #{resume_seq}"
                     );
-                    sub = watcher.subscribe_since(resume_seq.saturating_sub(1));
+                    sub = watcher
+                        .subscribe_from(whalewatcher::Since::Seq(resume_seq.saturating_sub(1)));
                 }
                 Some(Item::Gap { from, to }) => {
                     eprintln!("whalewatch: warning: {label}: events #{from}..=#{to} are lost (no longer in the journal)");
@@ -363,7 +364,7 @@ fn merged(set: &Set, since: Option<u64>) -> crossbeam_channel::Receiver<Merged> 
 /// Forwards the fleet's merged stream (which resumes lagging engines by itself); engines
 /// attached or vanished later are noted on stderr.
 fn forward_fleet(fleet: &Fleet, tx: crossbeam_channel::Sender<Merged>) {
-    let mut sub = fleet.subscribe();
+    let sub = fleet.subscribe();
     std::thread::spawn(move || loop {
         match sub.recv() {
             Some(FleetItem::Event(e)) => {

@@ -158,8 +158,11 @@ pub struct EngineInfo {
     pub api_path: String,
     /// PID of the engine process, when known (discovery fills it in).
     pub pid: Option<u32>,
-    /// Engine-specific remarks, e.g. the CRI event mode (`"evented"`, `"containerd-events"`
-    /// or `"relist"`).
+    /// The client's event source where an engine has several: for CRI the
+    /// [`cri::EventMode`](crate::cri::EventMode)'s name (`"evented"`, `"containerd-events"`
+    /// or `"relist"`); empty for Docker, Podman and containerd, which have one. A string
+    /// (not the enum) because `EngineInfo` is engine-neutral and the CRI client is a cargo
+    /// feature; compare with `EventMode::as_str`.
     pub mode: String,
 }
 

@@ -128,5 +128,7 @@ pub use engine::{
 pub use error::{Error, Result};
 pub use event::{ContainerEvent, EventKind};
 pub use portfolio::{Portfolio, Project};
-pub use retry::{ExponentialBackoff, RetryPolicy};
-pub use watcher::{Health, Item, PortfolioReader, Since, Subscription, Watcher, WatcherOptions};
+pub use retry::{ExponentialBackoff, NoRetry, RetryPolicy};
+pub use watcher::{
+    Health, Item, Latency, Metrics, PortfolioReader, Since, Subscription, Watcher, WatcherOptions,
+};

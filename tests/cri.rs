@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use cri_support::{container_truth, sandbox_pid, Pod};
 use whalewatcher::cri::api::ContainerState;
 use whalewatcher::cri::{
-    CriClient, EventMode, ANNOTATION_KEY_PREFIX, CONTAINER_NAME_LABEL, MODE_RELIST,
-    POD_NAMESPACE_LABEL, POD_NAME_LABEL, POD_UID_LABEL, SANDBOX_LABEL,
+    CriClient, EventMode, ANNOTATION_KEY_PREFIX, CONTAINER_NAME_LABEL, POD_NAMESPACE_LABEL,
+    POD_NAME_LABEL, POD_UID_LABEL, SANDBOX_LABEL,
 };
 use whalewatcher::EngineKind;
 use whalewatcher::{Container, EngineClient, Error, EventKind, Item, Watcher, WatcherOptions};
@@ -211,7 +211,10 @@ fn relist_events_through_a_watcher() {
         .with_event_mode(EventMode::Relist);
     let w = Watcher::new(cri, WatcherOptions::default());
     w.wait_ready(Duration::from_secs(20)).expect("synced");
-    assert_eq!(w.engine_info().expect("info").mode, MODE_RELIST);
+    assert_eq!(
+        w.engine_info().expect("info").mode,
+        EventMode::Relist.as_str()
+    );
     let sub = w.subscribe();
 
     let mut pod = Pod::run(&client().unwrap(), "events");

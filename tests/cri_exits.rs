@@ -282,7 +282,7 @@ fn short_lived_container_starts_and_exits_with_its_code() {
             }
         }
     }
-    let relist = cri.info().expect("info").mode == whalewatcher::cri::MODE_RELIST;
+    let relist = cri.info().expect("info").mode == whalewatcher::cri::EventMode::Relist.as_str();
     if !relist {
         assert_eq!(
             kinds,

@@ -349,7 +349,7 @@ fn fleet_closing_while_the_subscriber_lags_tells_the_gap() {
         WatcherOptions::default().with_subscriber_capacity(4),
     );
     rig.fleet.wait_ready(WAIT).unwrap();
-    let mut sub = rig.fleet.subscribe();
+    let sub = rig.fleet.subscribe();
     for i in 0..12 {
         script.start(&format!("k{i}"), "");
     }

@@ -287,15 +287,20 @@ impl Fleet {
         self.inner.state.lock().attached_total
     }
 
-    /// Waits until every attached engine is synced. `Err` names the first engine that
-    /// failed or did not sync in time. Once it returns `Ok`, every fleet subscription is
-    /// subscribed to every attached engine.
+    /// Waits until every attached engine is synced. `Err` is the first engine's error,
+    /// of its own kind: [`Error::Timeout`] (whose `what` names the engine) when it did not
+    /// sync in time, its watcher's final error ([`Error::GaveUp`], [`Error::Cancelled`])
+    /// when it failed ([`engines`](Self::engines) tells which). Once it returns `Ok`,
+    /// every fleet subscription is subscribed to every attached engine.
     pub fn wait_ready(&self, timeout: Duration) -> Result<()> {
         let end = Instant::now() + timeout;
         for (found, w) in self.watchers() {
             let left = end.saturating_duration_since(Instant::now());
-            w.wait_ready(left).map_err(|e| Error::Timeout {
-                what: format!("{} {}: {e}", found.kind.name(), found.api_path),
+            w.wait_ready(left).map_err(|e| match e {
+                Error::Timeout { what } => Error::Timeout {
+                    what: format!("{} {}: {what}", found.kind.name(), found.api_path),
+                },
+                other => other,
             })?;
         }
         self.inner.state.lock().promote();
