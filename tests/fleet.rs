@@ -421,3 +421,37 @@ fn lag_on_a_live_engine_is_resumed_exactly() {
         panic!("{e}; {ctx}");
     }
 }
+
+/// `wait_ready` keeps the error's kind: an engine whose watcher gave up is `GaveUp` (with
+/// the engine's error as its source), one that is still trying when the time is up is a
+/// `Timeout` naming the engine.
+#[test]
+fn wait_ready_keeps_the_error_kind() {
+    use std::error::Error as _;
+    use whalewatcher::{Error, NoRetry};
+
+    let down = Script::new();
+    down.break_streams(true);
+    let a = found("down", 1);
+    let rig = Rig::new(
+        &[(&a, &down)],
+        &[&a],
+        WatcherOptions::default().with_retry(|| NoRetry),
+    );
+    let e = rig.fleet.wait_ready(WAIT).unwrap_err();
+    assert!(matches!(e, Error::GaveUp { .. }), "{e:?}");
+    assert!(e.source().is_some(), "{e:?}");
+
+    let slow = Script::new();
+    slow.break_streams(true);
+    let b = found("slow", 2);
+    let rig = Rig::new(&[(&b, &slow)], &[&b], WatcherOptions::default());
+    let e = rig
+        .fleet
+        .wait_ready(Duration::from_millis(300))
+        .unwrap_err();
+    match e {
+        Error::Timeout { what } => assert!(what.contains("/scripted/slow.sock"), "{what}"),
+        other => panic!("expected a Timeout: {other:?}"),
+    }
+}
