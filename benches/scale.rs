@@ -21,9 +21,10 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
-use whalewatcher::engine::{EventStream, RawEvent, RawEventKind};
+use whalewatcher::engine::{EventStream, RawEvent};
 use whalewatcher::{
-    Container, EngineClient, EngineInfo, Error, Inspection, Item, Result, Watcher, WatcherOptions,
+    Container, EngineClient, EngineInfo, Error, EventKind, Inspection, Item, Result, Watcher,
+    WatcherOptions,
 };
 
 /// Counts live heap bytes.
@@ -90,7 +91,7 @@ impl SimEngine {
         c
     }
 
-    fn emit(t: &mut Truth, kind: RawEventKind, id: &str) {
+    fn emit(t: &mut Truth, kind: EventKind, id: &str) {
         let ev = RawEvent::new(kind, id);
         t.streams.retain(|s| s.send(ev.clone()).is_ok());
     }
@@ -101,9 +102,9 @@ impl SimEngine {
         if let Some(c) = t.alive.get_mut(&id) {
             c.paused = paused;
             let k = if paused {
-                RawEventKind::Paused
+                EventKind::Paused
             } else {
-                RawEventKind::Unpaused
+                EventKind::Unpaused
             };
             Self::emit(&mut t, k, &id);
         }
@@ -113,7 +114,7 @@ impl SimEngine {
         let mut t = self.truth.lock();
         let id = format!("{i:064x}");
         if t.alive.remove(&id).is_some() {
-            let k = RawEventKind::Exited {
+            let k = EventKind::Exited {
                 exit_code: Some(137),
                 oom: false,
             };
@@ -143,7 +144,7 @@ impl EngineClient for SimEngine {
     fn info(&self) -> Result<EngineInfo> {
         Ok(EngineInfo {
             id: "sim".into(),
-            kind: "sim".into(),
+            kind: whalewatcher::EngineKind::Docker, // a simulated engine reports one of the four
             ..Default::default()
         })
     }

@@ -26,10 +26,9 @@ use std::time::Duration;
 
 use args::{Args, Command, EngineSpec};
 use whalewatcher::discover::{discover, DiscoverOptions, Found};
-use whalewatcher::docker::DockerClient;
 use whalewatcher::fleet::{EngineState, Fleet, FleetItem, FleetOptions};
 use whalewatcher::{
-    Container, ContainerEvent, EngineClient, Health, Item, Watcher, WatcherOptions,
+    Container, ContainerEvent, EngineClient, EngineKind, Health, Item, Watcher, WatcherOptions,
 };
 
 /// How long `ps`, `events` and `watch` wait for the first complete picture.
@@ -90,8 +89,8 @@ impl Set {
 /// `docker /run/docker.sock (pid 42)`.
 fn found_label(f: &Found) -> String {
     match f.pid {
-        Some(pid) => format!("{} {} (pid {pid})", f.kind.as_str(), f.api_path),
-        None => format!("{} {}", f.kind.as_str(), f.api_path),
+        Some(pid) => format!("{} {} (pid {pid})", f.kind.name(), f.api_path),
+        None => format!("{} {}", f.kind.name(), f.api_path),
     }
 }
 
@@ -208,20 +207,21 @@ fn auto(with_cri: bool) -> Result<Set, String> {
 
 /// The client of an engine given on the command line, with its label for messages.
 fn client(spec: &EngineSpec) -> Result<Labelled, String> {
-    match spec {
-        EngineSpec::Docker(url) => {
-            let label = format!(
-                "docker {}",
-                url.clone()
-                    .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()))
-                    .unwrap_or_else(|| "(default socket)".into())
-            );
-            let client = DockerClient::new(url.as_deref()).map_err(|e| format!("{label}: {e}"))?;
-            Ok((label, Box::new(client)))
-        }
-        EngineSpec::Containerd(path) => containerd(path),
-        EngineSpec::Cri(path) => cri(path),
-    }
+    let (kind, endpoint) = match spec {
+        EngineSpec::Docker(url) => (EngineKind::Docker, url.as_deref()),
+        EngineSpec::Containerd(path) => (EngineKind::Containerd, Some(path.as_str())),
+        EngineSpec::Cri(path) => (EngineKind::Cri, Some(path.as_str())),
+    };
+    let label = format!(
+        "{} {}",
+        kind.name(),
+        endpoint
+            .map(str::to_string)
+            .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()))
+            .unwrap_or_else(|| "(default socket)".into())
+    );
+    let client = whalewatcher::connect(kind, endpoint).map_err(|e| format!("{label}: {e}"))?;
+    Ok((label, client))
 }
 
 /// Makes the client, checks once that the engine answers (so that a wrong address fails
@@ -229,28 +229,6 @@ fn client(spec: &EngineSpec) -> Result<Labelled, String> {
 fn connect(index: usize, spec: &EngineSpec) -> Result<Engine, String> {
     let (label, client) = client(spec)?;
     start(label, format!("whalewatch{index}"), client)
-}
-
-#[cfg(feature = "containerd")]
-fn containerd(path: &str) -> Result<Labelled, String> {
-    let client = whalewatcher::containerd::ContainerdClient::new(path);
-    Ok((format!("containerd {path}"), Box::new(client)))
-}
-
-#[cfg(not(feature = "containerd"))]
-fn containerd(_path: &str) -> Result<Labelled, String> {
-    Err("--containerd needs whalewatch built with the containerd feature".into())
-}
-
-#[cfg(feature = "cri")]
-fn cri(path: &str) -> Result<Labelled, String> {
-    let client = whalewatcher::cri::CriClient::new(Some(path));
-    Ok((format!("cri {path}"), Box::new(client)))
-}
-
-#[cfg(not(feature = "cri"))]
-fn cri(_path: &str) -> Result<Labelled, String> {
-    Err("--cri is not supported by this build (needs the cri feature)".into())
 }
 
 fn start(label: String, name: String, client: impl EngineClient) -> Result<Engine, String> {
@@ -339,7 +317,7 @@ fn forward(
 ) {
     std::thread::spawn(move || {
         let mut sub = match since {
-            Some(seq) => watcher.subscribe_since(seq),
+            Some(seq) => watcher.subscribe_from(whalewatcher::Since::Seq(seq)),
             None => watcher.subscribe(),
         };
         loop {
@@ -353,7 +331,8 @@ fn forward(
                     eprintln!(
                         "whalewatch: warning: {label}: fell behind ({missed} events), replaying from #{resume_seq}"
                     );
-                    sub = watcher.subscribe_since(resume_seq.saturating_sub(1));
+                    sub = watcher
+                        .subscribe_from(whalewatcher::Since::Seq(resume_seq.saturating_sub(1)));
                 }
                 Some(Item::Gap { from, to }) => {
                     eprintln!("whalewatch: warning: {label}: events #{from}..=#{to} are lost (no longer in the journal)");
@@ -385,7 +364,7 @@ fn merged(set: &Set, since: Option<u64>) -> crossbeam_channel::Receiver<Merged> 
 /// Forwards the fleet's merged stream (which resumes lagging engines by itself); engines
 /// attached or vanished later are noted on stderr.
 fn forward_fleet(fleet: &Fleet, tx: crossbeam_channel::Sender<Merged>) {
-    let mut sub = fleet.subscribe();
+    let sub = fleet.subscribe();
     std::thread::spawn(move || loop {
         match sub.recv() {
             Some(FleetItem::Event(e)) => {

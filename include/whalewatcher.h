@@ -82,8 +82,9 @@ void ww_string_free(char *s);
 
 /* Starts watching an engine and returns at once. engine: "docker" or "podman" (endpoint
  * a URL such as "unix:///var/run/docker.sock"; default DOCKER_HOST or that socket),
- * "containerd" (socket path; default /run/containerd/containerd.sock), "cri" (socket
- * path; default CONTAINER_RUNTIME_ENDPOINT or the first existing well-known socket), or
+ * "containerd" (socket path; default CONTAINERD_ADDRESS or
+ * /run/containerd/containerd.sock), "cri" (socket path; default
+ * CONTAINER_RUNTIME_ENDPOINT or the first existing well-known socket), or
  * "auto": every engine that discovery finds (dockerd, podman, containerd, cri-o, by
  * their processes' sockets, the environment and the well-known sockets), now and later;
  * its endpoint is NULL, "" or "with-cri" (also watch a standalone containerd through its

@@ -7,6 +7,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use crate::engine::EngineKind;
+
 /// The label that names a container's composer project.
 pub const PROJECT_LABEL: &str = "com.docker.compose.project";
 
@@ -20,8 +22,8 @@ pub type Rucksack = Arc<dyn Any + Send + Sync>;
 /// The engine a container lives on.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct EngineRef {
-    /// Engine type, such as `"docker.com"`, `"podman.io"`, `"containerd.io"`, `"k8s.io/cri-api"`.
-    pub kind: String,
+    /// Which kind of engine.
+    pub kind: EngineKind,
     /// The engine's identity (Docker's `ID`, containerd's server UUID, ...).
     pub id: String,
 }
@@ -83,20 +85,27 @@ impl Container {
         }
     }
 
-    /// The engine type this container lives on (shortcut for `engine.kind`).
-    pub fn engine_type(&self) -> &str {
-        &self.engine.kind
+    /// The kind of engine this container lives on (shortcut for `engine.kind`).
+    pub fn engine_kind(&self) -> EngineKind {
+        self.engine.kind
     }
 
-    /// The order of listings that span engines: by engine type, project, name, then id
-    /// (a total order). `all.sort_by(|a, b| a.listing_order(b))`.
+    /// The order of listings that span engines: by engine type string
+    /// ([`EngineKind::as_str`]), project, name, then id (a total order).
+    /// `all.sort_by(|a, b| a.listing_order(b))`.
     pub fn listing_order(&self, other: &Container) -> std::cmp::Ordering {
-        (self.engine_type(), &self.project, &self.name, &self.id).cmp(&(
-            other.engine_type(),
-            &other.project,
-            &other.name,
-            &other.id,
-        ))
+        (
+            self.engine.kind.as_str(),
+            &self.project,
+            &self.name,
+            &self.id,
+        )
+            .cmp(&(
+                other.engine.kind.as_str(),
+                &other.project,
+                &other.name,
+                &other.id,
+            ))
     }
 
     /// The rucksack downcast to `T`, if there is one of that type.

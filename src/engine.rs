@@ -7,58 +7,164 @@
 
 use std::any::Any;
 use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::container::{Container, EngineRef, Rucksack};
 use crate::error::Result;
+use crate::event::EventKind;
 
 #[cfg(any(feature = "docker", feature = "grpc"))]
 pub(crate) use crate::cancel::CancelSet;
 
-/// Engine type of Docker/Moby.
-pub const DOCKER: &str = "docker.com";
-/// Engine type of Podman (Docker-compatible API served by Libpod).
-pub const PODMAN: &str = "podman.io";
-/// Engine type of containerd's native API.
-pub const CONTAINERD: &str = "containerd.io";
-/// Engine type of CRI engines (containerd-CRI, cri-o).
-pub const CRI: &str = "k8s.io/cri-api";
+/// Which kind of container engine, by the API it is watched through.
+///
+/// One name for one thing: the same type is the engine type of an [`EngineInfo`] and an
+/// [`EngineRef`], the kind of a [`discover::Found`](crate::discover::Found), and what
+/// [`connect`](crate::connect) takes. [`as_str`](Self::as_str) gives the engine type
+/// strings of the Go original (`"docker.com"`, `"podman.io"`, `"containerd.io"`,
+/// `"k8s.io/cri-api"`), which are also its `Display` and serde forms; [`name`](Self::name)
+/// the short names of the CLI and the C ABI (`"docker"`, `"podman"`, `"containerd"`,
+/// `"cri"`). [`FromStr`] takes either.
+///
+/// There is deliberately no "other" kind: a test's fake engine reports one of the four
+/// (the scripted engines of this crate's tests say [`Docker`](Self::Docker)). The
+/// `Default` is `Docker`, so that a [`Container::new`] (which has no engine) is a Docker
+/// container, as in the Go original's tests.
+///
+/// The order (`Ord`) is the declaration order, Docker, Podman, containerd, CRI;
+/// [`Container::listing_order`] sorts by the engine type strings instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum EngineKind {
+    /// Docker/Moby (dockerd), through the Docker API.
+    #[default]
+    Docker,
+    /// Podman, through its Docker-compatible API (served by Libpod).
+    Podman,
+    /// containerd, through its native gRPC API.
+    Containerd,
+    /// A CRI engine (containerd's CRI plugin, cri-o), through the Kubernetes CRI API.
+    Cri,
+}
+
+impl EngineKind {
+    /// All kinds, in declaration order.
+    pub const ALL: [EngineKind; 4] = [
+        EngineKind::Docker,
+        EngineKind::Podman,
+        EngineKind::Containerd,
+        EngineKind::Cri,
+    ];
+
+    /// The engine type string: `"docker.com"`, `"podman.io"`, `"containerd.io"` or
+    /// `"k8s.io/cri-api"` (the `type` of the JSON forms).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineKind::Docker => "docker.com",
+            EngineKind::Podman => "podman.io",
+            EngineKind::Containerd => "containerd.io",
+            EngineKind::Cri => "k8s.io/cri-api",
+        }
+    }
+
+    /// The short lowercase name: `"docker"`, `"podman"`, `"containerd"` or `"cri"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Docker => "docker",
+            EngineKind::Podman => "podman",
+            EngineKind::Containerd => "containerd",
+            EngineKind::Cri => "cri",
+        }
+    }
+}
+
+impl fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for EngineKind {
+    type Err = ParseEngineKindError;
+
+    /// Takes the engine type string ([`as_str`](Self::as_str)) or the short name
+    /// ([`name`](Self::name)), exactly.
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        EngineKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s || k.name() == s)
+            .ok_or_else(|| ParseEngineKindError {
+                given: s.to_string(),
+            })
+    }
+}
+
+/// The error of parsing an [`EngineKind`] from a string that names none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseEngineKindError {
+    given: String,
+}
+
+impl fmt::Display for ParseEngineKindError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unknown engine kind {:?}: expected \"docker\", \"podman\", \"containerd\", \"cri\" (or an engine type such as \"docker.com\")",
+            self.given
+        )
+    }
+}
+
+impl std::error::Error for ParseEngineKindError {}
+
+#[cfg(feature = "serde")]
+impl serde_core::Serialize for EngineKind {
+    fn serialize<S: serde_core::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde_core::Deserialize<'de> for EngineKind {
+    fn deserialize<D: serde_core::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl serde_core::de::Visitor<'_> for V {
+            type Value = EngineKind;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an engine kind such as \"docker.com\" or \"docker\"")
+            }
+            fn visit_str<E: serde_core::de::Error>(
+                self,
+                v: &str,
+            ) -> std::result::Result<EngineKind, E> {
+                v.parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
 
 /// What an engine says about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct EngineInfo {
     /// The engine's identity; stable across restarts where the engine has one.
     pub id: String,
-    /// Engine type, such as [`DOCKER`], [`PODMAN`], [`CONTAINERD`], [`CRI`].
-    pub kind: String,
+    /// Which kind of engine (for the Docker API: Docker or Podman, as the server says).
+    pub kind: EngineKind,
     /// Engine version (for containerd: version and revision).
     pub version: String,
     /// The API endpoint, e.g. `unix:///var/run/docker.sock`.
     pub api_path: String,
     /// PID of the engine process, when known (discovery fills it in).
     pub pid: Option<u32>,
-    /// Engine-specific remarks, e.g. the CRI event mode (`"evented"`, `"containerd-events"`
-    /// or `"relist"`).
+    /// The client's event source where an engine has several: for CRI the
+    /// [`cri::EventMode`](crate::cri::EventMode)'s name (`"evented"`, `"containerd-events"`
+    /// or `"relist"`); empty for Docker, Podman and containerd, which have one. A string
+    /// (not the enum) because `EngineInfo` is engine-neutral and the CRI client is a cargo
+    /// feature; compare with `EventMode::as_str`.
     pub mode: String,
-}
-
-/// What happened to a container, as an engine reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RawEventKind {
-    /// The container's process started.
-    Started,
-    /// The container's process ended.
-    Exited {
-        /// The exit code, when the engine reports one.
-        exit_code: Option<i32>,
-        /// Whether the kernel's OOM killer hit the container before it exited.
-        oom: bool,
-    },
-    /// The container was paused (frozen).
-    Paused,
-    /// The container was unpaused.
-    Unpaused,
 }
 
 /// How a container's process ended, as far as the engine still knows.
@@ -99,11 +205,12 @@ impl Inspection {
     }
 }
 
-/// A lifecycle event straight from the engine.
+/// A lifecycle event straight from the engine. Its [`EventKind`] is the one a watcher
+/// delivers in a [`ContainerEvent`](crate::ContainerEvent): one vocabulary for both layers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawEvent {
     /// What happened.
-    pub kind: RawEventKind,
+    pub kind: EventKind,
     /// The container's id, in the same form as [`Container::id`].
     pub id: String,
     /// The container's project, when the event carries it.
@@ -112,13 +219,13 @@ pub struct RawEvent {
     pub time: SystemTime,
     /// What the event itself says about the container, for when the engine forgets the
     /// container before it can be inspected (`docker run --rm`). Docker and Podman set it
-    /// on [`Exited`](RawEventKind::Exited) events only; `None` everywhere else.
+    /// on [`Exited`](EventKind::Exited) events only; `None` everywhere else.
     pub details: Option<Box<EventDetails>>,
 }
 
 impl RawEvent {
     /// An event of `kind` for container `id`, stamped now.
-    pub fn new(kind: RawEventKind, id: impl Into<String>) -> Self {
+    pub fn new(kind: EventKind, id: impl Into<String>) -> Self {
         RawEvent {
             kind,
             id: id.into(),

@@ -43,9 +43,10 @@ pub enum Error {
         /// What exactly was wrong.
         message: String,
     },
-    /// The engine answered with an error status (HTTP status or gRPC status).
+    /// The engine answered with an HTTP error status (the Docker API; gRPC engines report
+    /// [`Error::Grpc`]).
     Status {
-        /// HTTP status code, or the gRPC status code for gRPC engines.
+        /// The HTTP status code.
         code: u32,
         /// The engine's own error message.
         message: String,
@@ -143,4 +144,31 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+/// [`Error::GaveUp`] chains the error it gave up on as its `source()` (its `Display`
+/// also names it, as it always did).
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::GaveUp { last } => Some(&**last),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn gave_up_chains_its_last_error() {
+        let inner = Error::Timeout { what: "x".into() };
+        let e = Error::GaveUp {
+            last: Box::new(inner.clone()),
+        };
+        let source = e.source().expect("a source");
+        assert_eq!(source.to_string(), inner.to_string());
+        assert!(source.source().is_none());
+        assert!(Error::Cancelled.source().is_none());
+    }
+}

@@ -9,7 +9,9 @@
 //! (`containerd`, native gRPC API), CRI engines (`cri`: containerd's CRI plugin, cri-o).
 //! No async runtime: blocking engine clients feed ONE sync thread per [`Watcher`] that
 //! owns the state and publishes immutable [`Portfolio`] snapshots; queries never touch the
-//! engine. [`discover`] finds a node's engines and a [`fleet::Fleet`] watches all of them
+//! engine. [`connect`] makes the client of any [`EngineKind`] (each engine's client takes
+//! the same endpoint contract: the address given, else the engine's environment variable,
+//! else its default socket). [`discover`] finds a node's engines and a [`fleet::Fleet`] watches all of them
 //! at once (one merged view and event stream). The `ffi` feature adds a C ABI.
 //!
 //! ## Example
@@ -111,6 +113,7 @@ unstable_mod! {
 }
 pub mod container;
 pub mod discover;
+mod endpoint;
 pub mod engine;
 pub mod error;
 pub mod event;
@@ -155,13 +158,16 @@ pub mod ffi;
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
-pub use container::{Container, EngineRef, Rucksack, PROJECT_LABEL};
+pub use container::{Container, EngineRef, Rucksack, PRIVILEGED_LABEL, PROJECT_LABEL};
+pub use endpoint::connect;
 pub use engine::{
-    EngineClient, EngineInfo, EventStream, ExitStatus, Inspection, RawEvent, RawEventKind,
+    EngineClient, EngineInfo, EngineKind, EventStream, ExitStatus, Inspection, RawEvent,
     RucksackPacker,
 };
 pub use error::{Error, Result};
 pub use event::{ContainerEvent, EventKind};
 pub use portfolio::{Portfolio, Project};
-pub use retry::{ExponentialBackoff, RetryPolicy};
-pub use watcher::{Health, Item, PortfolioReader, Since, Subscription, Watcher, WatcherOptions};
+pub use retry::{ExponentialBackoff, NoRetry, RetryPolicy};
+pub use watcher::{
+    Health, Item, Latency, Metrics, PortfolioReader, Since, Subscription, Watcher, WatcherOptions,
+};

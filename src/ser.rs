@@ -9,7 +9,7 @@
 use serde_core::ser::{Serialize, SerializeStruct, Serializer};
 
 use crate::container::EngineRef;
-use crate::discover::{Found, Kind, Source};
+use crate::discover::{Found, Source};
 use crate::engine::EngineInfo;
 use crate::watcher::{Latency, Metrics};
 
@@ -46,14 +46,20 @@ macro_rules! lowercase {
 
 object!(EngineInfo { id, kind as "type", version, api_path, pid, mode });
 object!(EngineRef { kind as "type", id });
-object!(Found {
-    kind,
-    api_path,
-    pid,
-    inode,
-    source,
-    managed_by
-});
+/// `kind` as the short name (`"docker"`, ..., [`EngineKind::name`](crate::EngineKind::name)), as before `Found`
+/// had an [`EngineKind`](crate::EngineKind).
+impl Serialize for Found {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("Found", 6)?;
+        st.serialize_field("kind", self.kind.name())?;
+        st.serialize_field("api_path", &self.api_path)?;
+        st.serialize_field("pid", &self.pid)?;
+        st.serialize_field("inode", &self.inode)?;
+        st.serialize_field("source", &self.source)?;
+        st.serialize_field("managed_by", &self.managed_by)?;
+        st.end()
+    }
+}
 object!(Latency {
     count,
     min,
@@ -74,7 +80,6 @@ object!(Metrics {
     lagged_subscribers,
     last_event,
 });
-lowercase!(Kind { Docker => "docker", Podman => "podman", Containerd => "containerd", Cri => "cri" });
 lowercase!(Source { Process => "process", Env => "env", WellKnown => "wellknown" });
 
 #[cfg(test)]
@@ -82,6 +87,7 @@ mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
     use super::*;
+    use crate::engine::EngineKind;
 
     fn json<T: Serialize>(v: &T) -> String {
         serde_json::to_string(v).unwrap()
@@ -92,7 +98,7 @@ mod tests {
     fn the_json_forms() {
         let info = EngineInfo {
             id: "i".into(),
-            kind: "docker.com".into(),
+            kind: EngineKind::Docker,
             version: "20".into(),
             api_path: "unix:///x".into(),
             pid: Some(7),
@@ -103,12 +109,12 @@ mod tests {
             r#"{"id":"i","type":"docker.com","version":"20","api_path":"unix:///x","pid":7,"mode":""}"#
         );
         let r = EngineRef {
-            kind: "podman.io".into(),
+            kind: EngineKind::Podman,
             id: "pid".into(),
         };
         assert_eq!(json(&r), r#"{"type":"podman.io","id":"pid"}"#);
         let f = Found {
-            kind: Kind::Cri,
+            kind: EngineKind::Cri,
             api_path: "/run/crio".into(),
             pid: None,
             inode: Some(9),
@@ -120,9 +126,17 @@ mod tests {
             r#"{"kind":"cri","api_path":"/run/crio","pid":null,"inode":9,"source":"wellknown","managed_by":3}"#
         );
         assert_eq!(
-            json(&[Kind::Docker, Kind::Podman, Kind::Containerd, Kind::Cri]),
-            r#"["docker","podman","containerd","cri"]"#
+            json(&EngineKind::ALL),
+            r#"["docker.com","podman.io","containerd.io","k8s.io/cri-api"]"#
         );
+        for k in EngineKind::ALL {
+            let back: EngineKind = serde_json::from_str(&json(&k)).unwrap();
+            assert_eq!(back, k);
+            assert_eq!(k.name().parse::<EngineKind>(), Ok(k));
+            assert_eq!(k.to_string(), k.as_str());
+        }
+        assert!(serde_json::from_str::<EngineKind>(r#""docker.io""#).is_err());
+        assert!("".parse::<EngineKind>().is_err());
         assert_eq!(
             json(&[Source::Process, Source::Env, Source::WellKnown]),
             r#"["process","env","wellknown"]"#

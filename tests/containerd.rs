@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use whalewatcher::containerd::{ContainerdClient, RawContainer};
-use whalewatcher::{Container, EngineClient, Error, RawEvent, RawEventKind};
+use whalewatcher::{Container, EngineClient, Error, EventKind, RawEvent};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -157,7 +157,7 @@ fn uuid_on_disk() -> Option<String> {
 
 #[test]
 fn lazy_client_fails_typed_when_containerd_is_down() {
-    let c = ContainerdClient::new("/nonexistent/whalewatcher/containerd.sock");
+    let c = ContainerdClient::new(Some("/nonexistent/whalewatcher/containerd.sock")).unwrap();
     match c.list() {
         Err(Error::Connection { kind, .. }) => assert_eq!(kind, std::io::ErrorKind::NotFound),
         other => panic!("expected a connection error, got {other:?}"),
@@ -171,9 +171,11 @@ fn lazy_client_fails_typed_when_containerd_is_down() {
 #[test]
 fn info_matches_ctr_and_the_server_uuid() {
     let Some(ctr) = Ctr::from_env() else { return };
-    let client = ContainerdClient::new(&ctr.sock).with_pid(4242);
+    let client = ContainerdClient::new(Some(ctr.sock.as_ref()))
+        .unwrap()
+        .with_pid(4242);
     let info = client.info().unwrap();
-    assert_eq!(info.kind, "containerd.io");
+    assert_eq!(info.kind.as_str(), "containerd.io");
     assert_eq!(info.pid, Some(4242));
     assert_eq!(info.api_path, format!("unix://{}", ctr.sock));
     let out = ctr.run("default", &["version"]);
@@ -228,7 +230,9 @@ fn list_and_inspect_match_ctr() {
     let _c4 = ctr.container("wwignored", &hidden, &[], true);
 
     let ignored = vec!["moby".into(), "k8s.io".into(), "wwignored".into()];
-    let client = ContainerdClient::new(&ctr.sock).with_ignored_namespaces(ignored);
+    let client = ContainerdClient::new(Some(ctr.sock.as_ref()))
+        .unwrap()
+        .with_ignored_namespaces(ignored);
     let got = mine(&client.list().unwrap(), &tag);
 
     // Ground truth from ctr.
@@ -253,7 +257,7 @@ fn list_and_inspect_match_ctr() {
     assert_eq!(w.project, "shop");
     assert!(!w.paused);
     assert_eq!(w.image, ctr.image);
-    assert_eq!(w.engine.kind, "containerd.io");
+    assert_eq!(w.engine.kind.as_str(), "containerd.io");
     assert_eq!(
         w.labels.get("nerdctl/name").map(String::as_str),
         Some("web")
@@ -282,7 +286,9 @@ fn list_and_inspect_match_ctr() {
     assert!(client.inspect(&hidden_id).unwrap_err().is_not_alive());
 
     // Without the ignore list the hidden namespace shows.
-    let all = ContainerdClient::new(&ctr.sock).with_ignored_namespaces(vec![]);
+    let all = ContainerdClient::new(Some(ctr.sock.as_ref()))
+        .unwrap()
+        .with_ignored_namespaces(vec![]);
     let got = mine(&all.list().unwrap(), &tag);
     assert!(got.contains_key(&hidden_id), "{got:?}");
     assert_eq!(got[&hidden_id].pid, ctr.tasks("wwignored")[&hidden].0);
@@ -306,7 +312,9 @@ fn rucksack_packer_gets_the_container_record() {
         ];
         Some(Arc::new(fields.join("|")) as whalewatcher::Rucksack)
     };
-    let client = ContainerdClient::new(&ctr.sock).with_rucksack_packer(Arc::new(packer));
+    let client = ContainerdClient::new(Some(ctr.sock.as_ref()))
+        .unwrap()
+        .with_rucksack_packer(Arc::new(packer));
     // Ground truth: image and runtime as `ctr containers ls` shows them.
     let ls = ctr.run("default", &["containers", "ls"]);
     let row: Vec<&str> = ls
@@ -365,7 +373,9 @@ fn lifecycle_events_pause_resume_exec_kill_and_cancel() {
     let xid = format!("testns/{x}");
 
     let ignored = vec!["moby".into(), "k8s.io".into(), "wwignored".into()];
-    let client = ContainerdClient::new(&ctr.sock).with_ignored_namespaces(ignored);
+    let client = ContainerdClient::new(Some(ctr.sock.as_ref()))
+        .unwrap()
+        .with_ignored_namespaces(ignored);
     let rx = pump(&client);
 
     // Warm up: the subscription may become active a moment after the call went out.
@@ -375,9 +385,9 @@ fn lifecycle_events_pause_resume_exec_kill_and_cancel() {
         let ev = next_for_within(&rx, &xid, Duration::from_secs(1));
         ctr.run("testns", &["tasks", "resume", &x]);
         if let Some(ev) = ev {
-            assert_eq!(ev.kind, RawEventKind::Paused);
+            assert_eq!(ev.kind, EventKind::Paused);
             let ev = next_for(&rx, &xid).expect("unpaused event");
-            assert_eq!(ev.kind, RawEventKind::Unpaused);
+            assert_eq!(ev.kind, EventKind::Unpaused);
             warm = true;
             break;
         }
@@ -390,7 +400,7 @@ fn lifecycle_events_pause_resume_exec_kill_and_cancel() {
     let before = SystemTime::now() - Duration::from_secs(60);
     let _cy = ctr.container("default", &y, &[], true);
     let ev = next_for(&rx, &y).expect("started event");
-    assert_eq!(ev.kind, RawEventKind::Started);
+    assert_eq!(ev.kind, EventKind::Started);
     assert!(ev.time > before && ev.time < SystemTime::now() + Duration::from_secs(60));
 
     // An ignored namespace stays silent, while a later marker event does arrive.
@@ -411,19 +421,19 @@ fn lifecycle_events_pause_resume_exec_kill_and_cancel() {
     let ev = next_for(&rx, &xid).expect("paused marker event");
     assert_eq!(
         ev.kind,
-        RawEventKind::Paused,
+        EventKind::Paused,
         "an exec'd process's exit must not show as the container's exit"
     );
     ctr.run("testns", &["tasks", "resume", &x]);
     let ev = next_for(&rx, &xid).expect("unpaused event");
-    assert_eq!(ev.kind, RawEventKind::Unpaused);
+    assert_eq!(ev.kind, EventKind::Unpaused);
 
     // SIGKILL: exit status 137.
     ctr.run("default", &["tasks", "kill", "-s", "KILL", &y]);
     let ev = next_for(&rx, &y).expect("exited event");
     assert_eq!(
         ev.kind,
-        RawEventKind::Exited {
+        EventKind::Exited {
             exit_code: Some(137),
             oom: false
         }
@@ -569,7 +579,9 @@ mod exits {
         let ns = "testns";
         let truth = CtrEvents::start(&ctr, &tag);
         let ignored = vec!["moby".into(), "k8s.io".into(), "wwignored".into()];
-        let client = ContainerdClient::new(&ctr.sock).with_ignored_namespaces(ignored);
+        let client = ContainerdClient::new(Some(ctr.sock.as_ref()))
+            .unwrap()
+            .with_ignored_namespaces(ignored);
         let rx = pump(&client);
         // The subscription may become active a moment after the call: wait until a
         // sentinel's start shows.
@@ -648,7 +660,7 @@ mod exits {
             );
             assert_eq!(got.project, "p1");
             assert_eq!(got.image, info["Image"].as_str().unwrap());
-            assert_eq!(got.engine.kind, "containerd.io");
+            assert_eq!(got.engine.kind.as_str(), "containerd.io");
             // The engine's account of the exit.
             let exit = truth.exit_of(ns, &id);
             assert_eq!(
@@ -664,7 +676,7 @@ mod exits {
             // The event stream: the same code and time; OOM as `ctr events` says.
             let ev = loop {
                 let ev = next_for(&rx, &full).unwrap_or_else(|| panic!("{what}: no exit event"));
-                if matches!(ev.kind, RawEventKind::Exited { .. }) {
+                if matches!(ev.kind, EventKind::Exited { .. }) {
                     break ev;
                 }
             };
@@ -674,7 +686,7 @@ mod exits {
                 .any(|p| p["container_id"] == id.as_str());
             assert_eq!(
                 ev.kind,
-                RawEventKind::Exited {
+                EventKind::Exited {
                     exit_code: status.exit_code,
                     oom: oomed
                 },

@@ -94,7 +94,10 @@ fn containerd_churn_during_initial_sync() {
         };
         go.wait();
         at_rx.recv().unwrap();
-        let w = Watcher::new(ContainerdClient::new(&sock), WatcherOptions::default());
+        let w = Watcher::new(
+            ContainerdClient::new(Some(sock.as_ref())).unwrap(),
+            WatcherOptions::default(),
+        );
         let sub = w.subscribe();
         t1.join().unwrap();
         t2.join().unwrap();

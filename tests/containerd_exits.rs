@@ -98,7 +98,10 @@ fn containerd_short_lived_containers_each_start_and_exit() {
         true,
     );
     ctr.import_image(&shared, "default");
-    let w = Watcher::new(ContainerdClient::new(&shared), fast_retry());
+    let w = Watcher::new(
+        ContainerdClient::new(Some(shared.as_ref())).unwrap(),
+        fast_retry(),
+    );
     let sub = w.subscribe();
     w.wait_ready(WAIT).expect("watcher syncs");
     warm_up(&ctr, &sub);
@@ -186,7 +189,10 @@ fn containerd_exit_codes_survive_a_restart() {
         &[("nerdctl/name", "termed")],
         "trap 'exit 3' TERM; while :; do sleep 0.1; done",
     );
-    let w = Watcher::new(ContainerdClient::new(&p.sock), fast_retry());
+    let w = Watcher::new(
+        ContainerdClient::new(Some(p.sock.as_ref())).unwrap(),
+        fast_retry(),
+    );
     let sub = w.subscribe();
     w.wait_ready(WAIT).expect("watcher syncs");
     let tasks = ctr.tasks().unwrap();

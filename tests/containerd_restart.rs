@@ -46,7 +46,7 @@ fn containerd_killed_and_restarted() {
     }
     ctr.run(&["tasks", "pause", &frozen]);
     let w = Watcher::new(
-        ContainerdClient::new(&p.sock),
+        ContainerdClient::new(Some(p.sock.as_ref())).unwrap(),
         WatcherOptions::default().with_retry(|| {
             ExponentialBackoff::new(Duration::from_millis(50), Duration::from_secs(1))
         }),
@@ -191,7 +191,7 @@ fn watcher_started_before_containerd() {
     let truth = ctr.truth().unwrap();
     p.kill9();
     let w = Watcher::new(
-        ContainerdClient::new(&p.sock),
+        ContainerdClient::new(Some(p.sock.as_ref())).unwrap(),
         WatcherOptions::default().with_retry(|| {
             ExponentialBackoff::new(Duration::from_millis(50), Duration::from_secs(1))
         }),
@@ -226,7 +226,7 @@ fn containerd_flapping() {
     ctr.start(&stays, &[]);
     ctr.start(&dies, &[]);
     let w = Watcher::new(
-        ContainerdClient::new(&p.sock),
+        ContainerdClient::new(Some(p.sock.as_ref())).unwrap(),
         WatcherOptions::default().with_retry(|| {
             ExponentialBackoff::new(Duration::from_millis(20), Duration::from_millis(200))
         }),

@@ -166,7 +166,10 @@ fn converge(ctr: &Ctr, w: &Watcher) -> State {
 }
 
 fn watch(ctr: &Ctr) -> Watcher {
-    let w = Watcher::new(ContainerdClient::new(&ctr.sock), WatcherOptions::default());
+    let w = Watcher::new(
+        ContainerdClient::new(Some(ctr.sock.as_ref())).unwrap(),
+        WatcherOptions::default(),
+    );
     w.wait_ready(WAIT).expect("watcher syncs");
     w
 }
@@ -206,7 +209,7 @@ fn ps_equals_ctr_ground_truth() {
     let c = pf.get(&web).expect("web in the portfolio");
     assert_eq!((c.name.as_str(), c.project.as_str()), ("web", "shop"));
     assert_eq!(c.image, ctr.image);
-    assert_eq!(c.engine_type(), "containerd.io");
+    assert_eq!(c.engine_kind().as_str(), "containerd.io");
     assert!(pf.project("shop").is_some_and(|p| p.get(&web).is_some()));
     w.close();
 }

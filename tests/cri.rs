@@ -12,14 +12,14 @@ use std::time::{Duration, Instant};
 use cri_support::{container_truth, sandbox_pid, Pod};
 use whalewatcher::cri::api::ContainerState;
 use whalewatcher::cri::{
-    CriClient, EventMode, ANNOTATION_KEY_PREFIX, CONTAINER_NAME_LABEL, MODE_RELIST,
-    POD_NAMESPACE_LABEL, POD_NAME_LABEL, POD_UID_LABEL, SANDBOX_LABEL,
+    CriClient, EventMode, ANNOTATION_KEY_PREFIX, CONTAINER_NAME_LABEL, POD_NAMESPACE_LABEL,
+    POD_NAME_LABEL, POD_UID_LABEL, SANDBOX_LABEL,
 };
-use whalewatcher::engine::CRI;
+use whalewatcher::EngineKind;
 use whalewatcher::{Container, EngineClient, Error, EventKind, Item, Watcher, WatcherOptions};
 
 fn client() -> Option<CriClient> {
-    common::endpoint("WHALEWATCHER_CRI").map(|p| CriClient::new(Some(p)))
+    common::endpoint("WHALEWATCHER_CRI").map(|p| CriClient::new(Some(&p)).unwrap())
 }
 
 fn by_id(list: &[Container]) -> HashMap<&str, &Container> {
@@ -32,7 +32,7 @@ fn check_pod_labels(c: &Container, pod: &Pod) {
     assert_eq!(c.labels[POD_UID_LABEL], pod.uid, "{c:?}");
     assert_eq!(c.project, "");
     assert!(!c.paused);
-    assert_eq!(c.engine.kind, CRI);
+    assert_eq!(c.engine.kind.as_str(), "k8s.io/cri-api");
 }
 
 #[test]
@@ -127,7 +127,7 @@ fn list_and_inspect_match_ground_truth() {
 fn info_reports_the_mode_chosen_by_version() {
     let Some(cri) = client() else { return };
     let info = cri.info().expect("info");
-    assert_eq!(info.kind, CRI);
+    assert_eq!(info.kind, EngineKind::Cri);
     assert!(info.version.contains("containerd"), "{info:?}");
     assert!(!info.id.is_empty());
     assert!(info.api_path.starts_with("unix://"));
@@ -211,7 +211,10 @@ fn relist_events_through_a_watcher() {
         .with_event_mode(EventMode::Relist);
     let w = Watcher::new(cri, WatcherOptions::default());
     w.wait_ready(Duration::from_secs(20)).expect("synced");
-    assert_eq!(w.engine_info().expect("info").mode, MODE_RELIST);
+    assert_eq!(
+        w.engine_info().expect("info").mode,
+        EventMode::Relist.as_str()
+    );
     let sub = w.subscribe();
 
     let mut pod = Pod::run(&client().unwrap(), "events");
@@ -282,7 +285,8 @@ fn churn_converges(mode: Option<EventMode>) {
                 }
                 kept
             });
-            let mut c = CriClient::new(common::endpoint("WHALEWATCHER_CRI"))
+            let mut c = CriClient::new(common::endpoint("WHALEWATCHER_CRI").as_deref())
+                .unwrap()
                 .with_relist_interval(Duration::from_millis(100));
             if let Some(m) = mode {
                 c = c.with_event_mode(m);

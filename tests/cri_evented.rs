@@ -23,9 +23,9 @@ use whalewatcher::cri::containerd_api::{
     GetRequest as TaskGetRequest, GetResponse as TaskGetResponse, ListTasksResponse, Process,
     SubscribeRequest, TaskExit, TaskOOM, TaskStart, TaskStatus,
 };
-use whalewatcher::cri::{CriClient, EventMode, MODE_CONTAINERD_EVENTS, MODE_EVENTED, MODE_RELIST};
+use whalewatcher::cri::{CriClient, EventMode};
 use whalewatcher::grpc::frame::{self, Frame, Kind};
-use whalewatcher::{EngineClient, Error, Inspection, RawEventKind};
+use whalewatcher::{EngineClient, Error, EventKind, Inspection};
 
 /// How the fake answers `GetContainerEvents` (and which runtime it claims to be).
 #[derive(Clone, Copy, PartialEq)]
@@ -449,13 +449,15 @@ fn serve_fake(mode: Events) -> (CriClient, PathBuf, Arc<Fake>) {
         }
     });
     (
-        CriClient::new(Some(&path)).with_relist_interval(Duration::from_millis(10)),
+        CriClient::new(path.to_str())
+            .unwrap()
+            .with_relist_interval(Duration::from_millis(10)),
         dir,
         fake,
     )
 }
 
-fn collect(cri: &CriClient) -> Vec<(String, RawEventKind)> {
+fn collect(cri: &CriClient) -> Vec<(String, EventKind)> {
     let mut ev = cri.events().expect("events");
     let mut got = Vec::new();
     while let Some(e) = ev.next_event().expect("event") {
@@ -464,19 +466,19 @@ fn collect(cri: &CriClient) -> Vec<(String, RawEventKind)> {
     got
 }
 
-fn scripted() -> Vec<(String, RawEventKind)> {
+fn scripted() -> Vec<(String, EventKind)> {
     vec![
-        ("a".to_string(), RawEventKind::Started),
+        ("a".to_string(), EventKind::Started),
         (
             "a".to_string(),
-            RawEventKind::Exited {
+            EventKind::Exited {
                 exit_code: Some(3),
                 oom: false,
             },
         ),
         (
             "c".to_string(),
-            RawEventKind::Exited {
+            EventKind::Exited {
                 exit_code: None,
                 oom: false,
             },
@@ -488,12 +490,12 @@ fn scripted() -> Vec<(String, RawEventKind)> {
 fn evented_stream_maps_events_once_each() {
     let (cri, dir) = serve(Events::Script);
     // Decided from the Version answer: no probe, no event stream needed.
-    assert_eq!(cri.info().unwrap().mode, MODE_EVENTED);
+    assert_eq!(cri.info().unwrap().mode, EventMode::Evented.as_str());
     assert_eq!(cri.info().unwrap().version, "fake 1.0");
     assert_eq!(collect(&cri), scripted());
     // The mode is kept: the next stream is evented too.
     assert!(cri.events().is_ok());
-    assert_eq!(cri.info().unwrap().mode, MODE_EVENTED);
+    assert_eq!(cri.info().unwrap().mode, EventMode::Evented.as_str());
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -508,11 +510,11 @@ fn a_backlog_older_than_the_stream_is_dropped() {
 fn unimplemented_or_ended_events_fall_back_to_relisting() {
     for mode in [Events::Unimplemented, Events::EndsAtOnce] {
         let (cri, dir) = serve(mode);
-        assert_eq!(cri.info().unwrap().mode, MODE_EVENTED);
+        assert_eq!(cri.info().unwrap().mode, EventMode::Evented.as_str());
         // The refusal ends the stream (the watcher reconnects) and switches the mode.
         let mut ev = cri.events().expect("events");
         assert_eq!(ev.next_event(), Ok(None));
-        assert_eq!(cri.info().unwrap().mode, MODE_RELIST);
+        assert_eq!(cri.info().unwrap().mode, EventMode::Relist.as_str());
         let _relisting = cri.events().expect("events");
         assert_eq!(cri.list().unwrap(), vec![]);
         let _ = std::fs::remove_dir_all(dir);
@@ -522,17 +524,20 @@ fn unimplemented_or_ended_events_fall_back_to_relisting() {
 #[test]
 fn containerd_before_2_gets_its_native_task_events() {
     let (cri, dir, fake) = serve_fake(Events::Native);
-    assert_eq!(cri.info().unwrap().mode, MODE_CONTAINERD_EVENTS);
+    assert_eq!(
+        cri.info().unwrap().mode,
+        EventMode::ContainerdEvents.as_str()
+    );
     let cri = Arc::new(cri);
     let got = collect(&cri);
     assert_eq!(
         got,
         vec![
-            ("s1".to_string(), RawEventKind::Started),
-            ("c1".to_string(), RawEventKind::Started),
+            ("s1".to_string(), EventKind::Started),
+            ("c1".to_string(), EventKind::Started),
             (
                 "c1".to_string(),
-                RawEventKind::Exited {
+                EventKind::Exited {
                     exit_code: Some(137),
                     oom: true
                 }
@@ -544,7 +549,7 @@ fn containerd_before_2_gets_its_native_task_events() {
     // A forced mode is kept.
     let (cri, dir2) = serve(Events::Script);
     let cri = cri.with_event_mode(EventMode::Relist);
-    assert_eq!(cri.info().unwrap().mode, MODE_RELIST);
+    assert_eq!(cri.info().unwrap().mode, EventMode::Relist.as_str());
     let _ = std::fs::remove_dir_all(dir);
     let _ = std::fs::remove_dir_all(dir2);
 }
@@ -552,7 +557,10 @@ fn containerd_before_2_gets_its_native_task_events() {
 #[test]
 fn containerd_events_listings_follow_the_tasks() {
     let (cri, dir, fake) = serve_fake(Events::Native);
-    assert_eq!(cri.info().unwrap().mode, MODE_CONTAINERD_EVENTS);
+    assert_eq!(
+        cri.info().unwrap().mode,
+        EventMode::ContainerdEvents.as_str()
+    );
     let mut ids: Vec<String> = cri.list().unwrap().into_iter().map(|c| c.id).collect();
     ids.sort();
     // "gone": CRI still says running, but its task has ended: left out. "late": its task

@@ -18,7 +18,7 @@ use cri_support::{exit_truth, runtime_version, Pod, RawSubscriber};
 use whalewatcher::cri::api::ContainerState;
 use whalewatcher::cri::{CriClient, EventMode};
 use whalewatcher::{
-    EngineClient, EventKind, Inspection, Item, RawEventKind, Subscription, Watcher, WatcherOptions,
+    EngineClient, EventKind, Inspection, Item, Subscription, Watcher, WatcherOptions,
 };
 
 /// The engine tests of this file run one at a time (their containers and timings would
@@ -83,7 +83,7 @@ fn ps(path: &str) -> (BTreeSet<String>, Duration) {
 fn ten_one_shot_listings_in_a_row_are_prompt() {
     let Some(path) = endpoint() else { return };
     let _s = serial();
-    let cri = CriClient::new(Some(&path));
+    let cri = CriClient::new(Some(path.as_ref())).unwrap();
     let pod = Pod::run(&cri, "oneshot");
     let web = pod.run_container("web");
     let mut took = Vec::new();
@@ -169,12 +169,12 @@ fn exit_code(e: &whalewatcher::ContainerEvent) -> Option<i32> {
 fn every_watcher_reports_every_exit_beside_other_subscribers() {
     let Some(path) = endpoint() else { return };
     let _s = serial();
-    let cri = CriClient::new(Some(&path));
+    let cri = CriClient::new(Some(path.as_ref())).unwrap();
     let mode = expected_mode(&cri);
     let watchers: Vec<Watcher> = (0..2)
         .map(|i| {
             Watcher::new(
-                CriClient::new(Some(&path)),
+                CriClient::new(Some(path.as_ref())).unwrap(),
                 WatcherOptions {
                     name: format!("cri-exits-{i}"),
                     ..WatcherOptions::default()
@@ -259,7 +259,7 @@ fn every_watcher_reports_every_exit_beside_other_subscribers() {
 fn short_lived_container_starts_and_exits_with_its_code() {
     let Some(path) = endpoint() else { return };
     let _s = serial();
-    let cri = std::sync::Arc::new(CriClient::new(Some(&path)));
+    let cri = std::sync::Arc::new(CriClient::new(Some(path.as_ref())).unwrap());
     let mut stream = cri.events().expect("events");
     let (tx, rx) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
@@ -273,10 +273,7 @@ fn short_lived_container_starts_and_exits_with_its_code() {
     let id = pod.run_cmd("short", &["sh", "-c", "exit 3"]);
     let end = Instant::now() + Duration::from_secs(20);
     let mut kinds = Vec::new();
-    while !kinds
-        .iter()
-        .any(|k| matches!(k, RawEventKind::Exited { .. }))
-    {
+    while !kinds.iter().any(|k| matches!(k, EventKind::Exited { .. })) {
         let left = end.saturating_duration_since(Instant::now());
         assert!(!left.is_zero(), "timed out; got {kinds:?}");
         if let Ok(e) = rx.recv_timeout(left) {
@@ -285,13 +282,13 @@ fn short_lived_container_starts_and_exits_with_its_code() {
             }
         }
     }
-    let relist = cri.info().expect("info").mode == whalewatcher::cri::MODE_RELIST;
+    let relist = cri.info().expect("info").mode == whalewatcher::cri::EventMode::Relist.as_str();
     if !relist {
         assert_eq!(
             kinds,
             vec![
-                RawEventKind::Started,
-                RawEventKind::Exited {
+                EventKind::Started,
+                EventKind::Exited {
                     exit_code: Some(3),
                     oom: false
                 }
@@ -331,7 +328,7 @@ fn exit_latency_is_measured() {
     let Some(path) = endpoint() else { return };
     let _s = serial();
     const N: usize = 20;
-    let cri = CriClient::new(Some(&path));
+    let cri = CriClient::new(Some(path.as_ref())).unwrap();
     let (name, version) = runtime_version(cri.channel());
     let generation = std::env::var("WHALEWATCHER_GENERATION").unwrap_or_else(|_| "host".into());
     let mut modes = vec![EventMode::ContainerdEvents, EventMode::Relist];
@@ -342,7 +339,9 @@ fn exit_latency_is_measured() {
     }
     for mode in modes {
         let w = Watcher::new(
-            CriClient::new(Some(&path)).with_event_mode(mode),
+            CriClient::new(Some(path.as_ref()))
+                .unwrap()
+                .with_event_mode(mode),
             WatcherOptions::default(),
         );
         w.wait_ready(Duration::from_secs(20)).expect("synced");
@@ -461,7 +460,7 @@ impl Drop for CliWatcher {
 fn two_cli_watchers_and_a_ps_between_them_see_every_exit() {
     let Some(path) = endpoint() else { return };
     let _s = serial();
-    let cri = CriClient::new(Some(&path));
+    let cri = CriClient::new(Some(path.as_ref())).unwrap();
     let pod = Pod::run(&cri, "cli");
     let clis = [CliWatcher::start(&path), CliWatcher::start(&path)];
     // Synced: each printed the (synthetic) start of the pod's sandbox.
@@ -491,7 +490,7 @@ fn two_cli_watchers_and_a_ps_between_them_see_every_exit() {
 fn a_backlog_from_before_the_stream_is_not_reported() {
     let Some(path) = endpoint() else { return };
     let _s = serial();
-    let cri = std::sync::Arc::new(CriClient::new(Some(&path)));
+    let cri = std::sync::Arc::new(CriClient::new(Some(path.as_ref())).unwrap());
     let pod = Pod::run(&cri, "backlog");
     let gone = pod.run_container("gone");
     pod.stop(&gone);
@@ -519,7 +518,7 @@ fn a_backlog_from_before_the_stream_is_not_reported() {
         assert!(!left.is_zero(), "no live start");
         match rx.recv_timeout(left) {
             Ok(e) if e.id == live => {
-                assert_eq!(e.kind, RawEventKind::Started);
+                assert_eq!(e.kind, EventKind::Started);
                 break;
             }
             Ok(e) => assert!(!old.contains(&e.id), "stale event {e:?}"),
@@ -537,8 +536,11 @@ fn a_backlog_from_before_the_stream_is_not_reported() {
 fn watcher_reports_short_lived_containers_with_their_exit_code() {
     let Some(path) = endpoint() else { return };
     let _s = serial();
-    let cri = CriClient::new(Some(&path));
-    let w = Watcher::new(CriClient::new(Some(&path)), WatcherOptions::default());
+    let cri = CriClient::new(Some(path.as_ref())).unwrap();
+    let w = Watcher::new(
+        CriClient::new(Some(path.as_ref())).unwrap(),
+        WatcherOptions::default(),
+    );
     w.wait_ready(Duration::from_secs(20)).expect("synced");
     let sub = w.subscribe();
     let pod = Pod::run(&cri, "shortlived");

@@ -40,7 +40,7 @@ fn view(w: &Watcher, pod: &Pod) -> BTreeSet<String> {
 /// `exit_code`: also insist that the exit made while away carries its exit code (137:
 /// SIGKILL), which the watcher learns by inspecting the vanished container.
 fn cut_and_catch_up(path: &str, mode: EventMode, exit_code: bool) {
-    let cri = CriClient::new(Some(path));
+    let cri = CriClient::new(Some(path)).unwrap();
     let mut pod = Pod::run(&cri, "faults");
     let a = pod.run_container("a");
     let b = pod.run_container("b");
@@ -49,7 +49,8 @@ fn cut_and_catch_up(path: &str, mode: EventMode, exit_code: bool) {
         ExponentialBackoff::new(Duration::from_millis(150), Duration::from_millis(600))
     });
     let w = Watcher::new(
-        CriClient::new(Some(proxy.path()))
+        CriClient::new(proxy.path().to_str())
+            .unwrap()
             .with_event_mode(mode)
             .with_relist_interval(Duration::from_millis(200)),
         opts,
@@ -125,7 +126,7 @@ fn cut_and_catch_up(path: &str, mode: EventMode, exit_code: bool) {
 /// The event modes this runtime supports: its own, containerd's task events (any
 /// containerd), relisting.
 fn modes(path: &str) -> Vec<EventMode> {
-    let cri = CriClient::new(Some(path));
+    let cri = CriClient::new(Some(path)).unwrap();
     let (name, version) = runtime_version(cri.channel());
     let mut modes = vec![EventMode::for_runtime(&name, &version)];
     if modes[0] != EventMode::ContainerdEvents && name == "containerd" {

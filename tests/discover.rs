@@ -4,7 +4,8 @@
 
 mod common;
 
-use whalewatcher::discover::{self, DiscoverOptions, Found, Kind, Source};
+use whalewatcher::discover::{self, DiscoverOptions, Found, Source};
+use whalewatcher::EngineKind as Kind;
 
 /// The PID of an engine the engines script started, from its pidfile (an engine may
 /// have been restarted since the env file was written), else from the env variable.
@@ -128,7 +129,7 @@ fn a_found_engine_client_carries_the_pid() {
     let info = d.client().unwrap().info().unwrap();
     assert_eq!(info.pid, d.pid);
     assert!(info.pid.is_some());
-    assert_eq!(info.kind, whalewatcher::engine::DOCKER);
+    assert_eq!(info.kind, Kind::Docker);
 }
 
 // ---- `whalewatch --auto ps --json` vs the union of the engines' ground truths ----
@@ -141,7 +142,7 @@ mod cli_auto {
     use std::sync::Once;
 
     use super::common;
-    use whalewatcher::discover::Kind;
+    use whalewatcher::EngineKind as Kind;
 
     /// Builds the example once (same target dir as this test) and returns its path.
     fn binary() -> PathBuf {

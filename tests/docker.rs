@@ -11,7 +11,7 @@ fn docker() -> Option<Engine> {
         "WHALEWATCHER_DOCKER",
         "docker",
         "-H",
-        whalewatcher::engine::DOCKER,
+        whalewatcher::EngineKind::Docker,
     )
 }
 

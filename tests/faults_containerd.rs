@@ -111,7 +111,7 @@ fn setup() -> Option<Setup> {
     let opts = WatcherOptions::default().with_retry(|| {
         ExponentialBackoff::new(Duration::from_millis(150), Duration::from_millis(600))
     });
-    let watcher = Watcher::new(ContainerdClient::new(proxy.path()), opts);
+    let watcher = Watcher::new(ContainerdClient::new(proxy.path().to_str()).unwrap(), opts);
     watcher
         .wait_ready(WAIT)
         .expect("watcher syncs through the proxy");
@@ -339,7 +339,7 @@ fn close_returns_promptly_while_the_engine_stalls() {
     };
     let proxy = Proxy::start(&sock);
     let w = Watcher::new(
-        ContainerdClient::new(proxy.path()),
+        ContainerdClient::new(proxy.path().to_str()).unwrap(),
         WatcherOptions::default(),
     );
     w.wait_ready(WAIT).unwrap();

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use scripted::Script;
-use whalewatcher::discover::{Found, Kind, Source};
+use whalewatcher::discover::{Found, Source};
 use whalewatcher::fleet::{Fleet, FleetItem, FleetOptions, FleetSubscription};
+use whalewatcher::EngineKind as Kind;
 use whalewatcher::{EngineClient, EventKind, WatcherOptions};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -348,7 +349,7 @@ fn fleet_closing_while_the_subscriber_lags_tells_the_gap() {
         WatcherOptions::default().with_subscriber_capacity(4),
     );
     rig.fleet.wait_ready(WAIT).unwrap();
-    let mut sub = rig.fleet.subscribe();
+    let sub = rig.fleet.subscribe();
     for i in 0..12 {
         script.start(&format!("k{i}"), "");
     }
@@ -418,5 +419,39 @@ fn lag_on_a_live_engine_is_resumed_exactly() {
     );
     if let Err(e) = view.check_exact_or_told(&a, first, last) {
         panic!("{e}; {ctx}");
+    }
+}
+
+/// `wait_ready` keeps the error's kind: an engine whose watcher gave up is `GaveUp` (with
+/// the engine's error as its source), one that is still trying when the time is up is a
+/// `Timeout` naming the engine.
+#[test]
+fn wait_ready_keeps_the_error_kind() {
+    use std::error::Error as _;
+    use whalewatcher::{Error, NoRetry};
+
+    let down = Script::new();
+    down.break_streams(true);
+    let a = found("down", 1);
+    let rig = Rig::new(
+        &[(&a, &down)],
+        &[&a],
+        WatcherOptions::default().with_retry(|| NoRetry),
+    );
+    let e = rig.fleet.wait_ready(WAIT).unwrap_err();
+    assert!(matches!(e, Error::GaveUp { .. }), "{e:?}");
+    assert!(e.source().is_some(), "{e:?}");
+
+    let slow = Script::new();
+    slow.break_streams(true);
+    let b = found("slow", 2);
+    let rig = Rig::new(&[(&b, &slow)], &[&b], WatcherOptions::default());
+    let e = rig
+        .fleet
+        .wait_ready(Duration::from_millis(300))
+        .unwrap_err();
+    match e {
+        Error::Timeout { what } => assert!(what.contains("/scripted/slow.sock"), "{what}"),
+        other => panic!("expected a Timeout: {other:?}"),
     }
 }

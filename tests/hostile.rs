@@ -168,7 +168,10 @@ fn missing_socket_is_a_connection_error_and_the_watcher_attaches_when_it_appears
     let e = docker(&path, Duration::from_secs(2)).list().unwrap_err();
     assert!(connection(&e, std::io::ErrorKind::NotFound), "{e:?}");
     assert!(e.to_string().contains("no socket at that path"), "{e}");
-    let e = ContainerdClient::new(&path).list().unwrap_err();
+    let e = ContainerdClient::new(path.to_str())
+        .unwrap()
+        .list()
+        .unwrap_err();
     assert!(connection(&e, std::io::ErrorKind::NotFound), "{e:?}");
     assert!(e.to_string().contains(&path.display().to_string()), "{e}");
     watch_fails(
@@ -178,7 +181,7 @@ fn missing_socket_is_a_connection_error_and_the_watcher_attaches_when_it_appears
         None,
     );
     watch_fails(
-        ContainerdClient::new(&path),
+        ContainerdClient::new(path.to_str()).unwrap(),
         "missing containerd socket",
         |e| connection(e, std::io::ErrorKind::NotFound),
         None,
@@ -211,7 +214,10 @@ fn a_regular_file_or_a_directory_is_refused() {
             p.display()
         );
         assert!(e.to_string().contains("nobody listens"), "{e}");
-        let e = ContainerdClient::new(p).list().unwrap_err();
+        let e = ContainerdClient::new(p.to_str())
+            .unwrap()
+            .list()
+            .unwrap_err();
         assert!(
             connection(&e, std::io::ErrorKind::ConnectionRefused),
             "{}: {e:?}",
@@ -240,7 +246,10 @@ fn permission_child() {
         "{e:?}"
     );
     assert!(e.to_string().contains("permission denied"), "{e}");
-    let e = ContainerdClient::new(&path).list().unwrap_err();
+    let e = ContainerdClient::new(path.to_str())
+        .unwrap()
+        .list()
+        .unwrap_err();
     assert!(
         connection(&e, std::io::ErrorKind::PermissionDenied),
         "{e:?}"
@@ -306,7 +315,10 @@ fn a_socket_that_never_answers_times_out() {
     assert!(matches!(e, Error::Timeout { .. }), "{e:?}");
     assert!(e.to_string().starts_with("timed out"), "{e}");
     assert!(t0.elapsed() < WAIT, "no hang");
-    let e = ContainerdClient::new(&s.path).list().unwrap_err();
+    let e = ContainerdClient::new(s.path.to_str())
+        .unwrap()
+        .list()
+        .unwrap_err();
     assert!(matches!(e, Error::Timeout { .. }), "{e:?}");
     let acc = s.accepted.clone();
     watch_fails(
@@ -316,7 +328,7 @@ fn a_socket_that_never_answers_times_out() {
         Some(&|| acc.load(Ordering::SeqCst)),
     );
     watch_fails(
-        ContainerdClient::new(&s.path),
+        ContainerdClient::new(s.path.to_str()).unwrap(),
         "silent containerd socket",
         |e| matches!(e, Error::Timeout { .. }),
         None,
@@ -353,11 +365,14 @@ fn containerd_client_on_the_docker_socket() {
         return;
     };
     let path = PathBuf::from(u.trim_start_matches("unix://"));
-    let e = ContainerdClient::new(&path).list().unwrap_err();
+    let e = ContainerdClient::new(path.to_str())
+        .unwrap()
+        .list()
+        .unwrap_err();
     eprintln!("containerd client on docker: {e}");
     assert!(matches!(e, Error::Protocol { layer: "http2", .. }), "{e:?}");
     watch_fails(
-        ContainerdClient::new(&path),
+        ContainerdClient::new(path.to_str()).unwrap(),
         "containerd client on docker",
         |e| matches!(e, Error::Protocol { layer: "http2", .. }),
         None,

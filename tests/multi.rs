@@ -13,8 +13,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use whalewatcher::discover::{self, DiscoverOptions, Kind};
+use whalewatcher::discover::{self, DiscoverOptions};
 use whalewatcher::fleet::{EngineState, Fleet, FleetItem, FleetOptions, FleetSubscription};
+use whalewatcher::EngineKind as Kind;
 use whalewatcher::{EventKind, Health};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -117,7 +118,7 @@ fn engine_started_later_is_attached_vanishes_and_returns() {
     let all = fleet.containers();
     assert_eq!(all.len(), 1);
     assert_eq!((all[0].id.as_str(), all[0].pid), (id.as_str(), cpid));
-    assert_eq!(all[0].engine.kind, whalewatcher::engine::DOCKER);
+    assert_eq!(all[0].engine.kind, Kind::Docker);
     let m = fleet.engines()[0].metrics.clone();
     assert!(
         m.started >= 1 && m.resyncs >= 1 && m.list.count >= 1,

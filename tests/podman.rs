@@ -11,7 +11,7 @@ fn podman() -> Option<Engine> {
         "WHALEWATCHER_PODMAN",
         "podman",
         "--url",
-        whalewatcher::engine::PODMAN,
+        whalewatcher::EngineKind::Podman,
     )
 }
 

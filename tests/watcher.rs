@@ -433,7 +433,7 @@ fn slow_subscriber_lags_without_stalling_others() {
     // the journal only its capacity, so resubscribing where it fell behind reports the
     // events that have fallen out as a gap, then replays the journal exactly.
     let last = 10 + EVENTS as u64; // 10 starts, then the pauses/unpauses
-    let again = w.subscribe_since(*resume_seq - 1);
+    let again = w.subscribe_from(whalewatcher::Since::Seq(*resume_seq - 1));
     let items: Vec<_> = std::iter::from_fn(|| again.try_recv()).collect();
     let Some(Item::Gap { from, to }) = items.first() else {
         panic!("no gap first: {:?}", items.first())
@@ -461,7 +461,7 @@ fn journal_replay_and_gap_marker() {
         s.start(&format!("c{i}"), "");
     }
     wait_until(T, "30 containers", || w.portfolio().len() == 30);
-    let sub = w.subscribe_since(25);
+    let sub = w.subscribe_from(whalewatcher::Since::Seq(25));
     let seqs: Vec<u64> = std::iter::from_fn(|| sub.try_recv())
         .map(|i| match i {
             Item::Event(e) => e.seq,
@@ -469,7 +469,7 @@ fn journal_replay_and_gap_marker() {
         })
         .collect();
     assert_eq!(seqs, (26..=30).collect::<Vec<_>>());
-    let sub = w.subscribe_since(5);
+    let sub = w.subscribe_from(whalewatcher::Since::Seq(5));
     assert!(matches!(
         sub.try_recv(),
         Some(Item::Gap { from: 6, to: 20 })

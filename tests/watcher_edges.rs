@@ -284,7 +284,7 @@ fn dropped_subscription_stops_counting_at_once() {
     let w = Watcher::new(s.client(), options());
     w.wait_ready(T).unwrap();
     let a = w.subscribe();
-    let b = w.subscribe_since(0);
+    let b = w.subscribe_from(whalewatcher::Since::Seq(0));
     assert_eq!(w.subscriber_count(), 2);
     drop(a);
     assert_eq!(w.subscriber_count(), 1);

@@ -64,14 +64,14 @@ pub fn ps_table(all: &[Arc<Container>]) -> String {
     let mut all = all.to_vec();
     all.sort_by(|a, b| {
         (
-            a.engine_type(),
+            a.engine_kind().as_str(),
             a.project.is_empty(),
             &a.project,
             &a.name,
             &a.id,
         )
             .cmp(&(
-                b.engine_type(),
+                b.engine_kind().as_str(),
                 b.project.is_empty(),
                 &b.project,
                 &b.name,
@@ -88,7 +88,7 @@ pub fn ps_table(all: &[Arc<Container>]) -> String {
     let mut out = String::new();
     let mut group: Option<(String, String)> = None;
     for c in &all {
-        let key = (c.engine_type().to_string(), c.project.clone());
+        let key = (c.engine_kind().as_str().to_string(), c.project.clone());
         if group.as_ref() != Some(&key) {
             if group.is_some() {
                 out.push('\n');
@@ -98,7 +98,7 @@ pub fn ps_table(all: &[Arc<Container>]) -> String {
             } else {
                 format!("project {}", c.project)
             };
-            out.push_str(&format!("{title}  [{}]\n", c.engine_type()));
+            out.push_str(&format!("{title}  [{}]\n", c.engine_kind().as_str()));
             out.push_str(&format!(
                 "  {:<w_id$}  {:<w_name$}  {:>7}  {:<7}  IMAGE\n",
                 "ID", "NAME", "PID", "STATE"
@@ -152,7 +152,7 @@ pub fn event_line(e: &ContainerEvent) -> String {
         c.pid,
         project,
         if e.synthetic { " (alive)" } else { "" },
-        c.engine_type()
+        c.engine_kind().as_str()
     )
 }
 

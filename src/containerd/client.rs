@@ -11,7 +11,7 @@ use protobuf::Message;
 
 use crate::container::{Container, EngineRef};
 use crate::engine::{
-    CancelSet, EngineClient, EngineInfo, EventStream, Inspection, RucksackPacker, CONTAINERD,
+    CancelSet, EngineClient, EngineInfo, EngineKind, EventStream, Inspection, RucksackPacker,
 };
 use crate::error::{Error, GrpcCode, Result};
 use crate::grpc::Channel;
@@ -47,6 +47,9 @@ const NAMESPACE_KEY: &str = "containerd-namespace";
 /// Deadline of every unary call.
 const CALL_DEADLINE: Duration = Duration::from_secs(30);
 
+/// The default containerd socket.
+pub const DEFAULT_ENDPOINT: &str = "/run/containerd/containerd.sock";
+
 /// The namespaces skipped by default: `moby` belongs to Docker (use the Docker client: only
 /// it knows the container names) and `k8s.io` to the CRI plugin (use the CRI client: only it
 /// knows pods).
@@ -69,12 +72,18 @@ pub struct ContainerdClient {
 }
 
 impl ContainerdClient {
-    /// A client of the containerd socket at `path`. Lazy: connects on the first call, so
-    /// this never fails, even when containerd is down.
-    pub fn new(path: impl Into<PathBuf>) -> Self {
-        let path = path.into();
+    /// A client of the containerd socket at `endpoint` (`/path` or `unix:///path`), else
+    /// of `CONTAINERD_ADDRESS`, else of [`DEFAULT_ENDPOINT`]: the
+    /// [constructor contract](crate::connect#the-constructor-contract) of every client.
+    /// Lazy: connects on the first call, so this fails only on an unusable address
+    /// ([`Error::InvalidEndpoint`]), never because containerd is down.
+    pub fn new(endpoint: Option<&str>) -> Result<Self> {
+        let address = crate::endpoint::resolve(EngineKind::Containerd, endpoint, || {
+            DEFAULT_ENDPOINT.to_string()
+        });
+        let path = crate::endpoint::socket_path(&address)?;
         let cancel = CancelSet::new();
-        ContainerdClient {
+        Ok(ContainerdClient {
             channel: Channel::new(path.clone(), cancel.clone()),
             path,
             cancel,
@@ -85,7 +94,7 @@ impl ContainerdClient {
             packer: None,
             pid: None,
             engine: Mutex::new(None),
-        }
+        })
     }
 
     /// Replaces the list of namespaces to skip (default [`DEFAULT_IGNORED_NAMESPACES`]).
@@ -152,7 +161,7 @@ impl ContainerdClient {
             return Ok(e.clone());
         }
         let e = Arc::new(EngineRef {
-            kind: CONTAINERD.to_string(),
+            kind: EngineKind::Containerd,
             id: self.server_uuid()?,
         });
         *self.engine.lock() = Some(e.clone());
@@ -212,7 +221,7 @@ impl EngineClient for ContainerdClient {
         };
         Ok(EngineInfo {
             id: engine.id.clone(),
-            kind: CONTAINERD.to_string(),
+            kind: EngineKind::Containerd,
             version,
             api_path: self.channel.endpoint(),
             pid: self.pid,

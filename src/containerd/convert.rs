@@ -173,7 +173,7 @@ mod tests {
 
     fn engine() -> Arc<EngineRef> {
         Arc::new(EngineRef {
-            kind: "containerd.io".into(),
+            kind: crate::engine::EngineKind::Containerd,
             id: "uuid".into(),
         })
     }
@@ -203,7 +203,7 @@ mod tests {
         assert_eq!(got.project, "shop");
         assert!(!got.paused);
         assert_eq!(got.image, "docker.io/library/busybox:sleep");
-        assert_eq!(got.engine.kind, "containerd.io");
+        assert_eq!(got.engine.kind.as_str(), "containerd.io");
         assert_eq!(got.labels.len(), 2);
     }
 

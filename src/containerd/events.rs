@@ -5,8 +5,9 @@ use std::collections::VecDeque;
 use protobuf::Message;
 
 use crate::engine::CancelSet;
-use crate::engine::{EventStream, RawEvent, RawEventKind};
+use crate::engine::{EventStream, RawEvent};
 use crate::error::{Error, Result};
+use crate::event::EventKind;
 use crate::grpc::MessageStream;
 use crate::proto::containerd_events::Envelope;
 use crate::proto::containerd_task_events::{TaskExit, TaskOOM, TaskPaused, TaskResumed, TaskStart};
@@ -88,7 +89,7 @@ impl Translator {
             let m: TaskStart = parse(&any.value)?;
             let id = display_id(ns, &m.container_id);
             self.take_oom(&id);
-            (RawEventKind::Started, id)
+            (EventKind::Started, id)
         } else if names(url, "containerd.events.TaskExit") {
             let m: TaskExit = parse(&any.value)?;
             // An exec'd process ended, not the container's init process.
@@ -98,17 +99,17 @@ impl Translator {
             let id = display_id(ns, &m.container_id);
             let oom = self.take_oom(&id);
             exited_at = exit_time(m.exited_at.as_ref());
-            let kind = RawEventKind::Exited {
+            let kind = EventKind::Exited {
                 exit_code: Some(m.exit_status as i32),
                 oom,
             };
             (kind, id)
         } else if names(url, "containerd.events.TaskPaused") {
             let m: TaskPaused = parse(&any.value)?;
-            (RawEventKind::Paused, display_id(ns, &m.container_id))
+            (EventKind::Paused, display_id(ns, &m.container_id))
         } else if names(url, "containerd.events.TaskResumed") {
             let m: TaskResumed = parse(&any.value)?;
-            (RawEventKind::Unpaused, display_id(ns, &m.container_id))
+            (EventKind::Unpaused, display_id(ns, &m.container_id))
         } else if names(url, "containerd.events.TaskOOM") {
             let m: TaskOOM = parse(&any.value)?;
             let id = display_id(ns, &m.container_id);
@@ -229,7 +230,7 @@ mod tests {
         s.container_id = "c".into();
         s.pid = 5;
         let ev = t.translate(&env("default", "", &s)).unwrap().unwrap();
-        assert_eq!(ev.kind, RawEventKind::Started);
+        assert_eq!(ev.kind, EventKind::Started);
         assert_eq!(ev.id, "c");
         assert_eq!(ev.time, UNIX_EPOCH + Duration::from_secs(1_700_000_000));
 
@@ -239,7 +240,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             ev.kind,
-            RawEventKind::Exited {
+            EventKind::Exited {
                 exit_code: Some(137),
                 oom: false
             }
@@ -249,11 +250,11 @@ mod tests {
         let mut p = TaskPaused::new();
         p.container_id = "c".into();
         let ev = t.translate(&env("default", "", &p)).unwrap().unwrap();
-        assert_eq!(ev.kind, RawEventKind::Paused);
+        assert_eq!(ev.kind, EventKind::Paused);
         let mut r = TaskResumed::new();
         r.container_id = "c".into();
         let ev = t.translate(&env("default", "", &r)).unwrap().unwrap();
-        assert_eq!(ev.kind, RawEventKind::Unpaused);
+        assert_eq!(ev.kind, EventKind::Unpaused);
     }
 
     #[test]
@@ -268,7 +269,7 @@ mod tests {
         assert_eq!(ev.time, UNIX_EPOCH + Duration::new(1_700_000_005, 7));
         assert_eq!(
             ev.kind,
-            RawEventKind::Exited {
+            EventKind::Exited {
                 exit_code: Some(3),
                 oom: false
             }
@@ -304,17 +305,17 @@ mod tests {
             .translate(&env("default", "", &exit("c", "c", 137)))
             .unwrap()
             .unwrap();
-        assert!(matches!(ev.kind, RawEventKind::Exited { oom: false, .. }));
+        assert!(matches!(ev.kind, EventKind::Exited { oom: false, .. }));
         let ev = t
             .translate(&env("ns", "", &exit("c", "c", 137)))
             .unwrap()
             .unwrap();
-        assert!(matches!(ev.kind, RawEventKind::Exited { oom: true, .. }));
+        assert!(matches!(ev.kind, EventKind::Exited { oom: true, .. }));
         let ev = t
             .translate(&env("ns", "", &exit("c", "c", 137)))
             .unwrap()
             .unwrap();
-        assert!(matches!(ev.kind, RawEventKind::Exited { oom: false, .. }));
+        assert!(matches!(ev.kind, EventKind::Exited { oom: false, .. }));
     }
 
     #[test]

@@ -27,6 +27,6 @@ pub(crate) mod convert;
 pub(crate) mod events;
 mod raw;
 
-pub use client::{ContainerdClient, DEFAULT_IGNORED_NAMESPACES};
+pub use client::{ContainerdClient, DEFAULT_ENDPOINT, DEFAULT_IGNORED_NAMESPACES};
 pub use convert::{DEFAULT_NAMESPACE, NERDCTL_NAME_LABEL};
 pub use raw::RawContainer;

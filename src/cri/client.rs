@@ -11,7 +11,8 @@ use protobuf::{EnumOrUnknown, Message, MessageField};
 
 use crate::container::{Container, EngineRef};
 use crate::engine::{
-    CancelSet, EngineClient, EngineInfo, EventStream, ExitStatus, Inspection, RucksackPacker, CRI,
+    CancelSet, EngineClient, EngineInfo, EngineKind, EventStream, ExitStatus, Inspection,
+    RucksackPacker,
 };
 use crate::error::{Error, GrpcCode, Result};
 use crate::grpc::Channel;
@@ -64,26 +65,13 @@ pub struct CriClient {
     pub(crate) mode: ModeCell,
 }
 
-/// The socket path: `path`, else `CONTAINER_RUNTIME_ENDPOINT` (an optional `unix://`
-/// stripped), else the first existing of [`DEFAULT_ENDPOINTS`], else the first of them.
-pub fn resolve_endpoint(path: Option<PathBuf>) -> PathBuf {
-    if let Some(p) = path {
-        return strip_unix(&p.to_string_lossy());
-    }
-    if let Ok(e) = std::env::var("CONTAINER_RUNTIME_ENDPOINT") {
-        if !e.is_empty() {
-            return strip_unix(&e);
-        }
-    }
+/// The first existing of [`DEFAULT_ENDPOINTS`], else the first of them.
+fn default_endpoint() -> String {
     DEFAULT_ENDPOINTS
         .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_ENDPOINTS[0]))
-}
-
-fn strip_unix(s: &str) -> PathBuf {
-    PathBuf::from(s.strip_prefix("unix://").unwrap_or(s))
+        .find(|p| Path::new(p).exists())
+        .unwrap_or(&DEFAULT_ENDPOINTS[0])
+        .to_string()
 }
 
 /// The engine id: the host name (`/proc/sys/kernel/hostname`, else `/etc/hostname`), as
@@ -109,13 +97,6 @@ fn pod_meta(m: &MessageField<PodSandboxMetadata>) -> PodMeta {
             namespace: m.namespace.clone(),
         })
         .unwrap_or_default()
-}
-
-impl Default for CriClient {
-    /// A client of `CONTAINER_RUNTIME_ENDPOINT` or the first existing well-known socket.
-    fn default() -> Self {
-        CriClient::new(None::<PathBuf>)
-    }
 }
 
 /// What one verbose status call of a listing is about.
@@ -278,13 +259,17 @@ impl CriClient {
         Ok(Inspection::Exited(c, status))
     }
 
-    /// A client of the CRI socket at `path`, else of `CONTAINER_RUNTIME_ENDPOINT`, else of
-    /// the first existing of [`DEFAULT_ENDPOINTS`]. Lazy: connects on the first call, so
-    /// this never fails, even when the runtime is down.
-    pub fn new(path: Option<impl Into<PathBuf>>) -> Self {
-        let path = resolve_endpoint(path.map(Into::into));
+    /// A client of the CRI socket at `endpoint` (`/path` or `unix:///path`), else of
+    /// `CONTAINER_RUNTIME_ENDPOINT`, else of the first existing of [`DEFAULT_ENDPOINTS`]
+    /// (else the first of them): the
+    /// [constructor contract](crate::connect#the-constructor-contract) of every client.
+    /// Lazy: connects on the first call, so this fails only on an unusable address
+    /// ([`Error::InvalidEndpoint`]), never because the runtime is down.
+    pub fn new(endpoint: Option<&str>) -> Result<Self> {
+        let address = crate::endpoint::resolve(EngineKind::Cri, endpoint, default_endpoint);
+        let path = crate::endpoint::socket_path(&address)?;
         let cancel = CancelSet::new();
-        CriClient {
+        Ok(CriClient {
             rpc: Rpc {
                 channel: Channel::new(path.clone(), cancel.clone()),
                 cancel,
@@ -295,7 +280,7 @@ impl CriClient {
             pid: None,
             engine: Mutex::new(None),
             mode: Arc::new(Mutex::new(None)),
-        }
+        })
     }
 
     /// Sets the event source instead of choosing it by the runtime's version (see
@@ -366,7 +351,7 @@ impl CriClient {
         let mut e = self.engine.lock();
         e.get_or_insert_with(|| {
             Arc::new(EngineRef {
-                kind: CRI.to_string(),
+                kind: EngineKind::Cri,
                 id: host_id(),
             })
         })
@@ -551,7 +536,7 @@ impl EngineClient for CriClient {
         };
         Ok(EngineInfo {
             id: engine.id.clone(),
-            kind: CRI.to_string(),
+            kind: EngineKind::Cri,
             version,
             api_path: self.rpc.channel.endpoint(),
             pid: self.pid,
@@ -625,22 +610,20 @@ mod tests {
 
     #[test]
     fn endpoint_argument_wins_and_loses_its_scheme() {
-        assert_eq!(
-            resolve_endpoint(Some("unix:///x/cri.sock".into())),
-            PathBuf::from("/x/cri.sock")
-        );
-        assert_eq!(
-            resolve_endpoint(Some("/y/cri.sock".into())),
-            PathBuf::from("/y/cri.sock")
-        );
-        let c = CriClient::new(Some("unix:///nowhere/cri.sock"));
+        let c = CriClient::new(Some("/y/cri.sock")).unwrap();
+        assert_eq!(c.path(), Path::new("/y/cri.sock"));
+        let c = CriClient::new(Some("unix:///nowhere/cri.sock")).unwrap();
         assert_eq!(c.path(), Path::new("/nowhere/cri.sock"));
+        assert!(matches!(
+            CriClient::new(Some("tcp://h:1")),
+            Err(Error::InvalidEndpoint { .. })
+        ));
         assert_eq!(c.interval, DEFAULT_RELIST_INTERVAL);
     }
 
     #[test]
     fn a_down_engine_fails_calls_not_construction() {
-        let c = CriClient::new(Some("/nonexistent/whalewatcher/cri.sock"));
+        let c = CriClient::new(Some("/nonexistent/whalewatcher/cri.sock")).unwrap();
         assert!(matches!(c.list(), Err(Error::Connection { .. })));
         c.cancel();
         assert_eq!(c.list(), Err(Error::Cancelled));

@@ -20,8 +20,9 @@ use std::time::{Duration, Instant, SystemTime};
 use parking_lot::Mutex;
 use protobuf::Message;
 
-use crate::engine::{CancelSet, EventStream, RawEvent, RawEventKind};
+use crate::engine::{CancelSet, EventStream, RawEvent};
 use crate::error::{Error, GrpcCode, Result};
+use crate::event::EventKind;
 use crate::grpc::MessageStream;
 use crate::proto::cri_api::{ContainerEventResponse, ContainerEventType, GetEventsRequest};
 
@@ -167,7 +168,7 @@ pub(crate) fn map_event(
     let kind = match ev.container_event_type.enum_value() {
         Ok(ContainerEventType::CONTAINER_STARTED_EVENT) => {
             exited.remove(id);
-            RawEventKind::Started
+            EventKind::Started
         }
         Ok(ContainerEventType::CONTAINER_STOPPED_EVENT)
         | Ok(ContainerEventType::CONTAINER_DELETED_EVENT) => {
@@ -185,7 +186,7 @@ pub(crate) fn map_event(
                 return None;
             }
             let status = ev.containers_statuses.iter().find(|s| s.id == id);
-            RawEventKind::Exited {
+            EventKind::Exited {
                 exit_code: status.filter(|s| s.finished_at > 0).map(|s| s.exit_code),
                 oom: status.is_some_and(|s| s.reason == super::convert::OOM_REASON),
             }
@@ -300,7 +301,7 @@ mod tests {
             None
         );
         let s = map_event(&ev("a", CONTAINER_STARTED_EVENT), &mut seen).unwrap();
-        assert_eq!(s.kind, RawEventKind::Started);
+        assert_eq!(s.kind, EventKind::Started);
         let mut stop = ev("a", CONTAINER_STOPPED_EVENT);
         let mut st = ContainerStatus::new();
         st.id = "a".into();
@@ -311,7 +312,7 @@ mod tests {
         let x = map_event(&stop, &mut seen).unwrap();
         assert_eq!(
             x.kind,
-            RawEventKind::Exited {
+            EventKind::Exited {
                 exit_code: Some(137),
                 oom: true
             }
@@ -324,7 +325,7 @@ mod tests {
         let d = map_event(&ev("b", CONTAINER_DELETED_EVENT), &mut seen).unwrap();
         assert_eq!(
             d.kind,
-            RawEventKind::Exited {
+            EventKind::Exited {
                 exit_code: None,
                 oom: false
             }

@@ -17,12 +17,12 @@
 //!   ([`EventMode::for_runtime`], reported as the engine info's `mode`; no probe stream,
 //!   so a one-shot [`list`](crate::EngineClient::list) or [`info`](crate::EngineClient::info)
 //!   opens no event stream at all):
-//!   - [`MODE_EVENTED`]: `GetContainerEvents` (containerd 2.0 and later, cri-o, unknown
+//!   - [`EventMode::Evented`]: `GetContainerEvents` (containerd 2.0 and later, cri-o, unknown
 //!     runtimes). Exits carry the exit code and OOM flag of the event's container status.
-//!   - [`MODE_CONTAINERD_EVENTS`]: containerd's own event service on the same socket,
+//!   - [`EventMode::ContainerdEvents`]: containerd's own event service on the same socket,
 //!     task start/exit/OOM events of namespace `k8s.io` (containerd 1.6 and 1.7). Exits
 //!     carry the task's exit status and exit time.
-//!   - [`MODE_RELIST`]: a relist every interval, diffed against the previous one, for
+//!   - [`EventMode::Relist`]: a relist every interval, diffed against the previous one, for
 //!     runtimes that refuse both (UNIMPLEMENTED or an immediate end before any event
 //!     switches the client to it; the stream ends, and the watcher reconnects): new ids
 //!     are starts, vanished ones exits with an unknown exit code. Short-lived containers
@@ -44,8 +44,8 @@
 //!   events`, another watcher, an earlier short-lived client) steals events: two watchers
 //!   and one `ps` between them once reported 0 of 4 exits. The client therefore never
 //!   opens `GetContainerEvents` on containerd before 2.0 and takes containerd's task
-//!   events instead, which are broadcast (mode [`MODE_CONTAINERD_EVENTS`]).
-//! - **Task events run ahead of the CRI status** (mode [`MODE_CONTAINERD_EVENTS`]): a task
+//!   events instead, which are broadcast (mode [`EventMode::ContainerdEvents`]).
+//! - **Task events run ahead of the CRI status** (mode [`EventMode::ContainerdEvents`]): a task
 //!   starts a moment before the CRI plugin records the container as running (the sandbox
 //!   as ready), and exits a moment before its CRI status says exited. A start is
 //!   reported only once the CRI status agrees (waiting at most 3 s). So that a stream
@@ -82,14 +82,12 @@ mod mode;
 pub(crate) mod native;
 pub(crate) mod relist;
 
-pub use client::{
-    resolve_endpoint, CriClient, RawInfo, DEFAULT_ENDPOINTS, DEFAULT_RELIST_INTERVAL,
-};
+pub use client::{CriClient, RawInfo, DEFAULT_ENDPOINTS, DEFAULT_RELIST_INTERVAL};
 pub use convert::{
     ANNOTATION_KEY_PREFIX, CONTAINER_NAME_LABEL, POD_NAMESPACE_LABEL, POD_NAME_LABEL,
     POD_UID_LABEL, SANDBOX_LABEL,
 };
-pub use mode::{EventMode, MODE_CONTAINERD_EVENTS, MODE_EVENTED, MODE_RELIST};
+pub use mode::EventMode;
 
 /// The generated CRI `runtime.v1` message types (a minimal subset), for tests and tools
 /// that drive a runtime through `CriClient::channel`. Feature `unstable`: not part of the

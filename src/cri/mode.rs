@@ -1,36 +1,30 @@
 //! Which event source a CRI runtime gets, decided from its `Version` answer.
 
-/// Mode name of the `GetContainerEvents` stream.
-pub const MODE_EVENTED: &str = "evented";
-/// Mode name of containerd's native task events (containerd before 2.0).
-pub const MODE_CONTAINERD_EVENTS: &str = "containerd-events";
-/// Mode name of the relist-and-diff fallback.
-pub const MODE_RELIST: &str = "relist";
-
-/// The event source of a [`CriClient`](super::CriClient) (reported as the engine info's
-/// `mode`).
+/// The event source of a [`CriClient`](super::CriClient): one type for the CRI mode.
+/// Its [`as_str`](Self::as_str) name is the engine info's
+/// [`mode`](crate::EngineInfo::mode).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventMode {
-    /// CRI `GetContainerEvents` ([`MODE_EVENTED`]): containerd 2.0 and later, cri-o, and
+    /// CRI `GetContainerEvents` (`"evented"`): containerd 2.0 and later, cri-o, and
     /// runtimes the client does not know.
     Evented,
     /// containerd's own event service (`/containerd.services.events.v1.Events/Subscribe`
     /// on the same socket), task events of namespace `k8s.io`
-    /// ([`MODE_CONTAINERD_EVENTS`]): containerd before 2.0, whose CRI events are missing
+    /// (`"containerd-events"`): containerd before 2.0, whose CRI events are missing
     /// (1.6) or not broadcast (1.7).
     ContainerdEvents,
-    /// A listing every interval, diffed against the previous one ([`MODE_RELIST`]):
+    /// A listing every interval, diffed against the previous one (`"relist"`):
     /// runtimes that refuse both.
     Relist,
 }
 
 impl EventMode {
-    /// The mode's name: [`MODE_EVENTED`], [`MODE_CONTAINERD_EVENTS`] or [`MODE_RELIST`].
+    /// The mode's name: `"evented"`, `"containerd-events"` or `"relist"`.
     pub fn as_str(self) -> &'static str {
         match self {
-            EventMode::Evented => MODE_EVENTED,
-            EventMode::ContainerdEvents => MODE_CONTAINERD_EVENTS,
-            EventMode::Relist => MODE_RELIST,
+            EventMode::Evented => "evented",
+            EventMode::ContainerdEvents => "containerd-events",
+            EventMode::Relist => "relist",
         }
     }
 

@@ -10,9 +10,9 @@
 //! its containers; a CRI container id or sandbox id IS the containerd container id):
 //!
 //! - `/tasks/exit` of a container's init process (not of an exec'd process) →
-//!   [`RawEventKind::Exited`] with the task's exit status and exit time; a preceding
+//!   [`EventKind::Exited`] with the task's exit status and exit time; a preceding
 //!   `/tasks/oom` sets `oom`.
-//! - `/tasks/start` → [`RawEventKind::Started`], but only for containers the CRI plugin
+//! - `/tasks/start` → [`EventKind::Started`], but only for containers the CRI plugin
 //!   made (label `io.cri-containerd.kind`), and only once the CRI plugin says so too:
 //!   the task starts before the CRI plugin records the container as running (or the
 //!   sandbox as ready), so the stream first waits (bounded by [`SETTLE`]) until its CRI
@@ -27,8 +27,9 @@ use std::time::{Duration, Instant, SystemTime};
 use protobuf::well_known_types::timestamp::Timestamp;
 use protobuf::{EnumOrUnknown, Message};
 
-use crate::engine::{EventStream, RawEvent, RawEventKind};
+use crate::engine::{EventStream, RawEvent};
 use crate::error::{Error, GrpcCode, Result};
+use crate::event::EventKind;
 use crate::grpc::MessageStream;
 use crate::proto::containerd_containers::{GetContainerRequest, GetContainerResponse};
 use crate::proto::containerd_events::{Envelope, SubscribeRequest};
@@ -420,11 +421,11 @@ impl EventStream for TaskEvents {
                     if settle(&self.rpc, &id)?.is_none() {
                         continue;
                     }
-                    (RawEventKind::Started, id, timestamp(env.timestamp.as_ref()))
+                    (EventKind::Started, id, timestamp(env.timestamp.as_ref()))
                 }
                 Task::Exit { id, status, at } => {
                     let oom = self.take_oom(&id);
-                    let kind = RawEventKind::Exited {
+                    let kind = EventKind::Exited {
                         exit_code: Some(status as i32),
                         oom,
                     };

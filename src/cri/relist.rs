@@ -2,15 +2,16 @@
 //!
 //! CRI engines without `GetContainerEvents` (containerd 1.6 answers UNIMPLEMENTED) are
 //! watched by listing the ids of running containers and ready sandboxes every interval.
-//! A new id becomes [`RawEventKind::Started`], a vanished one
-//! [`RawEventKind::Exited`] with an unknown exit code. CRI never reuses ids (a restarted
+//! A new id becomes [`EventKind::Started`], a vanished one
+//! [`EventKind::Exited`] with an unknown exit code. CRI never reuses ids (a restarted
 //! container is a new container), so ids suffice.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use crate::engine::{CancelSet, EventStream, RawEvent, RawEventKind};
+use crate::engine::{CancelSet, EventStream, RawEvent};
 use crate::error::Result;
+use crate::event::EventKind;
 
 /// Lists the ids of everything alive (running containers and ready sandboxes).
 pub(crate) type Lister = Box<dyn FnMut() -> Result<BTreeSet<String>> + Send>;
@@ -23,10 +24,10 @@ const CANCEL_POLL: Duration = Duration::from_millis(20);
 pub(crate) fn diff(old: &BTreeSet<String>, new: &BTreeSet<String>) -> Vec<RawEvent> {
     let started = new
         .difference(old)
-        .map(|id| RawEvent::new(RawEventKind::Started, id.clone()));
+        .map(|id| RawEvent::new(EventKind::Started, id.clone()));
     let exited = old.difference(new).map(|id| {
         RawEvent::new(
-            RawEventKind::Exited {
+            EventKind::Exited {
                 exit_code: None,
                 oom: false,
             },
@@ -102,15 +103,15 @@ mod tests {
     fn diff_reports_each_change_once() {
         let ev = diff(&set(&["a", "b"]), &set(&["b", "c", "d"]));
         let got: Vec<_> = ev.iter().map(|e| (e.kind, e.id.as_str())).collect();
-        let exited = RawEventKind::Exited {
+        let exited = EventKind::Exited {
             exit_code: None,
             oom: false,
         };
         assert_eq!(
             got,
             vec![
-                (RawEventKind::Started, "c"),
-                (RawEventKind::Started, "d"),
+                (EventKind::Started, "c"),
+                (EventKind::Started, "d"),
                 (exited, "a")
             ]
         );
@@ -132,11 +133,11 @@ mod tests {
         });
         let mut st = RelistStream::new(lister, CancelSet::new(), Duration::from_millis(1)).unwrap();
         let e = st.next_event().unwrap().unwrap();
-        assert_eq!((e.kind, e.id.as_str()), (RawEventKind::Started, "b"));
+        assert_eq!((e.kind, e.id.as_str()), (EventKind::Started, "b"));
         let e = st.next_event().unwrap().unwrap();
         assert!(matches!(
             e.kind,
-            RawEventKind::Exited {
+            EventKind::Exited {
                 exit_code: None,
                 ..
             }

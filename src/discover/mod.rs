@@ -16,8 +16,8 @@
 //!   out.
 //! - **A standalone containerd is watched natively only, by default.** Its CRI plugin (if
 //!   any) serves the same containers again, under other ids; set
-//!   [`DiscoverOptions::cri_for_containerd`] to also get a [`Kind::Cri`] entry on the same
-//!   socket. cri-o only speaks CRI and is always a [`Kind::Cri`] engine.
+//!   [`DiscoverOptions::cri_for_containerd`] to also get a [`EngineKind::Cri`] entry on the same
+//!   socket. cri-o only speaks CRI and is always a [`EngineKind::Cri`] engine.
 //! - dockerd's helper sockets (`metrics.sock`, libnetwork and plugin sockets) and
 //!   containerd's ttrpc and debug sockets are not API sockets and are skipped.
 //!
@@ -31,55 +31,27 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use crate::engine::EngineClient;
-use crate::error::{Error, Result};
+use crate::endpoint;
+use crate::engine::{EngineClient, EngineKind};
+use crate::error::Result;
 
 /// The well-known API sockets and the engine kind each one belongs to.
-pub const WELL_KNOWN: &[(&str, Kind)] = &[
-    ("/run/docker.sock", Kind::Docker),
-    ("/var/run/docker.sock", Kind::Docker),
-    ("/run/containerd/containerd.sock", Kind::Containerd),
-    ("/var/run/containerd/containerd.sock", Kind::Containerd),
-    ("/run/k3s/containerd/containerd.sock", Kind::Containerd),
-    ("/run/crio/crio.sock", Kind::Cri),
-    ("/var/run/crio/crio.sock", Kind::Cri),
-    ("/run/podman/podman.sock", Kind::Podman),
+pub const WELL_KNOWN: &[(&str, EngineKind)] = &[
+    ("/run/docker.sock", EngineKind::Docker),
+    ("/var/run/docker.sock", EngineKind::Docker),
+    ("/run/containerd/containerd.sock", EngineKind::Containerd),
+    (
+        "/var/run/containerd/containerd.sock",
+        EngineKind::Containerd,
+    ),
+    (
+        "/run/k3s/containerd/containerd.sock",
+        EngineKind::Containerd,
+    ),
+    ("/run/crio/crio.sock", EngineKind::Cri),
+    ("/var/run/crio/crio.sock", EngineKind::Cri),
+    ("/run/podman/podman.sock", EngineKind::Podman),
 ];
-
-/// Which API an engine is watched through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Kind {
-    /// Docker's API (dockerd).
-    Docker,
-    /// Podman's Docker-compatible API.
-    Podman,
-    /// containerd's native API.
-    Containerd,
-    /// The Kubernetes CRI API (cri-o, containerd's CRI plugin).
-    Cri,
-}
-
-impl Kind {
-    /// The engine type string ([`crate::engine::DOCKER`] etc.).
-    pub fn engine_type(self) -> &'static str {
-        match self {
-            Kind::Docker => crate::engine::DOCKER,
-            Kind::Podman => crate::engine::PODMAN,
-            Kind::Containerd => crate::engine::CONTAINERD,
-            Kind::Cri => crate::engine::CRI,
-        }
-    }
-
-    /// A short lowercase name: `docker`, `podman`, `containerd`, `cri`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Docker => "docker",
-            Kind::Podman => "podman",
-            Kind::Containerd => "containerd",
-            Kind::Cri => "cri",
-        }
-    }
-}
 
 /// Where an engine was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -96,7 +68,7 @@ pub enum Source {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Found {
     /// Which API.
-    pub kind: Kind,
+    pub kind: EngineKind,
     /// The socket path (or, for a non-Unix `DOCKER_HOST`, the address as given).
     pub api_path: String,
     /// The engine process, when known.
@@ -112,7 +84,7 @@ pub struct Found {
 
 impl Found {
     /// What tells two incarnations of an engine apart: kind, path, PID, socket inode.
-    pub fn identity(&self) -> (Kind, &str, Option<u32>, Option<u64>) {
+    pub fn identity(&self) -> (EngineKind, &str, Option<u32>, Option<u64>) {
         (self.kind, &self.api_path, self.pid, self.inode)
     }
 
@@ -120,59 +92,18 @@ impl Found {
     /// API, the plain path for gRPC engines.
     pub fn address(&self) -> String {
         match self.kind {
-            Kind::Docker | Kind::Podman if self.api_path.starts_with('/') => {
+            EngineKind::Docker | EngineKind::Podman if self.api_path.starts_with('/') => {
                 format!("unix://{}", self.api_path)
             }
             _ => self.api_path.clone(),
         }
     }
 
-    /// A client of this engine, with the PID filled into its engine info. Fails with
-    /// [`Error::InvalidEndpoint`] when the crate is built without the engine's feature.
+    /// A client of this engine ([`connect`](crate::connect) to [`address`](Self::address)),
+    /// with the PID filled into its engine info. Fails with [`Error::InvalidEndpoint`](crate::Error::InvalidEndpoint) when
+    /// the crate is built without the engine's feature.
     pub fn client(&self) -> Result<Box<dyn EngineClient>> {
-        #[allow(unused_variables)] // every feature on: no engine is missing
-        let missing = |feature: &str| Error::InvalidEndpoint {
-            endpoint: self.api_path.clone(),
-            reason: format!("whalewatcher was built without the {feature} feature"),
-        };
-        match self.kind {
-            Kind::Docker | Kind::Podman => {
-                #[cfg(feature = "docker")]
-                {
-                    let mut c = crate::docker::DockerClient::new(Some(&self.address()))?;
-                    if let Some(pid) = self.pid {
-                        c = c.with_pid(pid);
-                    }
-                    Ok(Box::new(c))
-                }
-                #[cfg(not(feature = "docker"))]
-                Err(missing("docker"))
-            }
-            Kind::Containerd => {
-                #[cfg(feature = "containerd")]
-                {
-                    let mut c = crate::containerd::ContainerdClient::new(&self.api_path);
-                    if let Some(pid) = self.pid {
-                        c = c.with_pid(pid);
-                    }
-                    Ok(Box::new(c))
-                }
-                #[cfg(not(feature = "containerd"))]
-                Err(missing("containerd"))
-            }
-            Kind::Cri => {
-                #[cfg(feature = "cri")]
-                {
-                    let mut c = crate::cri::CriClient::new(Some(&self.api_path));
-                    if let Some(pid) = self.pid {
-                        c = c.with_pid(pid);
-                    }
-                    Ok(Box::new(c))
-                }
-                #[cfg(not(feature = "cri"))]
-                Err(missing("cri"))
-            }
-        }
+        crate::endpoint::connect_pid(self.kind, Some(&self.address()), self.pid)
     }
 }
 
@@ -221,7 +152,7 @@ pub fn discover(options: &DiscoverOptions) -> Vec<Found> {
 /// Every engine API found, including dockerd-managed containerds (see
 /// [`Found::managed_by`]), sorted by kind and path.
 pub fn scan(options: &DiscoverOptions) -> Vec<Found> {
-    let mut by_key: BTreeMap<(Kind, String), Found> = BTreeMap::new();
+    let mut by_key: BTreeMap<(EngineKind, String), Found> = BTreeMap::new();
     let procs = if options.proc_root.as_os_str().is_empty() {
         Vec::new()
     } else {
@@ -239,7 +170,7 @@ pub fn scan(options: &DiscoverOptions) -> Vec<Found> {
         .map(|p| (p.pid, procfs::exec_root(&options.proc_root, p.pid)))
         .collect();
     // socket path -> (pid, kind) of the process listening there.
-    let mut listeners: BTreeMap<String, (u32, Kind)> = BTreeMap::new();
+    let mut listeners: BTreeMap<String, (u32, EngineKind)> = BTreeMap::new();
     for p in &procs {
         let Some(kind) = kind_of_comm(&p.comm) else {
             continue;
@@ -250,7 +181,7 @@ pub fn scan(options: &DiscoverOptions) -> Vec<Found> {
             }
             let path = visible_path(&options.proc_root, p.pid, s);
             listeners.insert(path.clone(), (p.pid, kind));
-            let managed_by = if kind == Kind::Containerd {
+            let managed_by = if kind == EngineKind::Containerd {
                 let under = |root: &str| s.starts_with(format!("{root}/containerd/"));
                 if dockerd_pids.contains(&p.ppid) {
                     Some(p.ppid)
@@ -275,7 +206,7 @@ pub fn scan(options: &DiscoverOptions) -> Vec<Found> {
             by_key.insert((kind, path), found);
         }
     }
-    let mut add = |kind: Kind, raw: &str, source: Source| {
+    let mut add = |kind: EngineKind, raw: &str, source: Source| {
         let path = if raw.starts_with('/') {
             if !is_socket(Path::new(raw)) {
                 return;
@@ -289,13 +220,13 @@ pub fn scan(options: &DiscoverOptions) -> Vec<Found> {
             Some(&(pid, pkind)) if pkind == kind || kind_family(pkind) == kind_family(kind) => {
                 (Some(pid), pkind)
             }
-            Some(&(pid, _)) if kind == Kind::Cri => (Some(pid), kind),
+            Some(&(pid, _)) if kind == EngineKind::Cri => (Some(pid), kind),
             _ => (None, kind),
         };
         by_key.entry((kind, path.clone())).or_insert_with(|| Found {
             kind,
             inode: socket_inode(&path),
-            managed_by: (kind == Kind::Containerd && in_docker_exec_root(Path::new(&path)))
+            managed_by: (kind == EngineKind::Containerd && in_docker_exec_root(Path::new(&path)))
                 .then_some(0),
             api_path: path,
             pid,
@@ -303,17 +234,10 @@ pub fn scan(options: &DiscoverOptions) -> Vec<Found> {
         });
     };
     if options.env {
-        if let Some(h) = env("DOCKER_HOST") {
-            match h.strip_prefix("unix://") {
-                Some(p) => add(Kind::Docker, p, Source::Env),
-                None => add(Kind::Docker, &h, Source::Env),
+        for kind in [EngineKind::Docker, EngineKind::Containerd, EngineKind::Cri] {
+            if let Some(a) = endpoint::from_env(kind) {
+                add(kind, endpoint::strip_unix(&a), Source::Env);
             }
-        }
-        if let Some(a) = env("CONTAINERD_ADDRESS") {
-            add(Kind::Containerd, strip_unix(&a), Source::Env);
-        }
-        if let Some(e) = env("CONTAINER_RUNTIME_ENDPOINT") {
-            add(Kind::Cri, strip_unix(&e), Source::Env);
         }
     }
     if options.well_known {
@@ -322,7 +246,7 @@ pub fn scan(options: &DiscoverOptions) -> Vec<Found> {
         }
         if let Some(x) = env("XDG_RUNTIME_DIR") {
             add(
-                Kind::Podman,
+                EngineKind::Podman,
                 &format!("{x}/podman/podman.sock"),
                 Source::WellKnown,
             );
@@ -331,14 +255,16 @@ pub fn scan(options: &DiscoverOptions) -> Vec<Found> {
     if options.cri_for_containerd {
         let extra: Vec<Found> = by_key
             .values()
-            .filter(|f| f.kind == Kind::Containerd && f.managed_by.is_none())
+            .filter(|f| f.kind == EngineKind::Containerd && f.managed_by.is_none())
             .map(|f| Found {
-                kind: Kind::Cri,
+                kind: EngineKind::Cri,
                 ..f.clone()
             })
             .collect();
         for f in extra {
-            by_key.entry((Kind::Cri, f.api_path.clone())).or_insert(f);
+            by_key
+                .entry((EngineKind::Cri, f.api_path.clone()))
+                .or_insert(f);
         }
     }
     by_key.into_values().collect()
@@ -348,42 +274,38 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-fn strip_unix(s: &str) -> &str {
-    s.strip_prefix("unix://").unwrap_or(s)
-}
-
-fn kind_of_comm(comm: &str) -> Option<Kind> {
+fn kind_of_comm(comm: &str) -> Option<EngineKind> {
     match comm {
-        "dockerd" => Some(Kind::Docker),
-        "podman" => Some(Kind::Podman),
-        "containerd" => Some(Kind::Containerd),
-        "crio" => Some(Kind::Cri),
+        "dockerd" => Some(EngineKind::Docker),
+        "podman" => Some(EngineKind::Podman),
+        "containerd" => Some(EngineKind::Containerd),
+        "crio" => Some(EngineKind::Cri),
         _ => None,
     }
 }
 
 /// Docker and Podman speak the same API.
-fn kind_family(k: Kind) -> u8 {
+fn kind_family(k: EngineKind) -> u8 {
     match k {
-        Kind::Docker | Kind::Podman => 0,
-        Kind::Containerd => 1,
-        Kind::Cri => 2,
+        EngineKind::Docker | EngineKind::Podman => 0,
+        EngineKind::Containerd => 1,
+        EngineKind::Cri => 2,
     }
 }
 
 /// Whether a socket an engine listens on is its API socket (not a helper socket).
-fn is_api_socket(kind: Kind, path: &Path) -> bool {
+fn is_api_socket(kind: EngineKind, path: &Path) -> bool {
     let s = path.to_string_lossy();
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
     match kind {
-        Kind::Docker => {
+        EngineKind::Docker => {
             !(name == "metrics.sock" || s.contains("/libnetwork/") || s.contains("/plugins/"))
         }
-        Kind::Containerd => !(name.ends_with(".ttrpc") || name.ends_with("-debug.sock")),
-        Kind::Podman | Kind::Cri => true,
+        EngineKind::Containerd => !(name.ends_with(".ttrpc") || name.ends_with("-debug.sock")),
+        EngineKind::Podman | EngineKind::Cri => true,
     }
 }
 
@@ -433,22 +355,25 @@ mod tests {
     #[test]
     fn helper_sockets_are_skipped() {
         let p = |s: &str| PathBuf::from(s);
-        assert!(is_api_socket(Kind::Docker, &p("/run/docker.sock")));
-        assert!(!is_api_socket(Kind::Docker, &p("/run/docker/metrics.sock")));
+        assert!(is_api_socket(EngineKind::Docker, &p("/run/docker.sock")));
         assert!(!is_api_socket(
-            Kind::Docker,
+            EngineKind::Docker,
+            &p("/run/docker/metrics.sock")
+        ));
+        assert!(!is_api_socket(
+            EngineKind::Docker,
             &p("/run/docker/libnetwork/21836e484e83.sock")
         ));
         assert!(is_api_socket(
-            Kind::Containerd,
+            EngineKind::Containerd,
             &p("/run/containerd/containerd.sock")
         ));
         assert!(!is_api_socket(
-            Kind::Containerd,
+            EngineKind::Containerd,
             &p("/run/containerd/containerd.sock.ttrpc")
         ));
         assert!(!is_api_socket(
-            Kind::Containerd,
+            EngineKind::Containerd,
             &p("/run/containerd/containerd-debug.sock")
         ));
         assert!(in_docker_exec_root(&p(
@@ -460,7 +385,7 @@ mod tests {
     #[test]
     fn addresses() {
         let f = Found {
-            kind: Kind::Podman,
+            kind: EngineKind::Podman,
             api_path: "/run/podman/podman.sock".into(),
             pid: Some(7),
             inode: None,
@@ -469,11 +394,11 @@ mod tests {
         };
         assert_eq!(f.address(), "unix:///run/podman/podman.sock");
         let g = Found {
-            kind: Kind::Containerd,
+            kind: EngineKind::Containerd,
             ..f.clone()
         };
         assert_eq!(g.address(), "/run/podman/podman.sock");
-        assert_eq!(Kind::Cri.engine_type(), crate::engine::CRI);
+        assert_eq!(EngineKind::Cri.as_str(), "k8s.io/cri-api");
     }
 
     #[test]
@@ -585,28 +510,28 @@ mod tests {
             cri_for_containerd: false,
         };
         let all = scan(&opts);
-        let got: Vec<(Kind, &str, Option<u32>, Option<u32>)> = all
+        let got: Vec<(EngineKind, &str, Option<u32>, Option<u32>)> = all
             .iter()
             .map(|f| (f.kind, f.api_path.as_str(), f.pid, f.managed_by))
             .collect();
         assert_eq!(
             got,
             vec![
-                (Kind::Docker, "/x/docker.sock", Some(10), None),
-                (Kind::Podman, "/z/podman.sock", Some(30), None),
+                (EngineKind::Docker, "/x/docker.sock", Some(10), None),
+                (EngineKind::Podman, "/z/podman.sock", Some(30), None),
                 (
-                    Kind::Containerd,
+                    EngineKind::Containerd,
                     "/x/exec/containerd/containerd.sock",
                     Some(11),
                     Some(10)
                 ),
                 (
-                    Kind::Containerd,
+                    EngineKind::Containerd,
                     "/x/exec/containerd/containerd2.sock",
                     Some(12),
                     Some(10)
                 ),
-                (Kind::Containerd, "/y/containerd.sock", Some(20), None),
+                (EngineKind::Containerd, "/y/containerd.sock", Some(20), None),
             ]
         );
         let watched: Vec<String> = discover(&opts).into_iter().map(|f| f.address()).collect();
@@ -620,7 +545,7 @@ mod tests {
         );
         let with_cri = discover(&opts.clone().with_cri_for_containerd(true));
         assert_eq!(with_cri.len(), 4);
-        let cri = with_cri.iter().find(|f| f.kind == Kind::Cri).unwrap();
+        let cri = with_cri.iter().find(|f| f.kind == EngineKind::Cri).unwrap();
         assert_eq!(
             (cri.api_path.as_str(), cri.pid),
             ("/y/containerd.sock", Some(20))

@@ -13,7 +13,7 @@ use crate::container::{Container, EngineRef};
 use crate::docker::events::EventDecoder;
 use crate::docker::inspect::container_from_inspect;
 use crate::engine::{
-    EngineClient, EngineInfo, EventStream, Inspection, RucksackPacker, DOCKER, PODMAN,
+    EngineClient, EngineInfo, EngineKind, EventStream, Inspection, RucksackPacker,
 };
 use crate::error::{Error, Result};
 use crate::http::{
@@ -34,7 +34,7 @@ struct Negotiated {
     /// Path prefix, e.g. `/v1.41`.
     prefix: String,
     /// [`DOCKER`] or [`PODMAN`], from the `/_ping` headers.
-    kind: &'static str,
+    kind: EngineKind,
     /// Counts negotiations, so that an identity fetched for an older one is not kept.
     generation: u64,
     /// From `/info`, once known.
@@ -55,8 +55,8 @@ struct Identity {
 /// connection failures (the engine may have been replaced), and for every
 /// [`info`](EngineClient::info) but the first after a negotiation (a resync must see a
 /// replaced engine even when its event stream ended cleanly); the engine type is
-/// [`PODMAN`] when the server is Libpod (`Libpod-Api-Version` or `Server: Libpod/…`),
-/// [`DOCKER`] otherwise. The identity (`GET /info`: `ID`, `ServerVersion`; ~7 ms on dockerd,
+/// [`EngineKind::Podman`] when the server is Libpod (`Libpod-Api-Version` or `Server: Libpod/…`),
+/// [`EngineKind::Docker`] otherwise. The identity (`GET /info`: `ID`, `ServerVersion`; ~7 ms on dockerd,
 /// 125–255 ms on Podman 4.3) is fetched on a thread of its own while
 /// [`list`](EngineClient::list) lists and inspects, so it is off a listing's critical path.
 pub struct DockerClient {
@@ -79,16 +79,14 @@ enum Reported {
 }
 
 impl DockerClient {
-    /// A client of `endpoint`, or of `DOCKER_HOST`, or of `unix:///var/run/docker.sock`.
-    /// Fails only on an unusable address ([`Error::InvalidEndpoint`]).
+    /// A client of `endpoint` (`unix:///path`, `/path` or `tcp://host:port`), else of
+    /// `DOCKER_HOST`, else of [`DEFAULT_ENDPOINT`]: the
+    /// [constructor contract](crate::connect#the-constructor-contract) of every client.
+    /// Lazy: fails only on an unusable address ([`Error::InvalidEndpoint`]).
     pub fn new(endpoint: Option<&str>) -> Result<Self> {
-        let addr = match endpoint {
-            Some(e) => e.to_string(),
-            None => std::env::var("DOCKER_HOST")
-                .ok()
-                .filter(|h| !h.is_empty())
-                .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string()),
-        };
+        let addr = crate::endpoint::resolve(EngineKind::Docker, endpoint, || {
+            DEFAULT_ENDPOINT.to_string()
+        });
         let endpoint = Endpoint::parse(&addr)?;
         Ok(DockerClient {
             http: HttpClient::new(endpoint, HttpOptions::default()),
@@ -200,18 +198,18 @@ impl DockerClient {
                 .header("server")
                 .is_some_and(|s| s.starts_with("Libpod"))
         {
-            PODMAN
+            EngineKind::Podman
         } else {
-            DOCKER
+            EngineKind::Docker
         };
         // Podman's compat /info invents a new UUID as `ID` on every call and reports the
         // Podman version, which `/_ping` already says (`Libpod-Api-Version`, or the
         // `Server: Libpod/4.3.1 (linux)` header): no /info (125-255 ms on Podman 4.3,
         // serialized with the inspects) is needed at all.
-        let identity = if kind == PODMAN {
+        let identity = if kind == EngineKind::Podman {
             podman_version(&ping).map(|version| Identity {
                 engine: Arc::new(EngineRef {
-                    kind: kind.to_string(),
+                    kind,
                     id: random_uuid(),
                 }),
                 version,
@@ -238,7 +236,7 @@ impl DockerClient {
         };
         Ok(Identity {
             engine: Arc::new(EngineRef {
-                kind: n.kind.to_string(),
+                kind: n.kind,
                 id: text("ID"),
             }),
             version: text("ServerVersion"),
@@ -424,7 +422,7 @@ impl EngineClient for DockerClient {
         let i = self.identity(&n)?;
         Ok(EngineInfo {
             id: i.engine.id.clone(),
-            kind: n.kind.to_string(),
+            kind: n.kind,
             version: i.version,
             api_path: self.endpoint(),
             pid: self.pid,
@@ -442,7 +440,7 @@ impl EngineClient for DockerClient {
         // The identity is not known yet: `/info` on a thread of its own while the list and
         // the inspects run (Podman's /info takes longer than a listing of 50 containers).
         let provisional = Arc::new(EngineRef {
-            kind: n.kind.to_string(),
+            kind: n.kind,
             id: String::new(),
         });
         let (identity, listed) = std::thread::scope(|s| {
@@ -494,9 +492,9 @@ impl EngineClient for DockerClient {
 /// 1/2/4/8/16 threads, 200 containers 1.18x/0.94x/0.81x/1.05x/0.78x; Podman 50 containers
 /// 1.14x/1.06x/0.94x/0.85x/1.21x (Podman's handlers wait on locks and storage, so more
 /// requests in flight help it longer).
-fn inspect_workers(kind: &str) -> usize {
+fn inspect_workers(kind: EngineKind) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if kind == PODMAN {
+    if kind == EngineKind::Podman {
         (4 * cores).clamp(4, 32)
     } else {
         (2 * cores).clamp(2, 16)

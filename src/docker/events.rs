@@ -8,8 +8,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 
 use crate::container::PROJECT_LABEL;
-use crate::engine::{EventDetails, EventStream, RawEvent, RawEventKind};
+use crate::engine::{EventDetails, EventStream, RawEvent};
 use crate::error::{Error, Result};
+use crate::event::EventKind;
 
 /// Largest accepted single event object.
 pub const MAX_EVENT: usize = 1024 * 1024;
@@ -138,18 +139,18 @@ impl<R: Read> EventDecoder<R> {
         let attrs = actor.and_then(|a| a.get("Attributes"));
         let attr = |k: &str| attrs.and_then(|a| a.get(k)).and_then(Value::as_str);
         let kind = match action {
-            "start" => RawEventKind::Started,
+            "start" => EventKind::Started,
             "die" | "died" => {
                 let exit_code = attr("exitCode")
                     .or_else(|| attr("containerExitCode"))
                     .and_then(|c| c.trim().parse::<i32>().ok());
-                RawEventKind::Exited {
+                EventKind::Exited {
                     exit_code,
                     oom: self.oom.remove(id),
                 }
             }
-            "pause" => RawEventKind::Paused,
-            "unpause" => RawEventKind::Unpaused,
+            "pause" => EventKind::Paused,
+            "unpause" => EventKind::Unpaused,
             "oom" => {
                 if self.oom.len() >= MAX_OOM_PENDING {
                     self.oom.clear();
@@ -161,7 +162,7 @@ impl<R: Read> EventDecoder<R> {
         };
         let time = event_time(v);
         let details = match kind {
-            RawEventKind::Exited { .. } => attrs.and_then(details).map(Box::new),
+            EventKind::Exited { .. } => attrs.and_then(details).map(Box::new),
             _ => None,
         };
         Some(RawEvent {
@@ -267,19 +268,19 @@ mod tests {
             assert_eq!(
                 kinds,
                 vec![
-                    ("c1", RawEventKind::Started),
-                    ("c1", RawEventKind::Paused),
-                    ("c1", RawEventKind::Unpaused),
+                    ("c1", EventKind::Started),
+                    ("c1", EventKind::Paused),
+                    ("c1", EventKind::Unpaused),
                     (
                         "c1",
-                        RawEventKind::Exited {
+                        EventKind::Exited {
                             exit_code: Some(137),
                             oom: true
                         }
                     ),
                     (
                         "c2",
-                        RawEventKind::Exited {
+                        EventKind::Exited {
                             exit_code: Some(3),
                             oom: false
                         }
@@ -302,7 +303,7 @@ mod tests {
         let evs = all(p, 3).unwrap();
         assert_eq!(
             evs[0].kind,
-            RawEventKind::Exited {
+            EventKind::Exited {
                 exit_code: Some(3),
                 oom: false
             }
@@ -374,7 +375,7 @@ mod tests {
             assert_eq!(evs.len(), 1, "{what}");
             assert_eq!(
                 evs[0].kind,
-                RawEventKind::Exited {
+                EventKind::Exited {
                     exit_code: code,
                     oom: false
                 },
@@ -388,7 +389,7 @@ mod tests {
         // The details make the container as the event describes it.
         let evs = all(DOCKER_RM_DIE, 100).unwrap();
         let engine = std::sync::Arc::new(crate::EngineRef {
-            kind: "docker.com".into(),
+            kind: crate::engine::EngineKind::Docker,
             id: "E".into(),
         });
         let c = evs[0]

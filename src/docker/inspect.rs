@@ -131,7 +131,7 @@ mod tests {
 
     fn engine() -> Arc<EngineRef> {
         Arc::new(EngineRef {
-            kind: crate::engine::DOCKER.into(),
+            kind: crate::engine::EngineKind::Docker,
             id: "E".into(),
         })
     }

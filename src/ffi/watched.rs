@@ -178,7 +178,9 @@ impl Watched {
 
     pub(crate) fn subscribe_since(&self, seq: u64) -> Result<Events, Fail> {
         match self {
-            Watched::One(w) => Ok(Events::One(w.subscribe_since(seq))),
+            Watched::One(w) => Ok(Events::One(
+                w.subscribe_from(crate::watcher::Since::Seq(seq)),
+            )),
             Watched::Fleet(_) => Err(Fail::new(
                 WW_ERR_UNSUPPORTED,
                 "engine \"auto\": sequence numbers are per engine, so there is no journal to \
@@ -234,7 +236,7 @@ impl Events {
             },
             Events::Fleet(sub) => {
                 let end = Instant::now() + timeout;
-                let mut sub = sub
+                let sub = sub
                     .try_lock_for(timeout)
                     .ok_or_else(|| timed_out(timeout))?;
                 let left = end.saturating_duration_since(Instant::now());

@@ -9,6 +9,7 @@ use super::status::{
 };
 use super::strings::{clear_out, in_opt_str, in_str, out_string, to_json};
 use super::watched::Watched;
+use crate::engine::EngineKind;
 use crate::watcher::{Watcher, WatcherOptions};
 
 /// Health state: connecting for the first time.
@@ -85,53 +86,40 @@ fn auto(endpoint: Option<&str>, watcher: WatcherOptions) -> Result<crate::fleet:
     Ok(Fleet::new(options))
 }
 
-#[cfg_attr(
-    not(any(feature = "docker", feature = "containerd", feature = "cri")),
-    allow(unused_variables)
-)]
-fn one(engine: &str, endpoint: Option<&str>, options: WatcherOptions) -> Result<Watcher, Fail> {
-    match engine {
-        #[cfg(feature = "docker")]
-        "docker" | "podman" => {
-            let client =
-                crate::docker::DockerClient::new(endpoint).map_err(|e| Fail::engine(&e))?;
-            Ok(Watcher::new(client, options))
-        }
-        #[cfg(feature = "containerd")]
-        "containerd" => {
-            let path = endpoint.unwrap_or(DEFAULT_CONTAINERD);
-            let path = path.strip_prefix("unix://").unwrap_or(path);
-            let client = crate::containerd::ContainerdClient::new(path);
-            Ok(Watcher::new(client, options))
-        }
-        #[cfg(feature = "cri")]
-        "cri" => {
-            let path = endpoint.map(|p| p.strip_prefix("unix://").unwrap_or(p));
-            Ok(Watcher::new(crate::cri::CriClient::new(path), options))
-        }
-        // Reachable only when an engine feature is off.
-        #[allow(unreachable_patterns)]
-        "docker" | "podman" | "containerd" | "cri" => Err(Fail::new(
-            WW_ERR_UNSUPPORTED,
-            format!("engine {engine:?} is not compiled into this library (cargo feature)"),
-        )),
-        other => Err(Fail::new(
-            WW_ERR_INVALID_ARGUMENT,
-            format!(
-                "unknown engine {other:?}: expected \"docker\", \"podman\", \"containerd\", \"cri\" or \"auto\""
-            ),
-        )),
-    }
+/// The C ABI's engine names, mapped to [`EngineKind`] in this one place: the short names
+/// ([`EngineKind::name`]) exactly.
+fn engine_kind(engine: &str) -> Result<EngineKind, Fail> {
+    EngineKind::ALL
+        .into_iter()
+        .find(|k| k.name() == engine)
+        .ok_or_else(|| {
+            Fail::new(
+                WW_ERR_INVALID_ARGUMENT,
+                format!(
+                    "unknown engine {engine:?}: expected \"docker\", \"podman\", \"containerd\", \"cri\" or \"auto\""
+                ),
+            )
+        })
 }
 
-#[cfg(feature = "containerd")]
-const DEFAULT_CONTAINERD: &str = "/run/containerd/containerd.sock";
+fn one(engine: &str, endpoint: Option<&str>, options: WatcherOptions) -> Result<Watcher, Fail> {
+    let kind = engine_kind(engine)?;
+    if !crate::endpoint::compiled_in(kind) {
+        return Err(Fail::new(
+            WW_ERR_UNSUPPORTED,
+            format!("engine {engine:?} is not compiled into this library (cargo feature)"),
+        ));
+    }
+    let client = crate::connect(kind, endpoint).map_err(|e| Fail::engine(&e))?;
+    Ok(Watcher::new(client, options))
+}
 
 /// Starts watching an engine and returns at once (see [`ww_watcher_wait_ready`]).
 ///
 /// `engine` is `"docker"` or `"podman"` (Docker API; `endpoint` a URL such as
 /// `unix:///var/run/docker.sock`, default `DOCKER_HOST` or that socket), `"containerd"`
-/// (`endpoint` the socket path, default `/run/containerd/containerd.sock`), `"cri"`
+/// (`endpoint` the socket path, default `CONTAINERD_ADDRESS` or
+/// `/run/containerd/containerd.sock`), `"cri"`
 /// (`endpoint` the socket path, default `CONTAINER_RUNTIME_ENDPOINT` or the first existing
 /// well-known socket), or `"auto"`: every engine that discovery finds, now and later (see
 /// [`Fleet`](crate::fleet::Fleet); `endpoint` NULL, `""`, or `"with-cri"` to watch a

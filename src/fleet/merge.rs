@@ -283,11 +283,12 @@ pub(crate) mod tests {
     //! the effects it must produce, written compactly (see `show`).
 
     use super::*;
-    use crate::discover::{Kind, Source};
+    use crate::discover::Source;
+    use crate::engine::EngineKind;
 
     pub(crate) fn found(key: Key) -> Arc<Found> {
         Arc::new(Found {
-            kind: Kind::Docker,
+            kind: EngineKind::Docker,
             api_path: format!("/e{key}"),
             pid: Some(key as u32),
             inode: None,

@@ -38,7 +38,7 @@
 //! let mut events = fleet.subscribe();
 //! while let Some(item) = events.recv_timeout(Duration::from_secs(1)) {
 //!     if let FleetItem::Event(e) = item {
-//!         println!("{} {} on {}", e.kind.as_str(), e.container.name, e.container.engine_type());
+//!         println!("{} {} on {}", e.kind.as_str(), e.container.name, e.container.engine_kind());
 //!     }
 //! }
 //! ```
@@ -287,15 +287,20 @@ impl Fleet {
         self.inner.state.lock().attached_total
     }
 
-    /// Waits until every attached engine is synced. `Err` names the first engine that
-    /// failed or did not sync in time. Once it returns `Ok`, every fleet subscription is
-    /// subscribed to every attached engine.
+    /// Waits until every attached engine is synced. `Err` is the first engine's error,
+    /// of its own kind: [`Error::Timeout`] (whose `what` names the engine) when it did not
+    /// sync in time, its watcher's final error ([`Error::GaveUp`], [`Error::Cancelled`])
+    /// when it failed ([`engines`](Self::engines) tells which). Once it returns `Ok`,
+    /// every fleet subscription is subscribed to every attached engine.
     pub fn wait_ready(&self, timeout: Duration) -> Result<()> {
         let end = Instant::now() + timeout;
         for (found, w) in self.watchers() {
             let left = end.saturating_duration_since(Instant::now());
-            w.wait_ready(left).map_err(|e| Error::Timeout {
-                what: format!("{} {}: {e}", found.kind.as_str(), found.api_path),
+            w.wait_ready(left).map_err(|e| match e {
+                Error::Timeout { what } => Error::Timeout {
+                    what: format!("{} {}: {what}", found.kind.name(), found.api_path),
+                },
+                other => other,
             })?;
         }
         self.inner.state.lock().promote();
@@ -417,7 +422,7 @@ impl Inner {
         for m in gone {
             log::info!(
                 "engine {} {} (pid {:?}) vanished",
-                m.found.kind.as_str(),
+                m.found.kind.name(),
                 m.found.api_path,
                 m.found.pid
             );
@@ -456,7 +461,7 @@ impl Inner {
             let client = match (self.connector.lock())(f) {
                 Ok(c) => c,
                 Err(e) => {
-                    log::warn!("cannot watch {} {}: {e}", f.kind.as_str(), f.api_path);
+                    log::warn!("cannot watch {} {}: {e}", f.kind.name(), f.api_path);
                     continue;
                 }
             };
@@ -464,7 +469,7 @@ impl Inner {
             attached = true;
             let key = st.attached_total;
             let mut options = self.options.watcher.clone();
-            options.name = format!("{}-{}{}", options.name, f.kind.as_str(), key);
+            options.name = format!("{}-{}{}", options.name, f.kind.name(), key);
             let watcher = Arc::new(Watcher::new(client, options));
             let found = Arc::new(f.clone());
             // Subscribing waits for the first sync (see `State::promote`): a subscription

@@ -29,7 +29,8 @@ use std::time::SystemTime;
 use super::merge::{Effect, Input, Key, Merge};
 use super::subscription::FleetItem;
 use crate::container::Container;
-use crate::discover::{Found, Kind, Source};
+use crate::discover::{Found, Source};
+use crate::engine::EngineKind;
 use crate::event::{ContainerEvent, EventKind};
 use crate::watcher::Item;
 
@@ -319,7 +320,7 @@ impl Sim {
         let mut e = Engine {
             key,
             found: Arc::new(Found {
-                kind: Kind::Docker,
+                kind: EngineKind::Docker,
                 api_path: format!("/e{key}"),
                 pid: Some(key as u32),
                 inode: None,

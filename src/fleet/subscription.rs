@@ -8,6 +8,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Select};
+use parking_lot::Mutex;
 
 use super::merge::{Effect, Input, Key, Merge};
 use crate::discover::Found;
@@ -84,11 +85,13 @@ struct Source {
 }
 
 /// The merged event stream of a fleet; see [`Fleet::subscribe`](super::Fleet::subscribe).
+///
+/// The same shape as a watcher's [`Subscription`]: `recv`, `recv_timeout`, `try_recv`
+/// and `is_ended` on `&self`, and an [`Iterator`] of the items. Dropping it unsubscribes.
 pub struct FleetSubscription {
-    merge: Merge,
-    sources: Vec<Source>,
-    control: Option<Receiver<Control>>,
-    pending: VecDeque<FleetItem>,
+    /// The merge state; one receiver at a time takes items (`recv` needs no `mut`, as
+    /// for a [`Subscription`]).
+    inner: Mutex<Merged>,
 }
 
 impl FleetSubscription {
@@ -96,7 +99,56 @@ impl FleetSubscription {
         subs: Vec<(Key, Arc<Found>, Weak<Watcher>, Subscription)>,
         control: Receiver<Control>,
     ) -> Self {
-        let mut me = FleetSubscription {
+        FleetSubscription {
+            inner: Mutex::new(Merged::new(subs, control)),
+        }
+    }
+
+    /// Blocks until the next item; `None` once the fleet is closed and every engine's
+    /// events are drained.
+    pub fn recv(&self) -> Option<FleetItem> {
+        self.inner.lock().recv()
+    }
+
+    /// The next item, waiting at most `timeout`; `None` on timeout or once the fleet is
+    /// closed and every engine's events are drained.
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<FleetItem> {
+        self.inner.lock().recv_timeout(timeout)
+    }
+
+    /// The next item if one is ready now.
+    pub fn try_recv(&self) -> Option<FleetItem> {
+        self.inner.lock().recv_timeout(Duration::ZERO)
+    }
+
+    /// True once the fleet is closed and every item has been taken: nothing more will
+    /// come (what tells a `None` of [`recv_timeout`](Self::recv_timeout) from a timeout).
+    pub fn is_ended(&self) -> bool {
+        self.inner.lock().is_ended()
+    }
+}
+
+impl Iterator for FleetSubscription {
+    type Item = FleetItem;
+    fn next(&mut self) -> Option<FleetItem> {
+        self.inner.get_mut().recv()
+    }
+}
+
+/// The merge of the engines' subscriptions behind a [`FleetSubscription`].
+struct Merged {
+    merge: Merge,
+    sources: Vec<Source>,
+    control: Option<Receiver<Control>>,
+    pending: VecDeque<FleetItem>,
+}
+
+impl Merged {
+    fn new(
+        subs: Vec<(Key, Arc<Found>, Weak<Watcher>, Subscription)>,
+        control: Receiver<Control>,
+    ) -> Self {
+        let mut me = Merged {
             merge: Merge::new(),
             sources: Vec::new(),
             control: Some(control),
@@ -108,9 +160,7 @@ impl FleetSubscription {
         me
     }
 
-    /// The next item, waiting at most `timeout`; `None` on timeout or once the fleet is
-    /// closed and every engine's events are drained.
-    pub fn recv_timeout(&mut self, timeout: Duration) -> Option<FleetItem> {
+    fn recv_timeout(&mut self, timeout: Duration) -> Option<FleetItem> {
         let end = Instant::now() + timeout;
         loop {
             if let Some(i) = self.pending.pop_front() {
@@ -157,14 +207,11 @@ impl FleetSubscription {
         }
     }
 
-    /// True once the fleet is closed and every item has been taken: nothing more will
-    /// come (what tells a `None` of [`recv_timeout`](Self::recv_timeout) from a timeout).
-    pub fn is_ended(&self) -> bool {
+    fn is_ended(&self) -> bool {
         self.control.is_none() && self.sources.is_empty() && self.pending.is_empty()
     }
 
-    /// Blocks until the next item; `None` once the fleet is closed.
-    pub fn recv(&mut self) -> Option<FleetItem> {
+    fn recv(&mut self) -> Option<FleetItem> {
         loop {
             if self.is_ended() {
                 return None;
@@ -200,7 +247,7 @@ impl FleetSubscription {
                         let source = self.sources.iter_mut().find(|s| s.key == key);
                         let ok = match source.map(|s| (s.watcher.upgrade(), s)) {
                             Some((Some(w), s)) => {
-                                s.sub = w.subscribe_since(after);
+                                s.sub = w.subscribe_from(crate::watcher::Since::Seq(after));
                                 true
                             }
                             _ => false,
@@ -248,9 +295,14 @@ impl FleetSubscription {
 
 impl std::fmt::Debug for FleetSubscription {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FleetSubscription")
-            .field("engines", &self.sources.len())
-            .field("pending", &self.pending.len())
-            .finish()
+        let mut d = f.debug_struct("FleetSubscription");
+        // A receiver blocked in `recv` holds the lock: no waiting here.
+        match self.inner.try_lock() {
+            Some(m) => d
+                .field("engines", &m.sources.len())
+                .field("pending", &m.pending.len())
+                .finish(),
+            None => d.finish_non_exhaustive(),
+        }
     }
 }

@@ -18,7 +18,7 @@ pub enum Item {
     /// The subscriber fell behind: its queue was full, `missed` events that its filter
     /// would have delivered were not, and the subscription ENDS here (nothing follows).
     /// Everything from `resume_seq` on is in the journal while it lasts: resubscribe with
-    /// [`Watcher::subscribe_since`](super::Watcher::subscribe_since)`(resume_seq - 1)`.
+    /// [`Watcher::subscribe_from`](super::Watcher::subscribe_from)`(Since::Seq(resume_seq - 1))`.
     Lagged {
         /// Events (that the subscription's filter passes) not delivered.
         missed: u64,
@@ -80,8 +80,9 @@ impl Subscription {
         self.rx.is_empty() && matches!(self.rx.try_recv(), Err(TryRecvError::Disconnected))
     }
 
-    /// The underlying channel, e.g. for `crossbeam_channel::select!`.
-    pub fn receiver(&self) -> &Receiver<Item> {
+    /// The underlying channel (the fleet selects over its engines' subscriptions). Not
+    /// public: crossbeam-channel stays out of our API.
+    pub(crate) fn receiver(&self) -> &Receiver<Item> {
         &self.rx
     }
 }

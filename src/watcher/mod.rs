@@ -10,7 +10,7 @@
 //! - **Exactness**: when [`Health::Synced`], the portfolio is the engine's truth as of the
 //!   last event it delivered, and every subscription's stream replayed onto its starting
 //!   snapshot (empty for [`Watcher::subscribe`], the portfolio at `seq` for
-//!   [`Watcher::subscribe_since`]) gives the portfolio. Every container the engine reports
+//!   [`Watcher::subscribe_from`]) gives the portfolio. Every container the engine reports
 //!   started appears in the stream: a short-lived one as `Started` + `Exited` (exit code,
 //!   OOM flag, the details the engine still had; `pid` 0 when none), never in the
 //!   portfolio. Never two `Started` of a container without an `Exited` between.
@@ -29,7 +29,7 @@
 //! Each subscriber has a bounded queue ([`WatcherOptions::subscriber_capacity`]). The
 //! sync thread never blocks on a subscriber: when a queue is full, that subscription ends
 //! with an explicit [`Item::Lagged`] while everyone else goes on; the lagging subscriber
-//! resubscribes with [`Watcher::subscribe_since`] to replay what it missed from the
+//! resubscribes with [`Watcher::subscribe_from`] to replay what it missed from the
 //! journal, and gets an [`Item::Gap`] first when part of it has already fallen out.
 //! Synthetic `Started` events (a new subscription's picture of the portfolio, and the
 //! first listing's events for a subscription made before it) never count against the
@@ -52,7 +52,7 @@ mod threads;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use crossbeam_channel::Sender;
 use parking_lot::{Mutex, RwLock};
@@ -179,28 +179,26 @@ impl Watcher {
     }
 
     /// Synthetic `Started` events for exactly the current portfolio, then live events,
-    /// with no gap and no duplicate. Made before the first sync, it receives the first
-    /// listing's `Started` events, marked synthetic, however many there are.
+    /// with no gap and no duplicate (`subscribe_from(Since::Now)`). Made before the first
+    /// sync, it receives the first listing's `Started` events, marked synthetic, however
+    /// many there are.
     pub fn subscribe(&self) -> Subscription {
-        self.shared.hub.lock().subscribe(Since::Now, None)
+        self.subscribe_from(Since::Now)
     }
 
-    /// Journal events after `seq`, then live events (a [`Item::Gap`] first when some of
-    /// them have already fallen out of the journal).
-    pub fn subscribe_since(&self, seq: u64) -> Subscription {
-        self.shared.hub.lock().subscribe(Since::Seq(seq), None)
+    /// The one way to say where a subscription starts: [`Since::Now`] (as
+    /// [`subscribe`](Self::subscribe)), [`Since::Seq`] (journal events after a sequence
+    /// number, then live events) or [`Since::Time`] (journal events from the first one that
+    /// happened at or after a time on, in seq order; event times are not monotonic: a
+    /// resync's `Exited` carries the engine's exit time). An [`Item::Gap`] comes first when
+    /// some of the journal events asked for have already fallen out of the journal; for
+    /// `Since::Time` its `from` is the first lost one, exactly (1 when the time lies
+    /// further back than twice the journal capacity).
+    pub fn subscribe_from(&self, since: Since) -> Subscription {
+        self.shared.hub.lock().subscribe(since, None)
     }
 
-    /// Journal events from the first one that happened at or after `time` on (in seq
-    /// order; event times are not monotonic: a resync's `Exited` carries the engine's exit
-    /// time), then live events. An [`Item::Gap`] comes first when some of them have
-    /// already fallen out of the journal; its `from` is the first lost one, exactly (1
-    /// when the time lies further back than twice the journal capacity).
-    pub fn subscribe_since_time(&self, time: SystemTime) -> Subscription {
-        self.shared.hub.lock().subscribe(Since::Time(time), None)
-    }
-
-    /// Like the other subscribe calls, for the events of one container id only.
+    /// [`subscribe_from`](Self::subscribe_from), for the events of one container id only.
     pub fn subscribe_container(&self, since: Since, id: &str) -> Subscription {
         self.shared
             .hub

@@ -16,7 +16,7 @@ pub struct WatcherOptions {
     pub retry: RetryFactory,
     /// Queue length of each subscriber before it counts as lagging (default 1024).
     pub subscriber_capacity: usize,
-    /// Number of past events kept for [`subscribe_since`](super::Watcher::subscribe_since)
+    /// Number of past events kept for [`subscribe_from`](super::Watcher::subscribe_from)
     /// (default 4096).
     pub journal_capacity: usize,
     /// How often an inspect that failed for another reason than "container gone" is

@@ -35,7 +35,7 @@ use super::health::Health;
 use super::hub::{Hub, Item, Since, Subscription};
 use super::state::{Config, Input, Job, SyncState};
 use crate::container::{Container, PROJECT_LABEL};
-use crate::engine::{ExitStatus, Inspection, RawEvent, RawEventKind};
+use crate::engine::{ExitStatus, Inspection, RawEvent};
 use crate::error::Error;
 use crate::event::{ContainerEvent, EventKind};
 use crate::portfolio::Portfolio;
@@ -249,7 +249,7 @@ impl Sim {
         self.start + Duration::from_millis(self.ms)
     }
 
-    fn emit(&mut self, kind: RawEventKind, id: &str, project: &str) {
+    fn emit(&mut self, kind: EventKind, id: &str, project: &str) {
         if self.up {
             let mut e = RawEvent::new(kind, id);
             e.time = self.wall();
@@ -274,7 +274,7 @@ impl Sim {
                     }
                     self.truth.alive.insert(id.clone(), c);
                     self.truth.exited.remove(&id);
-                    self.emit(RawEventKind::Started, &id, project);
+                    self.emit(EventKind::Started, &id, project);
                 }
             }
             4..=6 => {
@@ -288,9 +288,9 @@ impl Sim {
                     if c.paused != p {
                         c.paused = p;
                         let k = if p {
-                            RawEventKind::Paused
+                            EventKind::Paused
                         } else {
-                            RawEventKind::Unpaused
+                            EventKind::Unpaused
                         };
                         self.emit(k, &id, project);
                     }
@@ -320,7 +320,7 @@ impl Sim {
                 .push(code);
             if event {
                 self.emit(
-                    RawEventKind::Exited {
+                    EventKind::Exited {
                         exit_code: Some(code),
                         oom,
                     },
@@ -440,7 +440,7 @@ impl Sim {
         // a Started event.
         if let Input::Event { gen, event } = &input {
             if *gen == self.gen
-                && event.kind == RawEventKind::Started
+                && event.kind == EventKind::Started
                 && self.state.is_live()
                 && self.state.portfolio().get(&event.id).is_none()
             {

@@ -60,7 +60,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::health::Health;
 use crate::container::{Container, PROJECT_LABEL};
-use crate::engine::{ExitStatus, Inspection, RawEvent, RawEventKind};
+use crate::engine::{ExitStatus, Inspection, RawEvent};
 use crate::error::{Error, Result};
 use crate::event::{ContainerEvent, EventKind};
 use crate::portfolio::Portfolio;
@@ -513,7 +513,7 @@ impl SyncState {
                 continue;
             };
             if p.open {
-                let mut e = RawEvent::new(RawEventKind::Started, id.clone());
+                let mut e = RawEvent::new(EventKind::Started, id.clone());
                 e.project = p.project.clone();
                 e.time = wall;
                 self.carry.push(e);
@@ -534,7 +534,7 @@ impl SyncState {
         if !self.synced_once {
             // One start per container: the carry stays bounded by the containers.
             for e in buffered {
-                if e.kind == RawEventKind::Started && !self.carry.iter().any(|c| c.id == e.id) {
+                if e.kind == EventKind::Started && !self.carry.iter().any(|c| c.id == e.id) {
                     self.carry.push(e);
                 }
             }
@@ -709,7 +709,7 @@ impl SyncState {
     /// Step 5: one live event.
     fn apply_live(&mut self, ev: RawEvent, wall: SystemTime) {
         match ev.kind {
-            RawEventKind::Started => {
+            EventKind::Started => {
                 if let Some(p) = self.pending.get_mut(&ev.id) {
                     if p.open && p.await_die.is_some() {
                         // The engine said the open incarnation is gone, and now another
@@ -745,7 +745,7 @@ impl SyncState {
                     self.inspect(&ev.id, ev.project);
                 }
             }
-            RawEventKind::Exited { exit_code, oom } => {
+            EventKind::Exited { exit_code, oom } => {
                 let exit = Exit {
                     code: exit_code,
                     oom,
@@ -778,8 +778,8 @@ impl SyncState {
                     self.emit_exited(c, exit);
                 }
             }
-            RawEventKind::Paused | RawEventKind::Unpaused => {
-                let p = ev.kind == RawEventKind::Paused;
+            EventKind::Paused | EventKind::Unpaused => {
+                let p = ev.kind == EventKind::Paused;
                 if let Some(c) = self.portfolio.get(&ev.id) {
                     if c.paused != p {
                         let n = Arc::new(c.with_paused(p));
@@ -1020,14 +1020,14 @@ pub(crate) fn fold(old: &Portfolio, list: &[Container], buffered: &[RawEvent]) -
     let mut seen_start: HashSet<&str> = HashSet::new();
     let mut last_start: HashMap<&str, usize> = HashMap::new();
     for (i, ev) in buffered.iter().enumerate() {
-        if ev.kind == RawEventKind::Started {
+        if ev.kind == EventKind::Started {
             last_start.insert(ev.id.as_str(), i);
         }
     }
     for (i, ev) in buffered.iter().enumerate() {
         let id = ev.id.as_str();
         match ev.kind {
-            RawEventKind::Started => {
+            EventKind::Started => {
                 if let Some(&i) = pend_at.get(id) {
                     let d = &mut pend[i].1;
                     if !d.open {
@@ -1047,7 +1047,7 @@ pub(crate) fn fold(old: &Portfolio, list: &[Container], buffered: &[RawEvent]) -
                 }
                 seen_start.insert(id);
             }
-            RawEventKind::Exited { exit_code, oom } => {
+            EventKind::Exited { exit_code, oom } => {
                 let exit = Exit {
                     code: exit_code,
                     oom,
@@ -1092,8 +1092,8 @@ pub(crate) fn fold(old: &Portfolio, list: &[Container], buffered: &[RawEvent]) -
                     (None, _) => {}
                 }
             }
-            RawEventKind::Paused | RawEventKind::Unpaused => {
-                let p = ev.kind == RawEventKind::Paused;
+            EventKind::Paused | EventKind::Unpaused => {
+                let p = ev.kind == EventKind::Paused;
                 if let Some(c) = fresh.get(id) {
                     if c.paused != p {
                         let n = Arc::new(c.with_paused(p));

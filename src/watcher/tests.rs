@@ -8,7 +8,7 @@ use super::health::Health;
 use super::hub::{Hub, Item, Since};
 use super::state::{Config, Effects, Input, Job, SyncState};
 use crate::container::Container;
-use crate::engine::{ExitStatus, Inspection, RawEvent, RawEventKind};
+use crate::engine::{ExitStatus, Inspection, RawEvent};
 use crate::error::Error;
 use crate::event::{ContainerEvent, EventKind};
 use crate::portfolio::Portfolio;
@@ -100,7 +100,7 @@ impl Harness {
         self.resyncs += fx.resyncs;
     }
 
-    fn raw(&mut self, kind: RawEventKind, id: &str) {
+    fn raw(&mut self, kind: EventKind, id: &str) {
         let mut event = RawEvent::new(kind, id);
         event.time = t(self.ms);
         self.feed(Input::Event {
@@ -150,15 +150,15 @@ impl Harness {
                 gen: self.gen,
                 error: Error::protocol("test", "lost"),
             }),
-            S::Start(id) => self.raw(RawEventKind::Started, id),
+            S::Start(id) => self.raw(EventKind::Started, id),
             S::Die(id, code) => self.raw(
-                RawEventKind::Exited {
+                EventKind::Exited {
                     exit_code: Some(code),
                     oom: code == 137,
                 },
                 id,
             ),
-            S::Pause(id) => self.raw(RawEventKind::Paused, id),
+            S::Pause(id) => self.raw(EventKind::Paused, id),
             S::List(l) => {
                 let token = self.list_token();
                 let list = l.iter().map(|(i, p, z)| container(i, *p, *z)).collect();
@@ -206,7 +206,7 @@ impl Harness {
             S::OldGen(id) => self.feed(Input::Event {
                 gen: self.gen - 1,
                 event: RawEvent::new(
-                    RawEventKind::Exited {
+                    EventKind::Exited {
                         exit_code: Some(1),
                         oom: false,
                     },
@@ -732,7 +732,7 @@ fn failed_is_terminal_and_the_buffer_is_bounded() {
     assert_eq!(fx.jobs, [Job::List { token: 1 }]);
     let mut lists = 1;
     for i in 0..20 {
-        let event = RawEvent::new(RawEventKind::Started, format!("c{i}"));
+        let event = RawEvent::new(EventKind::Started, format!("c{i}"));
         let fx = s.handle(Input::Event { gen: 1, event }, now, t(0));
         lists += fx
             .jobs
@@ -919,7 +919,7 @@ fn details_carry_cancel_and_caps() {
     let mut h = Harness::new(None);
     h.step(Open(1));
     h.step(List(&[]));
-    let mut e = RawEvent::new(RawEventKind::Started, "b");
+    let mut e = RawEvent::new(EventKind::Started, "b");
     e.project = Some("shop".into());
     h.feed(Input::Event { gen: 1, event: e });
     h.step(Die("b", 3));
@@ -930,7 +930,7 @@ fn details_carry_cancel_and_caps() {
         c.labels.get(crate::PROJECT_LABEL).map(String::as_str),
         Some("shop")
     );
-    let mut e = RawEvent::new(RawEventKind::Started, "c");
+    let mut e = RawEvent::new(EventKind::Started, "c");
     e.project = Some(String::new());
     h.feed(Input::Event { gen: 1, event: e });
     h.step(Die("c", 3));

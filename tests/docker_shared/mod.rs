@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use whalewatcher::container::PRIVILEGED_LABEL;
 use whalewatcher::docker::DockerClient;
-use whalewatcher::{EngineClient, Error, RawEvent, RawEventKind};
+use whalewatcher::{EngineClient, Error, EventKind, RawEvent};
 
 use crate::common;
 
@@ -23,7 +23,7 @@ pub struct Engine {
     /// The endpoint URL.
     pub url: String,
     /// Expected engine type.
-    pub kind: &'static str,
+    pub kind: whalewatcher::EngineKind,
     /// Names of containers to remove at the end.
     created: std::cell::RefCell<Vec<String>>,
 }
@@ -34,7 +34,7 @@ impl Engine {
         var: &str,
         cli: &'static str,
         flag: &'static str,
-        kind: &'static str,
+        kind: whalewatcher::EngineKind,
     ) -> Option<Self> {
         let url = common::endpoint(var)?;
         Some(Engine {
@@ -605,7 +605,7 @@ impl Watch {
             let end = Instant::now() + Duration::from_secs(3);
             while Instant::now() < end {
                 if let Some(ev) = w.next(Duration::from_millis(100)) {
-                    if ev.id == id && ev.kind == RawEventKind::Started {
+                    if ev.id == id && ev.kind == EventKind::Started {
                         return w;
                     }
                 }
@@ -640,7 +640,7 @@ impl Watch {
             let Some(ev) = self.next(Duration::from_millis(200)) else {
                 continue;
             };
-            let done = ev.id == zid && matches!(ev.kind, RawEventKind::Exited { .. });
+            let done = ev.id == zid && matches!(ev.kind, EventKind::Exited { .. });
             seen.push(ev);
             if done {
                 return seen;
@@ -665,7 +665,7 @@ impl Watch {
     }
 }
 
-fn kinds_of(seen: &[RawEvent], id: &str) -> Vec<RawEventKind> {
+fn kinds_of(seen: &[RawEvent], id: &str) -> Vec<EventKind> {
     seen.iter().filter(|e| e.id == id).map(|e| e.kind).collect()
 }
 
@@ -724,11 +724,11 @@ pub fn lifecycle_events(e: &Engine) {
     let seen = w.collect_until_marker(e);
     let rm_exit = seen
         .iter()
-        .find(|ev| ev.id == rid && matches!(ev.kind, RawEventKind::Exited { .. }))
+        .find(|ev| ev.id == rid && matches!(ev.kind, EventKind::Exited { .. }))
         .unwrap_or_else(|| panic!("no exit of {r}: {seen:#?}"));
     assert_eq!(
         rm_exit.kind,
-        RawEventKind::Exited {
+        EventKind::Exited {
             exit_code: Some(3),
             oom: false
         }
@@ -745,22 +745,22 @@ pub fn lifecycle_events(e: &Engine) {
     );
     let xd = seen
         .iter()
-        .find(|ev| ev.id == xid && matches!(ev.kind, RawEventKind::Exited { .. }))
+        .find(|ev| ev.id == xid && matches!(ev.kind, EventKind::Exited { .. }))
         .and_then(|ev| ev.details.as_deref())
         .expect("details on x's exit");
     assert_eq!(xd.name, x);
     assert_eq!(xd.labels.get("com.docker.compose.project"), Some(&project));
     assert!(seen
         .iter()
-        .filter(|ev| ev.kind == RawEventKind::Started)
+        .filter(|ev| ev.kind == EventKind::Started)
         .all(|ev| ev.details.is_none()));
     assert_eq!(
         kinds_of(&seen, &xid),
         vec![
-            RawEventKind::Started,
-            RawEventKind::Paused,
-            RawEventKind::Unpaused,
-            RawEventKind::Exited {
+            EventKind::Started,
+            EventKind::Paused,
+            EventKind::Unpaused,
+            EventKind::Exited {
                 exit_code: Some(137),
                 oom: false
             },
@@ -769,8 +769,8 @@ pub fn lifecycle_events(e: &Engine) {
     assert_eq!(
         kinds_of(&seen, &yid),
         vec![
-            RawEventKind::Started,
-            RawEventKind::Exited {
+            EventKind::Started,
+            EventKind::Exited {
                 exit_code: Some(3),
                 oom: false
             },
@@ -825,8 +825,8 @@ pub fn oom_exit_is_flagged(e: &Engine) {
         assert_eq!(
             kinds_of(&seen, &id),
             vec![
-                RawEventKind::Started,
-                RawEventKind::Exited {
+                EventKind::Started,
+                EventKind::Exited {
                     exit_code: Some(137),
                     oom
                 },

@@ -10,8 +10,10 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
-use whalewatcher::engine::{EventStream, ExitStatus, RawEvent, RawEventKind};
-use whalewatcher::{Container, EngineClient, EngineInfo, Error, Inspection, Result};
+use whalewatcher::engine::{EventStream, ExitStatus, RawEvent};
+use whalewatcher::{
+    Container, EngineClient, EngineInfo, EngineKind, Error, EventKind, Inspection, Result,
+};
 
 type Hook = Box<dyn FnMut(&Script) + Send>;
 
@@ -61,7 +63,7 @@ impl Script {
         }
     }
 
-    fn emit(&self, st: &mut State, kind: RawEventKind, id: &str) {
+    fn emit(&self, st: &mut State, kind: EventKind, id: &str) {
         let mut ev = RawEvent::new(kind, id);
         ev.project = st
             .alive
@@ -85,7 +87,7 @@ impl Script {
         let c = Container::new(id, format!("name-{id}"), 1000 + st.next_pid).with_labels(labels);
         st.alive.insert(id.to_string(), c);
         st.exited.remove(id);
-        self.emit(&mut st, RawEventKind::Started, id);
+        self.emit(&mut st, EventKind::Started, id);
     }
 
     /// Kills a container, emitting Exited with `code`.
@@ -108,7 +110,7 @@ impl Script {
             if event {
                 self.emit(
                     &mut st,
-                    RawEventKind::Exited {
+                    EventKind::Exited {
                         exit_code: Some(code),
                         oom,
                     },
@@ -134,9 +136,9 @@ impl Script {
         }
         c.paused = paused;
         let k = if paused {
-            RawEventKind::Paused
+            EventKind::Paused
         } else {
-            RawEventKind::Unpaused
+            EventKind::Unpaused
         };
         self.emit(&mut st, k, id);
     }
@@ -281,7 +283,7 @@ impl EngineClient for ScriptedEngine {
         self.check()?;
         Ok(EngineInfo {
             id: "scripted".into(),
-            kind: "scripted".into(),
+            kind: EngineKind::Docker, // a scripted engine reports one of the four kinds
             ..Default::default()
         })
     }
