@@ -608,6 +608,34 @@ const ROWS: &[Row] = &[
         portfolio: &["a/10", "b/21"],
         synced: true,
     },
+    Row {
+        name: "a die buffered, the listing shows a newer incarnation, no start follows",
+        steps: &[
+            Lost,
+            Open(2),
+            Die("a", 2),
+            List(&[("a", 11, false)]),
+            Statuses(&[("a", Some(2))]),
+        ],
+        events: &["-a:2", "+a", "-a:2"],
+        portfolio: &[],
+        synced: true,
+    },
+    Row {
+        name: "a repeated die after a listed container's exit is ignored",
+        steps: &[
+            Lost,
+            Open(2),
+            Start("a"),
+            Die("a", 5),
+            Die("a", 6),
+            List(&[("a", 11, false)]),
+            Statuses(&[("a", Some(5))]),
+        ],
+        events: &["-a:5", "+a", "-a:5"],
+        portfolio: &[],
+        synced: true,
+    },
 ];
 
 #[test]
