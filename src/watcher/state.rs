@@ -951,15 +951,15 @@ impl SyncState {
     }
 
     fn tick(&mut self, now: Instant, wall: SystemTime) {
-        if let Phase::Listing(l) = &mut self.phase {
-            if l.retry_at.is_some_and(|t| t <= now) {
-                // Same buffer (its events still follow the stream's opening); health stays
-                // Reconnecting (stale since the first loss) until the listing answers.
-                self.next_token += 1;
-                l.token = self.next_token;
+        if matches!(&self.phase, Phase::Listing(l) if l.retry_at.is_some_and(|t| t <= now)) {
+            // Same buffer (its events still follow the stream's opening); health stays
+            // Reconnecting (stale since the first loss) until the listing answers.
+            let token = self.token();
+            if let Phase::Listing(l) = &mut self.phase {
+                l.token = token;
                 l.retry_at = None;
-                self.fx.jobs.push(Job::List { token: l.token });
             }
+            self.fx.jobs.push(Job::List { token });
         }
         let mut retry: Vec<(String, u64)> = Vec::new();
         let mut expired: Vec<String> = Vec::new();

@@ -608,6 +608,34 @@ const ROWS: &[Row] = &[
         portfolio: &["a/10", "b/21"],
         synced: true,
     },
+    Row {
+        name: "a die buffered, the listing shows a newer incarnation, no start follows",
+        steps: &[
+            Lost,
+            Open(2),
+            Die("a", 2),
+            List(&[("a", 11, false)]),
+            Statuses(&[("a", Some(2))]),
+        ],
+        events: &["-a:2", "+a", "-a:2"],
+        portfolio: &[],
+        synced: true,
+    },
+    Row {
+        name: "a repeated die after a listed container's exit is ignored",
+        steps: &[
+            Lost,
+            Open(2),
+            Start("a"),
+            Die("a", 5),
+            Die("a", 6),
+            List(&[("a", 11, false)]),
+            Statuses(&[("a", Some(5))]),
+        ],
+        events: &["-a:5", "+a", "-a:5"],
+        portfolio: &[],
+        synced: true,
+    },
 ];
 
 #[test]
@@ -1031,4 +1059,88 @@ fn inspect_answers_and_backoff() {
         h.s.next_deadline(),
         Some(h.now + Duration::from_millis(100))
     );
+}
+
+/// Short-lived incarnations: which pid, exit code and OOM flag each one carries.
+#[test]
+fn short_lived_pids_codes_and_oom() {
+    let started = |h: &Harness| -> Vec<(u32, Option<i32>, bool)> {
+        h.events
+            .windows(2)
+            .filter(|w| w[0].kind == EventKind::Started && w[0].container.id == "b")
+            .filter_map(|w| match w[1].kind {
+                EventKind::Exited { exit_code, oom } => Some((w[0].container.pid, exit_code, oom)),
+                _ => None,
+            })
+            .collect()
+    };
+    let base = || {
+        let mut h = Harness::new(None);
+        for s in BASE {
+            h.step(s.clone());
+        }
+        h
+    };
+    // The inspect ran before the die: its pid is this incarnation's.
+    let mut h = base();
+    h.step(Start("b"));
+    h.step(Die("b", 3));
+    h.step(Alive("b", 20));
+    assert_eq!(started(&h), [(20, Some(3), false)]);
+    // A die without a code: the engine's exit status fills it in (and its OOM flag).
+    let mut h = base();
+    h.step(Start("b"));
+    h.raw(
+        RawEventKind::Exited {
+            exit_code: None,
+            oom: false,
+        },
+        "b",
+    );
+    h.inspected(
+        "b",
+        Ok(Inspection::Exited(
+            container("b", 0, false),
+            ExitStatus {
+                exit_code: Some(7),
+                oom: true,
+                time: None,
+            },
+        )),
+    );
+    assert_eq!(started(&h), [(0, Some(7), true)]);
+    // Two incarnations, the second alive: the first has no pid, the second the inspect's.
+    let mut h = base();
+    h.step(Start("b"));
+    h.step(Die("b", 1));
+    h.step(Start("b"));
+    h.step(Alive("b", 21));
+    assert_eq!(started(&h), [(0, Some(1), false)]);
+    assert_eq!(h.ids(), ["a/10", "b/21"]);
+    // Two short-lived incarnations: the status fills only the last one's missing code.
+    let mut h = base();
+    h.step(Start("b"));
+    h.raw(
+        RawEventKind::Exited {
+            exit_code: None,
+            oom: false,
+        },
+        "b",
+    );
+    h.step(Start("b"));
+    h.step(Die("b", 4));
+    h.step(Exited("b", 9));
+    assert_eq!(started(&h), [(0, None, false), (0, Some(4), false)]);
+    // A start buffered during a listing keeps its event's project for a bare report.
+    let mut h = base();
+    h.step(Lost);
+    h.step(Open(2));
+    let mut e = RawEvent::new(RawEventKind::Started, "b");
+    e.project = Some("shop".into());
+    h.feed(Input::Event { gen: 2, event: e });
+    h.step(Die("b", 5));
+    h.step(List(&[("a", 10, false)]));
+    h.step(NotFound("b"));
+    let b = h.events.iter().find(|e| e.container.id == "b").unwrap();
+    assert_eq!(b.container.project, "shop");
 }
