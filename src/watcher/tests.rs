@@ -1091,7 +1091,7 @@ fn short_lived_pids_codes_and_oom() {
     let mut h = base();
     h.step(Start("b"));
     h.raw(
-        RawEventKind::Exited {
+        EventKind::Exited {
             exit_code: None,
             oom: false,
         },
@@ -1121,7 +1121,7 @@ fn short_lived_pids_codes_and_oom() {
     let mut h = base();
     h.step(Start("b"));
     h.raw(
-        RawEventKind::Exited {
+        EventKind::Exited {
             exit_code: None,
             oom: false,
         },
@@ -1135,7 +1135,7 @@ fn short_lived_pids_codes_and_oom() {
     let mut h = base();
     h.step(Lost);
     h.step(Open(2));
-    let mut e = RawEvent::new(RawEventKind::Started, "b");
+    let mut e = RawEvent::new(EventKind::Started, "b");
     e.project = Some("shop".into());
     h.feed(Input::Event { gen: 2, event: e });
     h.step(Die("b", 5));
