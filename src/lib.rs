@@ -126,6 +126,8 @@ pub mod portfolio;
 pub mod retry;
 #[cfg(feature = "serde")]
 mod ser;
+#[cfg(test)]
+mod sim_rng;
 pub mod watcher;
 
 #[cfg(feature = "docker")]

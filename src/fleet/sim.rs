@@ -34,28 +34,7 @@ use crate::engine::EngineKind;
 use crate::event::{ContainerEvent, EventKind};
 use crate::watcher::Item;
 
-/// splitmix64: tiny, good enough, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 {
-            0
-        } else {
-            self.next() % n
-        }
-    }
-    fn percent(&mut self, p: u64) -> bool {
-        self.below(100) < p
-    }
-}
+use crate::sim_rng::Rng;
 
 /// The hub's side of the subscriber's subscription to one watcher.
 struct Sub {
@@ -299,7 +278,7 @@ impl Sim {
         }
         // And one attached before the subscription but not synced yet: the subscription
         // hears of it only when it has synced (no Attached).
-        if sim.rng.percent(50) {
+        if sim.rng.chance(50) {
             sim.attach_engine();
         }
         sim
@@ -664,7 +643,7 @@ impl Sim {
             }
         } else if !wind_down && roll < 55 && !live.is_empty() {
             let i = live[self.rng.below(live.len() as u64) as usize];
-            let held = self.rng.percent(30);
+            let held = self.rng.chance(30);
             let e = &mut self.engines[i];
             e.vanished = true;
             e.held = held;
@@ -675,7 +654,7 @@ impl Sim {
             let (key, last) = (e.key, e.seq);
             self.log(|| format!("e{key} vanishes at #{last} (watcher held: {held})"));
             self.control.push_back(Ctl::Vanished(key, last));
-        } else if !wind_down && roll < 56 && self.rng.percent(20) && !self.closed {
+        } else if !wind_down && roll < 56 && self.rng.chance(20) && !self.closed {
             self.closed = true;
             self.log(|| "the fleet closes".to_string());
             for e in self.engines.iter_mut().filter(|e| !e.vanished) {
@@ -685,7 +664,7 @@ impl Sim {
                 }
                 self.control.push_back(Ctl::Closed(e.key, e.seq));
             }
-        } else if pending_control && (readable.is_empty() || self.rng.percent(40)) {
+        } else if pending_control && (readable.is_empty() || self.rng.chance(40)) {
             self.deliver_control()?;
         } else if !readable.is_empty() {
             let key = readable[self.rng.below(readable.len() as u64) as usize];
