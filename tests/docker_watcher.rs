@@ -373,7 +373,7 @@ fn short_lived(e: &Arc<Cli>) {
                     let plabel = format!("com.docker.compose.project={project}");
                     let mut args = vec!["--label", &plabel];
                     let script = if n.ends_with("-oom") {
-                        args.extend(["-m", "8m", "--memory-swap", "8m"]);
+                        args.extend(["-m", "32m", "--memory-swap", "32m"]);
                         "x=$(head -c 200000000 /dev/zero | tr '\\0' a)"
                     } else {
                         args.extend(["--label", "com.docker.compose.service=once"]);
@@ -581,7 +581,7 @@ fn exits_while_away(
     let oomed = run_sh(
         e,
         &on,
-        &["--label", &plabel, "-m", "8m", "--memory-swap", "8m"],
+        &["--label", &plabel, "-m", "32m", "--memory-swap", "32m"],
         TRAP_OOM,
     );
     let ids = [killed.clone(), termed.clone(), oomed.clone()];

@@ -16,8 +16,16 @@ use crate::event::EventKind;
 pub const MAX_EVENT: usize = 1024 * 1024;
 /// Most container ids remembered between an `oom` and its `die` event.
 const MAX_OOM_PENDING: usize = 4096;
-/// The event attributes that are the engine's own, not the container's labels.
-const ENGINE_ATTRIBUTES: [&str; 5] = ["name", "image", "exitCode", "containerExitCode", "podId"];
+/// The event attributes that are the engine's own, not the container's labels
+/// (`execDuration`: Docker 26 and later, on `die`).
+const ENGINE_ATTRIBUTES: [&str; 6] = [
+    "name",
+    "image",
+    "exitCode",
+    "containerExitCode",
+    "podId",
+    "execDuration",
+];
 
 /// Decodes a byte stream of concatenated JSON objects into raw lifecycle events.
 pub struct EventDecoder<R> {
@@ -333,6 +341,12 @@ mod tests {
             (
                 "docker",
                 r#"{"status":"die","id":"3615ea","from":"busybox:local","Type":"container","Action":"die","Actor":{"ID":"3615ea","Attributes":{"a":"b","com.docker.compose.project":"pp","exitCode":"3","image":"busybox:local","name":"rmtest"}},"scope":"local","time":1796571440,"timeNano":1796571440782887805}"#,
+                Some(3),
+                rm("busybox:local"),
+            ),
+            (
+                "docker 26",
+                r#"{"status":"die","id":"3615ea","from":"busybox:local","Type":"container","Action":"die","Actor":{"ID":"3615ea","Attributes":{"a":"b","com.docker.compose.project":"pp","execDuration":"0","exitCode":"3","image":"busybox:local","name":"rmtest"}},"scope":"local","time":1796571440,"timeNano":1796571440782887805}"#,
                 Some(3),
                 rm("busybox:local"),
             ),
