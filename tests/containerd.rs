@@ -546,6 +546,17 @@ mod exits {
         }
     }
 
+    /// The `exited_at` of a `ctr events` payload: RFC 3339 text (containerd 1.6) or
+    /// `{"seconds", "nanos"}` (1.7 and later print protobuf timestamps as objects).
+    fn exited_at_of(v: &serde_json::Value) -> Option<std::time::SystemTime> {
+        if let Some(s) = v.as_str() {
+            return whalewatcher::docker::parse_rfc3339(s).unwrap();
+        }
+        let secs = v["seconds"].as_u64()?;
+        let nanos = v["nanos"].as_u64().unwrap_or(0) as u32;
+        Some(std::time::UNIX_EPOCH + std::time::Duration::new(secs, nanos))
+    }
+
     /// `ctr tasks rm`: the exit code it warns about (0 when it warns of none).
     fn delete_task(ctr: &Ctr, ns: &str, id: &str) -> i32 {
         let out = std::process::Command::new("ctr")
@@ -668,8 +679,7 @@ mod exits {
                 exit["exit_status"].as_i64().or(Some(0)),
                 "{what}"
             );
-            let exited_at =
-                whalewatcher::docker::parse_rfc3339(exit["exited_at"].as_str().unwrap()).unwrap();
+            let exited_at = exited_at_of(&exit["exited_at"]);
             assert!(exited_at.is_some());
             assert_eq!(status.time, exited_at, "{what}");
             assert!(!status.oom, "containerd records no OOM flag on the task");

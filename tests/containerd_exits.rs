@@ -50,10 +50,15 @@ fn warm_up(ctr: &Ctr, sub: &Subscription) {
 }
 
 /// The truth about exited container `id` of `ctr`'s namespace, with the exit code
-/// `ctr tasks rm` reports (this deletes the task).
+/// `ctr tasks rm` reports (this deletes the task). A container without a task (containerd
+/// 1.7 and later drop the task of a shim they cannot reconnect to after a restart) has no
+/// exit code the engine could still tell: `exit_code` None.
 fn exit_truth(ctr: &Ctr, id: &str) -> ExitTruth {
     let tasks = ctr.tasks().unwrap();
-    assert_eq!(tasks[id].1, "STOPPED", "{id}");
+    let task = tasks.get(id);
+    if let Some(t) = task {
+        assert_eq!(t.1, "STOPPED", "{id}");
+    }
     let labels = ctr.labels(id);
     let name = labels
         .get("nerdctl/name")
@@ -68,7 +73,7 @@ fn exit_truth(ctr: &Ctr, id: &str) -> ExitTruth {
             .unwrap_or_default(),
         labels,
         image: Some(ctr.image.clone()),
-        exit_code: Some(ctr.delete_task(id)),
+        exit_code: task.map(|_| ctr.delete_task(id)),
         oom: false,
     }
 }
@@ -221,7 +226,9 @@ fn containerd_exit_codes_survive_a_restart() {
     replay(&events);
     for id in [&killed, &termed] {
         let t = exit_truth(&ctr, id);
-        if id == &killed {
+        if t.exit_code.is_none() {
+            // containerd forgot the task (see exit_truth): the watcher must say null.
+        } else if id == &killed {
             assert_eq!(t.exit_code, Some(137), "{t:?}");
         } else {
             // The trap's 3, as a rule; once in a few runs containerd recorded 2 here for
