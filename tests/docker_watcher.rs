@@ -408,7 +408,10 @@ fn short_lived(e: &Arc<Cli>) {
             assert_eq!(t.exit_code, Some(3), "{t:?}");
         }
         assert!(t.project.starts_with(&tag));
-        watcher_shared::check_short_lived(&events, t);
+        // Podman 4.3 sends no `oom` event (crate docs, Known problems): its OOM flag reaches
+        // the stream only when the watcher's inspect came after the exit.
+        let oom_in_events = !(e.cli == "podman" && t.oom);
+        watcher_shared::check_short_lived_with(&events, t, oom_in_events);
     }
     assert!(
         held.iter().all(|c| c.pid != 0),
