@@ -317,18 +317,30 @@ fn in_docker_exec_root(path: &Path) -> bool {
         .ends_with("/docker/containerd/containerd.sock")
 }
 
-/// The socket path as this process can dial it: as bound, resolved, or else (an engine in
-/// another mount namespace) under `/proc/PID/root`.
+/// The socket path as this process can dial it: as bound and resolved when that is the
+/// engine's own socket file, else (an engine in another mount namespace or a chroot)
+/// under `/proc/PID/root`. The bound path existing here is not enough: an engine inside a
+/// container typically binds a default path (`/run/containerd/containerd.sock`) that, from
+/// here, may be another engine's socket or nothing; the two are the same file only when
+/// both lookups give the same device and inode.
 fn visible_path(proc_root: &Path, pid: u32, bound: &Path) -> String {
-    if is_socket(bound) {
-        return canonical(&bound.to_string_lossy());
-    }
     let rel = bound.strip_prefix("/").unwrap_or(bound);
     let inside = proc_root.join(pid.to_string()).join("root").join(rel);
-    if is_socket(&inside) {
-        return inside.to_string_lossy().into_owned();
+    match (socket_file(bound), socket_file(&inside)) {
+        (Some(here), Some(there)) if here != there => inside.to_string_lossy().into_owned(),
+        (None, Some(_)) => inside.to_string_lossy().into_owned(),
+        // The same file, or the engine's root is not readable from here.
+        (Some(_), _) => canonical(&bound.to_string_lossy()),
+        (None, None) => bound.to_string_lossy().into_owned(),
     }
-    bound.to_string_lossy().into_owned()
+}
+
+/// A socket file's device and inode.
+fn socket_file(path: &Path) -> Option<(u64, u64)> {
+    std::fs::metadata(path)
+        .ok()
+        .filter(|m| m.file_type().is_socket())
+        .map(|m| (m.dev(), m.ino()))
 }
 
 fn canonical(path: &str) -> String {
@@ -399,6 +411,44 @@ mod tests {
         };
         assert_eq!(g.address(), "/run/podman/podman.sock");
         assert_eq!(EngineKind::Cri.as_str(), "k8s.io/cri-api");
+    }
+
+    /// An engine whose root is elsewhere (a container's mount namespace, a chroot) is dialed
+    /// through `/proc/PID/root`, also when the path it bound names another socket here;
+    /// an engine that shares our root is dialed by its path.
+    #[test]
+    fn socket_in_another_root() {
+        use std::os::unix::net::UnixListener;
+        let base = std::env::temp_dir().join(format!("ww-visible-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let proc_root = base.join("proc");
+        let bound = base.join("run/engine.sock"); // the path the engine bound
+        std::fs::create_dir_all(bound.parent().unwrap()).unwrap();
+        // PID 7: its root is a directory of its own holding its socket at the bound path.
+        let root7 = base.join("container-root");
+        let inside = root7.join(bound.strip_prefix("/").unwrap());
+        std::fs::create_dir_all(inside.parent().unwrap()).unwrap();
+        std::fs::create_dir_all(proc_root.join("7")).unwrap();
+        std::os::unix::fs::symlink(&root7, proc_root.join("7/root")).unwrap();
+        // PID 8 shares our root.
+        std::fs::create_dir_all(proc_root.join("8")).unwrap();
+        std::os::unix::fs::symlink("/", proc_root.join("8/root")).unwrap();
+        let _engine = UnixListener::bind(&inside).unwrap();
+        let via_root = proc_root
+            .join("7/root")
+            .join(bound.strip_prefix("/").unwrap());
+        let via_root = via_root.to_string_lossy().into_owned();
+        // Nothing at the bound path here: only through its root.
+        assert_eq!(visible_path(&proc_root, 7, &bound), via_root);
+        // Another socket at the bound path here (a host engine, a decoy): still its root.
+        let _decoy = UnixListener::bind(&bound).unwrap();
+        assert_eq!(visible_path(&proc_root, 7, &bound), via_root);
+        // Same root: the path as bound.
+        let plain = canonical(&bound.to_string_lossy());
+        assert_eq!(visible_path(&proc_root, 8, &bound), plain);
+        // No /proc/PID/root to look through (unreadable): the path as bound.
+        assert_eq!(visible_path(&proc_root, 9, &bound), plain);
+        let _ = std::fs::remove_dir_all(&base);
     }
 
     #[test]
