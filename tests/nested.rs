@@ -15,7 +15,7 @@
 //! --chroot-only`); runs only with WHALEWATCHER_NESTED=1:
 //!
 //!     WHALEWATCHER_NESTED=1 cargo test --test nested -- --nocapture
-#![cfg(feature = "containerd")]
+#![cfg(all(feature = "containerd", feature = "serde"))]
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::UnixListener;
@@ -309,6 +309,37 @@ fn watched_pid(f: &Found, id: &str) -> u32 {
     pid
 }
 
+/// The PID `whalewatch --auto ps --json` (the CLI example, built here) gives container
+/// `NS/id`.
+fn cli_pid(id: &str) -> u64 {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let st = Command::new(env!("CARGO"))
+        .args(["build", "--example", "whalewatch"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("CARGO_TARGET_DIR", &target)
+        .status()
+        .expect("cannot run cargo");
+    assert!(st.success(), "cargo build --example whalewatch failed");
+    let out = Command::new(target.join("debug/examples/whalewatch"))
+        .args(["--auto", "ps", "--json"])
+        .current_dir("/")
+        .output()
+        .expect("whalewatch");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let want = format!("{NS}/{id}");
+    all.as_array()
+        .and_then(|a| a.iter().find(|c| c["id"] == want.as_str()))
+        .and_then(|c| c["pid"].as_u64())
+        .unwrap_or_else(|| panic!("{want} not in `whalewatch --auto ps --json`: {all}"))
+}
+
 /// The host PIDs of the processes in container `NS/id` (by its cgroup `/NS/id`).
 fn host_pids_of(id: &str) -> Vec<u32> {
     let needle = format!(":/{NS}/{id}\n");
@@ -345,6 +376,11 @@ fn nested_engine_in_the_host_pid_namespace() {
     let id = format!("ww-nested-{}", std::process::id());
     let reported = n.run(&id);
     let watched = watched_pid(&f, &id);
+    assert_eq!(
+        cli_pid(&id),
+        u64::from(reported),
+        "whalewatch --auto ps --json"
+    );
     let host = host_pids_of(&id);
     let nspid = status_field(reported, "NSpid");
     eprintln!(
@@ -399,6 +435,11 @@ fn nested_engine_in_its_own_pid_namespace() {
     let id = format!("ww-nested-pidns-{}", std::process::id());
     let reported = n.run(&id);
     let watched = watched_pid(&f, &id);
+    assert_eq!(
+        cli_pid(&id),
+        u64::from(reported),
+        "whalewatch --auto ps --json"
+    );
     let host = host_pids_of(&id);
     assert_eq!(host.len(), 1, "the container's only process: {host:?}");
     let host_pid = host[0];
