@@ -324,8 +324,9 @@ fn in_docker_exec_root(path: &Path) -> bool {
 /// here, may be another engine's socket or nothing; the two are the same file only when
 /// both lookups give the same device and inode.
 fn visible_path(proc_root: &Path, pid: u32, bound: &Path) -> String {
-    let rel = bound.strip_prefix("/").unwrap_or(bound);
-    let inside = proc_root.join(pid.to_string()).join("root").join(rel);
+    let root = proc_root.join(pid.to_string()).join("root");
+    let inside = resolve_in_root(&root, bound)
+        .unwrap_or_else(|| root.join(bound.strip_prefix("/").unwrap_or(bound)));
     match (socket_file(bound), socket_file(&inside)) {
         (Some(here), Some(there)) if here != there => inside.to_string_lossy().into_owned(),
         (None, Some(_)) => inside.to_string_lossy().into_owned(),
@@ -333,6 +334,54 @@ fn visible_path(proc_root: &Path, pid: u32, bound: &Path) -> String {
         (Some(_), _) => canonical(&bound.to_string_lossy()),
         (None, None) => bound.to_string_lossy().into_owned(),
     }
+}
+
+/// `path` as the process whose root directory is `root` (`/proc/PID/root`) sees it, with
+/// its symlinks resolved inside that root: the kernel resolves an absolute symlink met
+/// under `/proc/PID/root` against *our* root, so `/proc/PID/root/var/run/docker.sock`
+/// (`/var/run` → `/run`, dockerd's default socket) would name our `/run/docker.sock`.
+/// None when a component is missing or there are too many links.
+fn resolve_in_root(root: &Path, path: &Path) -> Option<PathBuf> {
+    use std::path::Component;
+    let mut todo: Vec<std::ffi::OsString> = path
+        .components()
+        .rev()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect();
+    let mut done: Vec<std::ffi::OsString> = Vec::new();
+    let mut links = 0;
+    while let Some(c) = todo.pop() {
+        if c == ".." {
+            done.pop(); // never above the root
+            continue;
+        }
+        let here: PathBuf = done.iter().chain(std::iter::once(&c)).collect();
+        let meta = std::fs::symlink_metadata(root.join(&here)).ok()?;
+        if !meta.file_type().is_symlink() {
+            done.push(c);
+            continue;
+        }
+        links += 1;
+        if links > 40 {
+            return None;
+        }
+        let target = std::fs::read_link(root.join(&here)).ok()?;
+        if target.is_absolute() {
+            done.clear();
+        }
+        for t in target.components().rev() {
+            match t {
+                Component::Normal(n) => todo.push(n.to_os_string()),
+                Component::ParentDir => todo.push("..".into()),
+                _ => {}
+            }
+        }
+    }
+    Some(done.iter().fold(root.to_path_buf(), |p, c| p.join(c)))
 }
 
 /// A socket file's device and inode.
@@ -448,6 +497,22 @@ mod tests {
         assert_eq!(visible_path(&proc_root, 8, &bound), plain);
         // No /proc/PID/root to look through (unreadable): the path as bound.
         assert_eq!(visible_path(&proc_root, 9, &bound), plain);
+        // Bound through an absolute symlink inside its root (`/var/run` -> `/run`): resolved
+        // inside that root, not ours (where it leads to the decoy).
+        let link = base.join("var/run");
+        let in_root = root7.join(link.strip_prefix("/").unwrap());
+        std::fs::create_dir_all(in_root.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(bound.parent().unwrap(), &in_root).unwrap();
+        std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(bound.parent().unwrap(), &link).unwrap();
+        let via_link = link.join("engine.sock");
+        assert_eq!(visible_path(&proc_root, 7, &via_link), via_root);
+        assert_eq!(visible_path(&proc_root, 8, &via_link), plain);
+        assert_eq!(
+            resolve_in_root(&root7, Path::new("/a/../../x/./y")),
+            None,
+            "x does not exist"
+        );
         let _ = std::fs::remove_dir_all(&base);
     }
 
