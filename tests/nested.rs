@@ -1,15 +1,17 @@
 //! Engines inside containers (issue 14, part 5; what the Go original's companion
-//! turtlefinder does): a containerd (or a dockerd with its containerd) of the trixie chroot
-//! runs in a mount namespace of its own (`unshare --mount --propagation private`, the chroot bound at a private root with
-//! tmpfs on /run and /tmp), so its API socket exists only in that namespace. Discovery must
-//! find it by its process and dial it through `/proc/PID/root`, and a watcher on it must
-//! list its container with the PID containerd reports, which we check against the host's
-//! view of that process:
+//! turtlefinder does): a containerd (or a dockerd with its containerd) of the trixie
+//! chroot runs in a mount namespace of its own (`unshare --mount --propagation private`,
+//! the chroot bound at a private root with tmpfs on /run and /tmp), so its API socket
+//! exists only in that namespace. Discovery must find it by its process and dial it through
+//! `/proc/PID/root`, and a watcher on it (and `whalewatch --auto ps --json`) must list its
+//! container with the PID the engine reports, which we check against the host's view of
+//! that process:
 //!
 //! - engine in the host's PID namespace: the PID is the host PID of the container's init;
-//! - engine in a PID namespace of its own (`unshare --pid --fork`): the PID is the one in
-//!   the *engine's* namespace; the host PID differs, and the host's `/proc/<host pid>/status`
-//!   `NSpid:` line reads `host engine-ns container-ns` (e.g. `41230 12 1`).
+//! - engine in a PID (and network) namespace of its own (`unshare --pid --fork --net`): the
+//!   PID is the one in the *engine's* namespace; the host PID differs, and the host's
+//!   `/proc/<host pid>/status` `NSpid:` line reads `host engine-ns container-ns` (e.g.
+//!   `28448 66 1`).
 //!
 //! Needs root, unshare/nsenter and the trixie chroot (`bash tests/engines/up.sh trixie
 //! --chroot-only`); runs only with WHALEWATCHER_NESTED=1:
@@ -156,7 +158,7 @@ impl Nested {
         let mut cmd = Command::new("unshare");
         cmd.args(["--mount", "--propagation", "private"]);
         if own_pid_ns {
-            cmd.args(["--pid", "--fork", "--kill-child"]);
+            cmd.args(["--pid", "--fork", "--kill-child", "--net"]);
         }
         let child = cmd
             .arg("sh")
@@ -520,6 +522,12 @@ fn nested_engine_in_its_own_pid_namespace() {
     assert_eq!(f.kind, EngineKind::Containerd);
     assert_eq!(f.api_path, inside.display().to_string());
     assert_eq!(f.source, Source::Process);
+    // Its network namespace is its own too: its listening socket is in another
+    // /proc/PID/net/unix table than ours.
+    assert_ne!(
+        std::fs::read_link(format!("/proc/{}/ns/net", n.pid)).unwrap(),
+        std::fs::read_link("/proc/self/ns/net").unwrap()
+    );
     let id = format!("ww-nested-pidns-{}", std::process::id());
     let (listed, reported) = n.run(&id);
     let watched = watched_pid(&f, &listed);
