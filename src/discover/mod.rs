@@ -317,18 +317,79 @@ fn in_docker_exec_root(path: &Path) -> bool {
         .ends_with("/docker/containerd/containerd.sock")
 }
 
-/// The socket path as this process can dial it: as bound, resolved, or else (an engine in
-/// another mount namespace) under `/proc/PID/root`.
+/// The socket path as this process can dial it: as bound and resolved when that is the
+/// engine's own socket file, else (an engine in another mount namespace or a chroot)
+/// under `/proc/PID/root`. The bound path existing here is not enough: an engine inside a
+/// container typically binds a default path (`/run/containerd/containerd.sock`) that, from
+/// here, may be another engine's socket or nothing; the two are the same file only when
+/// both lookups give the same device and inode.
 fn visible_path(proc_root: &Path, pid: u32, bound: &Path) -> String {
-    if is_socket(bound) {
-        return canonical(&bound.to_string_lossy());
+    let root = proc_root.join(pid.to_string()).join("root");
+    let inside = resolve_in_root(&root, bound)
+        .unwrap_or_else(|| root.join(bound.strip_prefix("/").unwrap_or(bound)));
+    match (socket_file(bound), socket_file(&inside)) {
+        (Some(here), Some(there)) if here != there => inside.to_string_lossy().into_owned(),
+        (None, Some(_)) => inside.to_string_lossy().into_owned(),
+        // The same file, or the engine's root is not readable from here.
+        (Some(_), _) => canonical(&bound.to_string_lossy()),
+        (None, None) => bound.to_string_lossy().into_owned(),
     }
-    let rel = bound.strip_prefix("/").unwrap_or(bound);
-    let inside = proc_root.join(pid.to_string()).join("root").join(rel);
-    if is_socket(&inside) {
-        return inside.to_string_lossy().into_owned();
+}
+
+/// `path` as the process whose root directory is `root` (`/proc/PID/root`) sees it, with
+/// its symlinks resolved inside that root: the kernel resolves an absolute symlink met
+/// under `/proc/PID/root` against *our* root, so `/proc/PID/root/var/run/docker.sock`
+/// (`/var/run` → `/run`, dockerd's default socket) would name our `/run/docker.sock`.
+/// None when a component is missing or there are too many links.
+fn resolve_in_root(root: &Path, path: &Path) -> Option<PathBuf> {
+    use std::path::Component;
+    let mut todo: Vec<std::ffi::OsString> = path
+        .components()
+        .rev()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect();
+    let mut done: Vec<std::ffi::OsString> = Vec::new();
+    let mut links = 0;
+    while let Some(c) = todo.pop() {
+        if c == ".." {
+            done.pop(); // never above the root
+            continue;
+        }
+        let here: PathBuf = done.iter().chain(std::iter::once(&c)).collect();
+        let meta = std::fs::symlink_metadata(root.join(&here)).ok()?;
+        if !meta.file_type().is_symlink() {
+            done.push(c);
+            continue;
+        }
+        links += 1;
+        if links > 40 {
+            return None;
+        }
+        let target = std::fs::read_link(root.join(&here)).ok()?;
+        if target.is_absolute() {
+            done.clear();
+        }
+        for t in target.components().rev() {
+            match t {
+                Component::Normal(n) => todo.push(n.to_os_string()),
+                Component::ParentDir => todo.push("..".into()),
+                _ => {}
+            }
+        }
     }
-    bound.to_string_lossy().into_owned()
+    Some(done.iter().fold(root.to_path_buf(), |p, c| p.join(c)))
+}
+
+/// A socket file's device and inode.
+fn socket_file(path: &Path) -> Option<(u64, u64)> {
+    std::fs::metadata(path)
+        .ok()
+        .filter(|m| m.file_type().is_socket())
+        .map(|m| (m.dev(), m.ino()))
 }
 
 fn canonical(path: &str) -> String {
@@ -399,6 +460,60 @@ mod tests {
         };
         assert_eq!(g.address(), "/run/podman/podman.sock");
         assert_eq!(EngineKind::Cri.as_str(), "k8s.io/cri-api");
+    }
+
+    /// An engine whose root is elsewhere (a container's mount namespace, a chroot) is dialed
+    /// through `/proc/PID/root`, also when the path it bound names another socket here;
+    /// an engine that shares our root is dialed by its path.
+    #[test]
+    fn socket_in_another_root() {
+        use std::os::unix::net::UnixListener;
+        let base = std::env::temp_dir().join(format!("ww-visible-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let proc_root = base.join("proc");
+        let bound = base.join("run/engine.sock"); // the path the engine bound
+        std::fs::create_dir_all(bound.parent().unwrap()).unwrap();
+        // PID 7: its root is a directory of its own holding its socket at the bound path.
+        let root7 = base.join("container-root");
+        let inside = root7.join(bound.strip_prefix("/").unwrap());
+        std::fs::create_dir_all(inside.parent().unwrap()).unwrap();
+        std::fs::create_dir_all(proc_root.join("7")).unwrap();
+        std::os::unix::fs::symlink(&root7, proc_root.join("7/root")).unwrap();
+        // PID 8 shares our root.
+        std::fs::create_dir_all(proc_root.join("8")).unwrap();
+        std::os::unix::fs::symlink("/", proc_root.join("8/root")).unwrap();
+        let _engine = UnixListener::bind(&inside).unwrap();
+        let via_root = proc_root
+            .join("7/root")
+            .join(bound.strip_prefix("/").unwrap());
+        let via_root = via_root.to_string_lossy().into_owned();
+        // Nothing at the bound path here: only through its root.
+        assert_eq!(visible_path(&proc_root, 7, &bound), via_root);
+        // Another socket at the bound path here (a host engine, a decoy): still its root.
+        let _decoy = UnixListener::bind(&bound).unwrap();
+        assert_eq!(visible_path(&proc_root, 7, &bound), via_root);
+        // Same root: the path as bound.
+        let plain = canonical(&bound.to_string_lossy());
+        assert_eq!(visible_path(&proc_root, 8, &bound), plain);
+        // No /proc/PID/root to look through (unreadable): the path as bound.
+        assert_eq!(visible_path(&proc_root, 9, &bound), plain);
+        // Bound through an absolute symlink inside its root (`/var/run` -> `/run`): resolved
+        // inside that root, not ours (where it leads to the decoy).
+        let link = base.join("var/run");
+        let in_root = root7.join(link.strip_prefix("/").unwrap());
+        std::fs::create_dir_all(in_root.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(bound.parent().unwrap(), &in_root).unwrap();
+        std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(bound.parent().unwrap(), &link).unwrap();
+        let via_link = link.join("engine.sock");
+        assert_eq!(visible_path(&proc_root, 7, &via_link), via_root);
+        assert_eq!(visible_path(&proc_root, 8, &via_link), plain);
+        assert_eq!(
+            resolve_in_root(&root7, Path::new("/a/../../x/./y")),
+            None,
+            "x does not exist"
+        );
+        let _ = std::fs::remove_dir_all(&base);
     }
 
     #[test]
