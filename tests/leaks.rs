@@ -29,6 +29,13 @@ fn thousand_open_close_cycles_leak_nothing() {
         w.close();
         assert!(sub.recv_timeout(Duration::from_secs(1)).is_none());
     }
+    // A joined thread can still be listed in /proc/self/task for a moment while the kernel
+    // reaps it: wait for the counts, bounded.
+    let settled = || count("/proc/self/task") <= threads && count("/proc/self/fd") <= fds;
+    let end = std::time::Instant::now() + Duration::from_secs(5);
+    while !settled() && std::time::Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert_eq!(count("/proc/self/task"), threads, "threads leaked");
     assert_eq!(count("/proc/self/fd"), fds, "fds leaked");
     s.start("b", "p"); // prunes the streams whose readers are gone
