@@ -16,7 +16,11 @@ args=()
 for f in "${files[@]}"; do args+=(--file "$f"); done
 export WHALEWATCHER_SIM_SEEDS="${WHALEWATCHER_SIM_SEEDS:-300}"
 unset CARGO_TARGET_DIR
-tests=(--lib --test watcher_edges)
-[ "${MUTANTS_LIB_ONLY:-}" = 1 ] && tests=(--lib)
+# No debug info: it only slows down the one build per mutant.
+export CARGO_PROFILE_DEV_DEBUG=0 CARGO_PROFILE_TEST_DEBUG=0
+# -C: the targets go to the build as well as the test run (trailing args reach only the
+# test run, and the build would compile every integration test for every mutant).
+tests=(-C --lib -C --test -C watcher_edges)
+[ "${MUTANTS_LIB_ONLY:-}" = 1 ] && tests=(-C --lib)
 cargo mutants --no-shuffle -j 1 --timeout 120 --output "${MUTANTS_OUT:-/tmp/whalewatcher-mutants}" \
-    "${args[@]}" -- "${tests[@]}"
+    "${tests[@]}" "${args[@]}"

@@ -1144,3 +1144,114 @@ fn short_lived_pids_codes_and_oom() {
     let b = h.events.iter().find(|e| e.container.id == "b").unwrap();
     assert_eq!(b.container.project, "shop");
 }
+
+fn seqs_of(items: &[Item]) -> Vec<String> {
+    items
+        .iter()
+        .map(|i| match i {
+            Item::Event(e) => format!("{}{}", e.container.id, e.seq),
+            Item::Gap { from, to } => format!("gap {from}..={to}"),
+            Item::Lagged { missed, resume_seq } => format!("lagged {missed} @{resume_seq}"),
+        })
+        .collect()
+}
+
+/// The journal keeps the last `journal_capacity` events: a subscription from a sequence
+/// number or a time replays what is left, after a Gap naming exactly what fell out; the
+/// replayed events count as queued, so a live one still fits.
+#[test]
+fn journal_replay_is_exact_and_bounded() {
+    let mut hub = Hub::new(1, 3);
+    let none = Arc::new(Portfolio::new());
+    let evs: Vec<_> = (1..=5).map(|i| ev(i, i * 10, "a")).collect();
+    assert_eq!(hub.publish(none.clone(), &evs), 0);
+    assert_eq!(hub.lengths(), (3, 2));
+    let from = |hub: &mut Hub, since| seqs_of(&drain(&hub.subscribe(since, None)));
+    assert_eq!(
+        from(&mut hub, Since::Seq(0)),
+        ["gap 1..=2", "a3", "a4", "a5"]
+    );
+    assert_eq!(
+        from(&mut hub, Since::Seq(1)),
+        ["gap 2..=2", "a3", "a4", "a5"]
+    );
+    assert_eq!(from(&mut hub, Since::Seq(2)), ["a3", "a4", "a5"]);
+    assert_eq!(from(&mut hub, Since::Seq(3)), ["a4", "a5"]);
+    assert!(from(&mut hub, Since::Seq(5)).is_empty());
+    assert_eq!(
+        from(&mut hub, Since::Time(t(15))),
+        ["gap 2..=2", "a3", "a4", "a5"]
+    );
+    assert_eq!(from(&mut hub, Since::Time(t(35))), ["a4", "a5"]);
+    assert!(from(&mut hub, Since::Time(t(60))).is_empty());
+    // a filter applies to the replay (not to the Gap)
+    let b = hub.subscribe(Since::Seq(0), Some("b".into()));
+    // capacity 1 plus the 4 replayed items: one live event fits, the next lags
+    let all = hub.subscribe(Since::Seq(1), None);
+    assert_eq!(hub.publish(none.clone(), &[ev(6, 60, "b")]), 0);
+    assert_eq!(hub.publish(none.clone(), &[ev(7, 70, "a")]), 1);
+    assert_eq!(seqs_of(&drain(&b)), ["gap 1..=2", "b6"]);
+    assert_eq!(
+        seqs_of(&drain(&all)),
+        ["gap 2..=2", "a3", "a4", "a5", "b6", "lagged 1 @7"]
+    );
+    assert!(all.is_ended());
+    assert!(!b.is_ended());
+}
+
+/// Without a journal every event goes to the dropped index, whose length is bounded
+/// (64 entries at least); a time older than the index's floor is a Gap from 1.
+#[test]
+fn dropped_index_is_bounded_and_its_floor_is_a_gap_from_one() {
+    let mut hub = Hub::new(1, 0);
+    let evs: Vec<_> = (1..=100).map(|i| ev(i, i * 10, "a")).collect();
+    hub.publish(Arc::new(Portfolio::new()), &evs);
+    assert_eq!(hub.lengths(), (0, 64));
+    let from = |hub: &mut Hub, since| seqs_of(&drain(&hub.subscribe(since, None)));
+    assert_eq!(from(&mut hub, Since::Seq(0)), ["gap 1..=100"]);
+    assert_eq!(from(&mut hub, Since::Seq(99)), ["gap 100..=100"]);
+    assert!(from(&mut hub, Since::Seq(100)).is_empty());
+    // entries 1..=36 fell out of the index: its floor is seq 36's time (360 ms)
+    assert_eq!(from(&mut hub, Since::Time(t(5))), ["gap 1..=100"]);
+    assert_eq!(from(&mut hub, Since::Time(t(360))), ["gap 1..=100"]);
+    assert_eq!(from(&mut hub, Since::Time(t(365))), ["gap 37..=100"]);
+    assert_eq!(from(&mut hub, Since::Time(t(1000))), ["gap 100..=100"]);
+    assert!(from(&mut hub, Since::Time(t(1001))).is_empty());
+}
+
+/// A subscription ends when the hub closes, after its queue drains; one made after the
+/// close has ended already. Every way of receiving sees the same items.
+#[test]
+fn subscriptions_end_at_close_after_draining() {
+    let mut hub = Hub::new(4, 4);
+    let none = Arc::new(Portfolio::new());
+    let sub = hub.subscribe(Since::Now, None);
+    let mut it = hub.subscribe(Since::Now, None);
+    assert!(!sub.is_ended());
+    assert!(sub.try_recv().is_none());
+    assert!(sub.recv_timeout(Duration::from_millis(1)).is_none());
+    hub.publish(
+        none.clone(),
+        &[ev(1, 10, "a"), ev(2, 20, "b"), ev(3, 30, "c")],
+    );
+    assert_eq!(hub.subscriber_count(), 2);
+    assert!(!sub.is_ended());
+    assert!(matches!(sub.recv(), Some(Item::Event(e)) if e.seq == 1));
+    hub.close();
+    assert_eq!(hub.subscriber_count(), 0);
+    assert!(!sub.is_ended(), "ended, but two items are still queued");
+    assert!(matches!(sub.try_recv(), Some(Item::Event(e)) if e.seq == 2));
+    assert!(matches!(sub.recv_timeout(Duration::from_secs(5)), Some(Item::Event(e)) if e.seq == 3));
+    assert!(sub.is_ended());
+    assert!(sub.recv().is_none());
+    assert_eq!(
+        it.next().map(|i| seqs_of(&[i])),
+        Some(vec!["a1".to_string()])
+    );
+    assert_eq!(seqs_of(&it.collect::<Vec<_>>()), ["b2", "c3"]);
+    let late = hub.subscribe(Since::Now, None);
+    assert!(late.is_ended());
+    assert_eq!(hub.subscriber_count(), 0);
+    hub.publish(none, &[ev(4, 40, "d")]);
+    assert!(late.try_recv().is_none());
+}
