@@ -208,6 +208,37 @@ mod tests {
         }
     }
 
+    /// The final mix (see `finish`): flipping any one bit of the state flips each bit of
+    /// the hash about half the time (the strict avalanche criterion), so the low bits that
+    /// pick a bucket and the middle ones that pick a leaf depend on every input byte.
+    /// Deterministic inputs; the unmixed or a weakened mix misses by 0.26 to 0.5.
+    #[test]
+    fn finish_avalanches() {
+        let n = 2000;
+        let mut flips = vec![[0u32; 64]; 64];
+        let mut x: u64 = 0x1234_5678_9abc_def1;
+        for _ in 0..n {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let s = x ^ (x >> 29);
+            let h = FxHasher(s).finish();
+            for (i, row) in flips.iter_mut().enumerate() {
+                let d = h ^ FxHasher(s ^ (1 << i)).finish();
+                for (j, f) in row.iter_mut().enumerate() {
+                    *f += ((d >> j) & 1) as u32;
+                }
+            }
+        }
+        let worst = flips
+            .iter()
+            .flatten()
+            .map(|&f| (f as f64 / n as f64 - 0.5).abs())
+            .fold(0.0, f64::max);
+        // 0.038 here; sampling noise alone stays under 0.05
+        assert!(worst < 0.15, "worst bias {worst:.3}");
+    }
+
     #[test]
     fn hashes_every_byte() {
         let hash = |b: &[u8]| {
