@@ -24,5 +24,5 @@ export CARGO_PROFILE_DEV_DEBUG=0 CARGO_PROFILE_TEST_DEBUG=0
 # test run, and the build would compile every integration test for every mutant).
 tests=(-C --lib -C --test -C watcher_edges)
 [ "${MUTANTS_LIB_ONLY:-}" = 1 ] && tests=(-C --lib)
-cargo mutants --no-shuffle -j 1 --timeout 120 --output "${MUTANTS_OUT:-/tmp/whalewatcher-mutants}" \
+cargo mutants --no-shuffle -j 1 --timeout "${MUTANTS_TIMEOUT:-120}" --output "${MUTANTS_OUT:-/tmp/whalewatcher-mutants}" \
     "${tests[@]}" "${args[@]}"

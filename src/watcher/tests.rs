@@ -1255,3 +1255,21 @@ fn subscriptions_end_at_close_after_draining() {
     hub.publish(none, &[ev(4, 40, "d")]);
     assert!(late.try_recv().is_none());
 }
+
+/// Dropped subscriptions are released by the next publication, whether or not anyone asks
+/// for the count: a watcher whose subscribers come and go holds only the live ones.
+#[test]
+fn publish_releases_dropped_subscriptions() {
+    let mut hub = Hub::new(4, 4);
+    let kept = hub.subscribe(Since::Now, None);
+    for _ in 0..100 {
+        drop(hub.subscribe(Since::Now, Some("a".into())));
+    }
+    assert_eq!(hub.subscribers_held(), 101);
+    assert_eq!(
+        hub.publish(Arc::new(Portfolio::new()), &[ev(1, 10, "a")]),
+        0
+    );
+    assert_eq!(hub.subscribers_held(), 1);
+    assert_eq!(seqs_of(&drain(&kept)), ["a1"]);
+}
