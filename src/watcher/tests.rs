@@ -1273,3 +1273,59 @@ fn publish_releases_dropped_subscriptions() {
     assert_eq!(hub.subscribers_held(), 1);
     assert_eq!(seqs_of(&drain(&kept)), ["a1"]);
 }
+
+/// `wait_synced` returns as soon as the watcher is synced (a timeout of an hour never
+/// elapses), and a timeout while reconnecting says why the engine is out of reach.
+#[test]
+fn wait_synced_returns_at_once_and_says_why_it_timed_out() {
+    use super::health::HealthCell;
+    let cell = HealthCell::new();
+    cell.set(Health::Reconnecting {
+        since: t(0),
+        last_error: Error::Timeout {
+            what: "engine socket".into(),
+        },
+    });
+    match cell.wait_synced(Duration::from_millis(20)) {
+        Err(Error::Timeout { what }) => assert!(what.contains("engine socket"), "{what}"),
+        other => panic!("{other:?}"),
+    }
+    cell.set(Health::Synced);
+    cell.wait_synced(Duration::from_secs(3600)).unwrap();
+    // Failed is final
+    let gave_up = Error::GaveUp {
+        last: Box::new(Error::Timeout { what: "x".into() }),
+    };
+    cell.set(Health::Failed(gave_up.clone()));
+    cell.set(Health::Synced);
+    assert_eq!(cell.wait_synced(Duration::from_secs(3600)), Err(gave_up));
+}
+
+/// A reader answers with the snapshot of the last generation it saw, and the new one as
+/// soon as the generation moves.
+#[test]
+fn reader_follows_the_generation() {
+    use super::sync::Shared;
+    use std::sync::atomic::Ordering;
+    let shared = Arc::new(Shared {
+        hub: parking_lot::Mutex::new(Hub::new(1, 1)),
+        portfolio: parking_lot::RwLock::new(Arc::new(Portfolio::new())),
+        generation: Default::default(),
+        health: super::health::HealthCell::new(),
+        metrics: Arc::default(),
+    });
+    let mut reader = super::PortfolioReader::new(shared.clone());
+    assert!(reader.portfolio().is_empty());
+    let one: Portfolio = [container("a", 1, false)].into_iter().collect();
+    *shared.portfolio.write() = Arc::new(one);
+    // not published yet: the generation has not moved
+    assert!(reader.portfolio().is_empty());
+    shared.generation.fetch_add(1, Ordering::Release);
+    assert_eq!(reader.portfolio().len(), 1);
+    assert_eq!(
+        format!("{reader:?}"),
+        "PortfolioReader { generation: 1, containers: 1 }"
+    );
+    // and it keeps answering with it
+    assert!(reader.portfolio().get("a").is_some());
+}
