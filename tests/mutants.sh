@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Mutation testing of the watcher core with cargo-mutants (crates.io).
-#   bash tests/mutants.sh [FILE...]     default: src/watcher/state.rs src/watcher/hub.rs,
+#   bash tests/mutants.sh [FILE...]     default: src/watcher/{state,hub,health,reader}.rs,
 #                                       src/portfolio/*.rs, src/fleet/merge.rs
 # Installs cargo-mutants if missing. The tests run per mutant are the watcher's unit tables,
 # the hub tests and the simulation (fewer seeds: WHALEWATCHER_SIM_SEEDS, default 300), plus
@@ -12,8 +12,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v cargo-mutants >/dev/null || cargo install --locked cargo-mutants
 files=("$@")
-[ ${#files[@]} -eq 0 ] && files=(src/watcher/state.rs src/watcher/hub.rs src/portfolio/mod.rs
-    src/portfolio/project.rs src/portfolio/sharded.rs src/fleet/merge.rs)
+[ ${#files[@]} -eq 0 ] && files=(src/watcher/state.rs src/watcher/hub.rs src/watcher/health.rs
+    src/watcher/reader.rs src/portfolio/mod.rs src/portfolio/project.rs src/portfolio/sharded.rs
+    src/fleet/merge.rs)
 args=()
 for f in "${files[@]}"; do args+=(--file "$f"); done
 export WHALEWATCHER_SIM_SEEDS="${WHALEWATCHER_SIM_SEEDS:-300}"

@@ -1290,7 +1290,18 @@ fn wait_synced_returns_at_once_and_says_why_it_timed_out() {
         Err(Error::Timeout { what }) => assert!(what.contains("engine socket"), "{what}"),
         other => panic!("{other:?}"),
     }
-    cell.set(Health::Synced);
+    // Synced while waiting: the wait ends then (the delay only makes it likely that the
+    // waiter is blocked already; the test cannot fail on it)
+    let cell = Arc::new(cell);
+    let setter = std::thread::spawn({
+        let cell = cell.clone();
+        move || {
+            std::thread::sleep(Duration::from_millis(50));
+            cell.set(Health::Synced);
+        }
+    });
+    cell.wait_synced(Duration::from_secs(3600)).unwrap();
+    setter.join().unwrap();
     cell.wait_synced(Duration::from_secs(3600)).unwrap();
     // Failed is final
     let gave_up = Error::GaveUp {
