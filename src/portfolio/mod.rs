@@ -229,4 +229,90 @@ mod tests {
         assert!(p.is_empty() && p.project_names().is_empty());
         assert!(p.remove("nope").is_none());
     }
+
+    fn ids<'a>(it: impl Iterator<Item = &'a Arc<Container>>) -> Vec<String> {
+        let mut v: Vec<_> = it.map(|c| c.id.clone()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn queries_answer_from_the_indexes() {
+        let mut p = Portfolio::new();
+        assert!(p.is_empty() && p.seq() == 0);
+        assert_eq!(p.len(), 0);
+        assert!(p.get("1").is_none() && p.lookup("a").is_none() && p.project("").is_none());
+        assert!(p.by_name("a").is_empty() && p.iter().next().is_none());
+        assert!(p.projects().next().is_none() && p.sorted().is_empty());
+        assert!(p.insert(Arc::new(c("1", "a", "x"))).is_none());
+        assert!(!p.is_empty());
+        assert_eq!(p.len(), 1);
+        // a second container of the same name: by_name keeps both, apart by id
+        assert!(p.insert(Arc::new(c("2", "a", "y"))).is_none());
+        assert!(p.insert(Arc::new(c("3", "b", "x"))).is_none());
+        assert_eq!(p.len(), 3);
+        assert_eq!(p.get("1").unwrap().name, "a");
+        assert!(p.get("a").is_none());
+        assert_eq!(ids(p.by_name("a").iter()), ["1", "2"]);
+        // lookup: the id first, then a name
+        assert_eq!(p.lookup("3").unwrap().id, "3");
+        assert_eq!(p.lookup("b").unwrap().id, "3");
+        assert!(p.lookup("c").is_none());
+        assert_eq!(ids(p.iter()), ["1", "2", "3"]);
+        let names: Vec<_> = p.projects().map(|p| p.name().to_string()).collect();
+        assert_eq!(names, ["x", "y"]);
+        let x = p.project("x").unwrap();
+        assert_eq!((x.name(), x.len(), x.is_empty()), ("x", 2, false));
+        assert_eq!(x.container_ids(), ["1", "3"]);
+        assert_eq!(ids(x.iter()), ["1", "3"]);
+        assert_eq!(x.get("3").unwrap().name, "b");
+        assert!(x.get("2").is_none());
+        assert_eq!(
+            format!("{x:?}"),
+            r#"Project { name: "x", containers: ["1", "3"] }"#
+        );
+        let sorted: Vec<_> = p.sorted().iter().map(|c| c.id.clone()).collect();
+        assert_eq!(sorted, ["1", "3", "2"]); // project x (names a, b), then y
+        let dbg = format!("{p:?}");
+        let at = |id: &str| dbg.find(&format!("id: {id:?}")).unwrap();
+        assert!(at("1") < at("3") && at("3") < at("2"), "{dbg}");
+        // replacing returns the old container and keeps the count
+        let old = p.insert(Arc::new(c("3", "b2", "x"))).unwrap();
+        assert_eq!((old.name.as_str(), p.len()), ("b", 3));
+        assert_eq!(p.project("x").unwrap().len(), 2);
+        // removing one of two same-named containers leaves the other
+        assert_eq!(p.remove("1").unwrap().id, "1");
+        assert_eq!(ids(p.by_name("a").iter()), ["2"]);
+        assert_eq!(p.lookup("a").unwrap().id, "2");
+        assert_eq!(p.project("x").unwrap().container_ids(), ["3"]);
+        assert_eq!(p.project("x").unwrap().len(), 1);
+        p.remove("3");
+        assert!(p.project("x").is_none());
+        assert_eq!(p.len(), 1);
+        p.set_seq(7);
+        assert_eq!(p.seq(), 7);
+        assert_eq!(p.clone().seq(), 7);
+    }
+
+    #[test]
+    fn collects_shared_containers() {
+        let shared: Vec<_> = [c("1", "a", ""), c("2", "b", "")].map(Arc::new).into();
+        let p: Portfolio = shared.iter().cloned().collect();
+        assert_eq!(p.len(), 2);
+        assert!(Arc::ptr_eq(p.get("2").unwrap(), &shared[1]));
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn serializes_as_a_sorted_list() {
+        let p: Portfolio = [c("2", "b", ""), c("1", "a", "")].into_iter().collect();
+        let v = serde_json::to_value(&p).unwrap();
+        let ids: Vec<_> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].clone())
+            .collect();
+        assert_eq!(ids, [serde_json::json!("1"), serde_json::json!("2")]);
+    }
 }

@@ -154,6 +154,12 @@ impl Hub {
         (self.journal.len(), self.dropped_index.len())
     }
 
+    /// Subscribers held, without pruning the dropped ones first (tests).
+    #[cfg(test)]
+    pub(crate) fn subscribers_held(&self) -> usize {
+        self.subscribers.len()
+    }
+
     fn index_capacity(&self) -> usize {
         self.journal_capacity.max(64)
     }

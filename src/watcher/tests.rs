@@ -1144,3 +1144,199 @@ fn short_lived_pids_codes_and_oom() {
     let b = h.events.iter().find(|e| e.container.id == "b").unwrap();
     assert_eq!(b.container.project, "shop");
 }
+
+fn seqs_of(items: &[Item]) -> Vec<String> {
+    items
+        .iter()
+        .map(|i| match i {
+            Item::Event(e) => format!("{}{}", e.container.id, e.seq),
+            Item::Gap { from, to } => format!("gap {from}..={to}"),
+            Item::Lagged { missed, resume_seq } => format!("lagged {missed} @{resume_seq}"),
+        })
+        .collect()
+}
+
+/// The journal keeps the last `journal_capacity` events: a subscription from a sequence
+/// number or a time replays what is left, after a Gap naming exactly what fell out; the
+/// replayed events count as queued, so a live one still fits.
+#[test]
+fn journal_replay_is_exact_and_bounded() {
+    let mut hub = Hub::new(1, 3);
+    let none = Arc::new(Portfolio::new());
+    let evs: Vec<_> = (1..=5).map(|i| ev(i, i * 10, "a")).collect();
+    assert_eq!(hub.publish(none.clone(), &evs), 0);
+    assert_eq!(hub.lengths(), (3, 2));
+    let from = |hub: &mut Hub, since| seqs_of(&drain(&hub.subscribe(since, None)));
+    assert_eq!(
+        from(&mut hub, Since::Seq(0)),
+        ["gap 1..=2", "a3", "a4", "a5"]
+    );
+    assert_eq!(
+        from(&mut hub, Since::Seq(1)),
+        ["gap 2..=2", "a3", "a4", "a5"]
+    );
+    assert_eq!(from(&mut hub, Since::Seq(2)), ["a3", "a4", "a5"]);
+    assert_eq!(from(&mut hub, Since::Seq(3)), ["a4", "a5"]);
+    assert!(from(&mut hub, Since::Seq(5)).is_empty());
+    assert_eq!(
+        from(&mut hub, Since::Time(t(15))),
+        ["gap 2..=2", "a3", "a4", "a5"]
+    );
+    assert_eq!(from(&mut hub, Since::Time(t(35))), ["a4", "a5"]);
+    assert!(from(&mut hub, Since::Time(t(60))).is_empty());
+    // a filter applies to the replay (not to the Gap)
+    let b = hub.subscribe(Since::Seq(0), Some("b".into()));
+    // capacity 1 plus the 4 replayed items: one live event fits, the next lags
+    let all = hub.subscribe(Since::Seq(1), None);
+    assert_eq!(hub.publish(none.clone(), &[ev(6, 60, "b")]), 0);
+    assert_eq!(hub.publish(none.clone(), &[ev(7, 70, "a")]), 1);
+    assert_eq!(seqs_of(&drain(&b)), ["gap 1..=2", "b6"]);
+    assert_eq!(
+        seqs_of(&drain(&all)),
+        ["gap 2..=2", "a3", "a4", "a5", "b6", "lagged 1 @7"]
+    );
+    assert!(all.is_ended());
+    assert!(!b.is_ended());
+}
+
+/// Without a journal every event goes to the dropped index, whose length is bounded
+/// (64 entries at least); a time older than the index's floor is a Gap from 1.
+#[test]
+fn dropped_index_is_bounded_and_its_floor_is_a_gap_from_one() {
+    let mut hub = Hub::new(1, 0);
+    let evs: Vec<_> = (1..=100).map(|i| ev(i, i * 10, "a")).collect();
+    hub.publish(Arc::new(Portfolio::new()), &evs);
+    assert_eq!(hub.lengths(), (0, 64));
+    let from = |hub: &mut Hub, since| seqs_of(&drain(&hub.subscribe(since, None)));
+    assert_eq!(from(&mut hub, Since::Seq(0)), ["gap 1..=100"]);
+    assert_eq!(from(&mut hub, Since::Seq(99)), ["gap 100..=100"]);
+    assert!(from(&mut hub, Since::Seq(100)).is_empty());
+    // entries 1..=36 fell out of the index: its floor is seq 36's time (360 ms)
+    assert_eq!(from(&mut hub, Since::Time(t(5))), ["gap 1..=100"]);
+    assert_eq!(from(&mut hub, Since::Time(t(360))), ["gap 1..=100"]);
+    assert_eq!(from(&mut hub, Since::Time(t(365))), ["gap 37..=100"]);
+    assert_eq!(from(&mut hub, Since::Time(t(1000))), ["gap 100..=100"]);
+    assert!(from(&mut hub, Since::Time(t(1001))).is_empty());
+}
+
+/// A subscription ends when the hub closes, after its queue drains; one made after the
+/// close has ended already. Every way of receiving sees the same items.
+#[test]
+fn subscriptions_end_at_close_after_draining() {
+    let mut hub = Hub::new(4, 4);
+    let none = Arc::new(Portfolio::new());
+    let sub = hub.subscribe(Since::Now, None);
+    let mut it = hub.subscribe(Since::Now, None);
+    assert!(!sub.is_ended());
+    assert!(sub.try_recv().is_none());
+    assert!(sub.recv_timeout(Duration::from_millis(1)).is_none());
+    hub.publish(
+        none.clone(),
+        &[ev(1, 10, "a"), ev(2, 20, "b"), ev(3, 30, "c")],
+    );
+    assert_eq!(hub.subscriber_count(), 2);
+    assert!(!sub.is_ended());
+    assert!(matches!(sub.recv(), Some(Item::Event(e)) if e.seq == 1));
+    hub.close();
+    assert_eq!(hub.subscriber_count(), 0);
+    assert!(!sub.is_ended(), "ended, but two items are still queued");
+    assert!(matches!(sub.try_recv(), Some(Item::Event(e)) if e.seq == 2));
+    assert!(matches!(sub.recv_timeout(Duration::from_secs(5)), Some(Item::Event(e)) if e.seq == 3));
+    assert!(sub.is_ended());
+    assert!(sub.recv().is_none());
+    assert_eq!(
+        it.next().map(|i| seqs_of(&[i])),
+        Some(vec!["a1".to_string()])
+    );
+    assert_eq!(seqs_of(&it.collect::<Vec<_>>()), ["b2", "c3"]);
+    let late = hub.subscribe(Since::Now, None);
+    assert!(late.is_ended());
+    assert_eq!(hub.subscriber_count(), 0);
+    hub.publish(none, &[ev(4, 40, "d")]);
+    assert!(late.try_recv().is_none());
+}
+
+/// Dropped subscriptions are released by the next publication, whether or not anyone asks
+/// for the count: a watcher whose subscribers come and go holds only the live ones.
+#[test]
+fn publish_releases_dropped_subscriptions() {
+    let mut hub = Hub::new(4, 4);
+    let kept = hub.subscribe(Since::Now, None);
+    for _ in 0..100 {
+        drop(hub.subscribe(Since::Now, Some("a".into())));
+    }
+    assert_eq!(hub.subscribers_held(), 101);
+    assert_eq!(
+        hub.publish(Arc::new(Portfolio::new()), &[ev(1, 10, "a")]),
+        0
+    );
+    assert_eq!(hub.subscribers_held(), 1);
+    assert_eq!(seqs_of(&drain(&kept)), ["a1"]);
+}
+
+/// `wait_synced` returns as soon as the watcher is synced (a timeout of an hour never
+/// elapses), and a timeout while reconnecting says why the engine is out of reach.
+#[test]
+fn wait_synced_returns_at_once_and_says_why_it_timed_out() {
+    use super::health::HealthCell;
+    let cell = HealthCell::new();
+    cell.set(Health::Reconnecting {
+        since: t(0),
+        last_error: Error::Timeout {
+            what: "engine socket".into(),
+        },
+    });
+    match cell.wait_synced(Duration::from_millis(20)) {
+        Err(Error::Timeout { what }) => assert!(what.contains("engine socket"), "{what}"),
+        other => panic!("{other:?}"),
+    }
+    // Synced while waiting: the wait ends then (the delay only makes it likely that the
+    // waiter is blocked already; the test cannot fail on it)
+    let cell = Arc::new(cell);
+    let setter = std::thread::spawn({
+        let cell = cell.clone();
+        move || {
+            std::thread::sleep(Duration::from_millis(50));
+            cell.set(Health::Synced);
+        }
+    });
+    cell.wait_synced(Duration::from_secs(3600)).unwrap();
+    setter.join().unwrap();
+    cell.wait_synced(Duration::from_secs(3600)).unwrap();
+    // Failed is final
+    let gave_up = Error::GaveUp {
+        last: Box::new(Error::Timeout { what: "x".into() }),
+    };
+    cell.set(Health::Failed(gave_up.clone()));
+    cell.set(Health::Synced);
+    assert_eq!(cell.wait_synced(Duration::from_secs(3600)), Err(gave_up));
+}
+
+/// A reader answers with the snapshot of the last generation it saw, and the new one as
+/// soon as the generation moves.
+#[test]
+fn reader_follows_the_generation() {
+    use super::sync::Shared;
+    use std::sync::atomic::Ordering;
+    let shared = Arc::new(Shared {
+        hub: parking_lot::Mutex::new(Hub::new(1, 1)),
+        portfolio: parking_lot::RwLock::new(Arc::new(Portfolio::new())),
+        generation: Default::default(),
+        health: super::health::HealthCell::new(),
+        metrics: Arc::default(),
+    });
+    let mut reader = super::PortfolioReader::new(shared.clone());
+    assert!(reader.portfolio().is_empty());
+    let one: Portfolio = [container("a", 1, false)].into_iter().collect();
+    *shared.portfolio.write() = Arc::new(one);
+    // not published yet: the generation has not moved
+    assert!(reader.portfolio().is_empty());
+    shared.generation.fetch_add(1, Ordering::Release);
+    assert_eq!(reader.portfolio().len(), 1);
+    assert_eq!(
+        format!("{reader:?}"),
+        "PortfolioReader { generation: 1, containers: 1 }"
+    );
+    // and it keeps answering with it
+    assert!(reader.portfolio().get("a").is_some());
+}
