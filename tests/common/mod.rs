@@ -49,12 +49,42 @@ pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool)
     }
 }
 
+/// runc 1.1 (Debian 13's) now and then fails to start a container's init process ("waiting
+/// for init preliminary setup: read init-p: connection reset by peer"): an engine flake, not
+/// what any test checks. `cmd ... run ...` that failed so is to be retried (at most twice),
+/// after removing the half-made container; returns the `rm -f` arguments for that.
+pub fn runc_init_flake(args: &[&str], stderr: &str) -> Option<Vec<String>> {
+    let at = args.iter().position(|a| *a == "run")?;
+    if !stderr.contains("read init-p") {
+        return None;
+    }
+    let mut rm: Vec<String> = args[..at].iter().map(|a| a.to_string()).collect();
+    rm.extend(["rm".to_string(), "-f".to_string()]);
+    let name = args
+        .iter()
+        .position(|a| *a == "--name")
+        .and_then(|i| args.get(i + 1))?;
+    rm.push(name.to_string());
+    Some(rm)
+}
+
 /// Runs a command, returning its stdout; panics with stderr when it fails.
 pub fn run(cmd: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"));
+    let mut attempt = 0;
+    let out = loop {
+        let out = std::process::Command::new(cmd)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"));
+        attempt += 1;
+        if !out.status.success() && attempt < 3 {
+            if let Some(rm) = runc_init_flake(args, &String::from_utf8_lossy(&out.stderr)) {
+                let _ = std::process::Command::new(cmd).args(&rm).output();
+                continue;
+            }
+        }
+        break out;
+    };
     if !out.status.success() {
         panic!(
             "{cmd} {args:?} failed: {}",

@@ -44,11 +44,26 @@ impl Cli {
 
     /// Runs the CLI: `Ok(stdout)` or `Err(stderr)`.
     pub fn try_run(&self, args: &[&str]) -> Result<String, String> {
-        let out = std::process::Command::new(self.cli)
-            .args([self.flag, self.url.as_str()])
-            .args(args)
-            .output()
-            .map_err(|e| e.to_string())?;
+        let mut attempt = 0;
+        let out = loop {
+            let out = std::process::Command::new(self.cli)
+                .args([self.flag, self.url.as_str()])
+                .args(args)
+                .output()
+                .map_err(|e| e.to_string())?;
+            attempt += 1;
+            if !out.status.success() && attempt < 3 {
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                if let Some(rm) = crate::common::runc_init_flake(args, &stderr) {
+                    let _ = std::process::Command::new(self.cli)
+                        .args([self.flag, self.url.as_str()])
+                        .args(&rm)
+                        .output();
+                    continue;
+                }
+            }
+            break out;
+        };
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {
