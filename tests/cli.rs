@@ -7,9 +7,8 @@ mod watcher_shared;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use std::sync::{Mutex, MutexGuard, Once};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -20,23 +19,7 @@ fn serial() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Builds the example once (same target dir as this test) and returns its path.
-fn binary() -> PathBuf {
-    static BUILD: Once = Once::new();
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
-    BUILD.call_once(|| {
-        let st = Command::new(env!("CARGO"))
-            .args(["build", "--example", "whalewatch"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env("CARGO_TARGET_DIR", &target)
-            .status()
-            .expect("cannot run cargo");
-        assert!(st.success(), "cargo build --example whalewatch failed");
-    });
-    target.join("debug/examples/whalewatch")
-}
+use common::whalewatch_binary as binary;
 
 fn whalewatch(args: &[&str]) -> Output {
     Command::new(binary())

@@ -9,9 +9,8 @@ mod common;
 mod cri_support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::process::Command;
-use std::sync::{Mutex, MutexGuard, Once};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use cri_support::{exit_truth, runtime_version, Pod, RawSubscriber};
@@ -38,23 +37,7 @@ fn expected_mode(cri: &CriClient) -> &'static str {
     EventMode::for_runtime(&name, &version).as_str()
 }
 
-/// Builds the example once (same target dir as this test) and returns its path.
-fn binary() -> PathBuf {
-    static BUILD: Once = Once::new();
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
-    BUILD.call_once(|| {
-        let st = Command::new(env!("CARGO"))
-            .args(["build", "--example", "whalewatch"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env("CARGO_TARGET_DIR", &target)
-            .status()
-            .expect("cannot run cargo");
-        assert!(st.success(), "cargo build --example whalewatch failed");
-    });
-    target.join("debug/examples/whalewatch")
-}
+use common::whalewatch_binary as binary;
 
 /// `whalewatch --cri PATH ps --json`: the listed ids, and how long it took.
 fn ps(path: &str) -> (BTreeSet<String>, Duration) {

@@ -137,30 +137,12 @@ fn a_found_engine_client_carries_the_pid() {
 #[cfg(all(feature = "docker", feature = "serde", feature = "containerd"))]
 mod cli_auto {
     use std::collections::{BTreeMap, BTreeSet};
-    use std::path::PathBuf;
     use std::process::Command;
-    use std::sync::Once;
 
     use super::common;
     use whalewatcher::EngineKind as Kind;
 
-    /// Builds the example once (same target dir as this test) and returns its path.
-    fn binary() -> PathBuf {
-        static BUILD: Once = Once::new();
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
-        BUILD.call_once(|| {
-            let st = Command::new(env!("CARGO"))
-                .args(["build", "--example", "whalewatch"])
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .env("CARGO_TARGET_DIR", &target)
-                .status()
-                .expect("cannot run cargo");
-            assert!(st.success(), "cargo build --example whalewatch failed");
-        });
-        target.join("debug/examples/whalewatch")
-    }
+    use crate::common::whalewatch_binary as binary;
 
     /// `cmd args`, bounded: every engine discovery sees is asked, also other tests'
     /// private engines, and one that hangs (a dockerd stuck removing containers was seen

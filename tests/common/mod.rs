@@ -120,3 +120,21 @@ pub fn mount_points_under(dir: &str) -> Vec<String> {
     points.sort_by_key(|m| std::cmp::Reverse(m.len()));
     points
 }
+
+/// Builds the `whalewatch` example once per test binary (same target dir as the tests) and returns its path.
+pub fn whalewatch_binary() -> std::path::PathBuf {
+    static BUILD: std::sync::Once = std::sync::Once::new();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+    BUILD.call_once(|| {
+        let st = std::process::Command::new(env!("CARGO"))
+            .args(["build", "--example", "whalewatch"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("CARGO_TARGET_DIR", &target)
+            .status()
+            .expect("cannot run cargo");
+        assert!(st.success(), "cargo build --example whalewatch failed");
+    });
+    target.join("debug/examples/whalewatch")
+}
