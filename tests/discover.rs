@@ -480,6 +480,29 @@ mod cli_auto {
         ) else {
             return;
         };
+        // A sentinel on each engine whose start the stream must replay as synthetic: on a
+        // fresh machine no other container may be alive, and a synthetic line per engine is
+        // how the test knows each engine's subscription is live.
+        let tag = format!("ww-auto-ev-{}", std::process::id());
+        let image = std::env::var("WHALEWATCHER_IMAGE").unwrap_or_else(|_| "busybox:sleep".into());
+        let sentinel = format!("{tag}-sentinel");
+        let mut sentinels = Mine {
+            docker: docker.clone(),
+            podman: podman.clone(),
+            ctr_sock: sock.clone(),
+            ctr_id: format!("{sentinel}-none"),
+            ids: Vec::new(),
+        };
+        let d = common::run(
+            "docker",
+            &["-H", &docker, "run", "-d", "--name", &sentinel, &image],
+        );
+        sentinels.ids.push(d.trim().to_string());
+        let p = common::run(
+            "podman",
+            &["--url", &podman, "run", "-d", "--name", &sentinel, &image],
+        );
+        sentinels.ids.push(p.trim().to_string());
         let mut child = Command::new(binary())
             .args(["--auto", "events", "--json"])
             .env_remove("DOCKER_HOST")
@@ -501,8 +524,6 @@ mod cli_auto {
                 }
             }
         });
-        // The first synthetic line of the shared containerd's demo container means the
-        // fleet subscription is live for every engine found at start.
         let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
         let next = |what: &str, pred: &dyn Fn(&serde_json::Value) -> bool| loop {
             let left = end.saturating_duration_since(std::time::Instant::now());
@@ -512,9 +533,13 @@ mod cli_auto {
                 Err(_) => panic!("timed out waiting for {what}"),
             }
         };
-        next("any synthetic event", &|v| v["synthetic"] == true);
-        let tag = format!("ww-auto-ev-{}", std::process::id());
-        let image = std::env::var("WHALEWATCHER_IMAGE").unwrap_or_else(|_| "busybox:sleep".into());
+        let mut pending: Vec<&String> = sentinels.ids.iter().collect();
+        while !pending.is_empty() {
+            let v = next("the sentinels' synthetic starts", &|v| {
+                v["synthetic"] == true && v["container"]["name"] == sentinel.as_str()
+            });
+            pending.retain(|id| v["container"]["id"] != id.as_str());
+        }
         let mut mine = Mine {
             docker: docker.clone(),
             podman: podman.clone(),
