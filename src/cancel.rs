@@ -78,6 +78,17 @@ impl CancelSet {
         self.inner.lock().cancelled
     }
 
+    /// `e`, or [`Error::Cancelled`] once cancelled: what a call failed with is cancellation
+    /// when the set was cancelled meanwhile (a shut-down socket fails with an I/O error).
+    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
+    pub fn or_cancelled(&self, e: Error) -> Error {
+        if self.is_cancelled() {
+            Error::Cancelled
+        } else {
+            e
+        }
+    }
+
     /// Shuts every registered socket down and refuses new ones.
     pub fn cancel(&self) {
         let sockets = {

@@ -112,7 +112,7 @@ pub fn containerd_records(data: &[u8]) {
     };
     let engine = Arc::new(crate::EngineRef::default());
     for t in &tasks.tasks {
-        let id = crate::containerd::convert::task_container_id(t);
+        let id = crate::containerd::api::task_container_id(t);
         for c in records.containers.iter().filter(|c| c.id == id) {
             let _ = crate::containerd::convert::to_container("fuzz", c, t, &engine);
         }

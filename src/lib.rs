@@ -139,6 +139,10 @@ unstable_mod! {
 
 #[cfg(feature = "containerd")]
 pub mod containerd;
+/// Without the `containerd` feature, the part of it that the CRI adaptor needs (containerd's
+/// task events, its event source on containerd before 2.0), private.
+#[cfg(all(feature = "cri", not(feature = "containerd")))]
+mod containerd;
 #[cfg(feature = "cri")]
 pub mod cri;
 unstable_mod! {

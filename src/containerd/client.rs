@@ -19,7 +19,6 @@ use crate::proto::containerd_containers::{
     Container as ProtoContainer, GetContainerRequest, GetContainerResponse, ListContainersRequest,
     ListContainersResponse,
 };
-use crate::proto::containerd_events::SubscribeRequest;
 use crate::proto::containerd_introspection::ServerResponse;
 use crate::proto::containerd_namespaces::{ListNamespacesRequest, ListNamespacesResponse};
 use crate::proto::containerd_task_types::Process;
@@ -28,21 +27,17 @@ use crate::proto::containerd_tasks::{
 };
 use crate::proto::containerd_version::VersionResponse;
 
-use super::convert::{split_id, task_container_id, to_container, to_inspection};
-use super::events::{ContainerdEvents, TOPIC_FILTERS};
+use super::api::{
+    subscribe, task_container_id, CONTAINERS_GET, NAMESPACE_KEY, TASKS_GET, TASKS_LIST,
+};
+use super::convert::{split_id, to_container, to_inspection};
+use super::events::{filters, ContainerdEvents};
 use super::raw::RawContainer;
 
 const NAMESPACES_LIST: &str = "/containerd.services.namespaces.v1.Namespaces/List";
 const CONTAINERS_LIST: &str = "/containerd.services.containers.v1.Containers/List";
-const CONTAINERS_GET: &str = "/containerd.services.containers.v1.Containers/Get";
-const TASKS_LIST: &str = "/containerd.services.tasks.v1.Tasks/List";
-const TASKS_GET: &str = "/containerd.services.tasks.v1.Tasks/Get";
-const EVENTS_SUBSCRIBE: &str = "/containerd.services.events.v1.Events/Subscribe";
 const VERSION: &str = "/containerd.services.version.v1.Version/Version";
 const INTROSPECTION_SERVER: &str = "/containerd.services.introspection.v1.Introspection/Server";
-
-/// The metadata key that selects a containerd namespace.
-const NAMESPACE_KEY: &str = "containerd-namespace";
 
 /// Deadline of every unary call.
 const CALL_DEADLINE: Duration = Duration::from_secs(30);
@@ -130,13 +125,7 @@ impl ContainerdClient {
         let md: Vec<(&str, &str)> = ns.map(|n| (NAMESPACE_KEY, n)).into_iter().collect();
         self.channel
             .unary_msg(method, &md, req, Some(CALL_DEADLINE))
-            .map_err(|e| {
-                if self.cancel.is_cancelled() {
-                    Error::Cancelled
-                } else {
-                    e
-                }
-            })
+            .map_err(|e| self.cancel.or_cancelled(e))
     }
 
     fn is_ignored(&self, ns: &str) -> bool {
@@ -295,23 +284,7 @@ impl EngineClient for ContainerdClient {
     }
 
     fn events(&self) -> Result<Box<dyn EventStream>> {
-        self.cancel.check()?;
-        let mut req = SubscribeRequest::new();
-        req.filters = TOPIC_FILTERS.iter().map(|f| f.to_string()).collect();
-        let bytes = req
-            .write_to_bytes()
-            .map_err(|e| Error::protocol("protobuf", format!("cannot encode request: {e}")))?;
-        // No namespace metadata: containerd then sends the events of all namespaces.
-        let stream = self
-            .channel
-            .server_streaming(EVENTS_SUBSCRIBE, &[], &bytes, None)
-            .map_err(|e| {
-                if self.cancel.is_cancelled() {
-                    Error::Cancelled
-                } else {
-                    e
-                }
-            })?;
+        let stream = subscribe(&self.channel, &self.cancel, filters())?;
         Ok(Box::new(ContainerdEvents::new(
             stream,
             self.ignored.clone(),

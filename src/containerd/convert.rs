@@ -2,14 +2,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use protobuf::well_known_types::timestamp::Timestamp;
 
 use crate::container::{Container, EngineRef};
 use crate::engine::{ExitStatus, Inspection};
 use crate::proto::containerd_containers::Container as ProtoContainer;
 use crate::proto::containerd_task_types::{Process, Status};
+
+use super::api::known_time;
 
 /// containerd's namespace whose containers get unprefixed ids.
 pub const DEFAULT_NAMESPACE: &str = "default";
@@ -42,16 +41,6 @@ pub fn liveness(p: &Process) -> Option<bool> {
         Ok(Status::RUNNING) => Some(false),
         Ok(Status::PAUSED) | Ok(Status::PAUSING) => Some(true),
         _ => None,
-    }
-}
-
-/// The container id a task belongs to: `container_id` where set, else the task's `id` (the
-/// init process of a task carries the container's id).
-pub fn task_container_id(p: &Process) -> &str {
-    if p.container_id.is_empty() {
-        &p.id
-    } else {
-        &p.container_id
     }
 }
 
@@ -96,13 +85,8 @@ pub fn exit_status(task: &Process) -> Option<ExitStatus> {
     Some(ExitStatus {
         exit_code: Some(task.exit_status as i32),
         oom: false,
-        time: exit_time(task.exited_at.as_ref()),
+        time: known_time(task.exited_at.as_ref()),
     })
-}
-
-/// An exit time: `None` when absent, unset (zero) or before the epoch (Go's zero time).
-pub fn exit_time(ts: Option<&Timestamp>) -> Option<SystemTime> {
-    to_system_time(ts).filter(|t| *t > UNIX_EPOCH)
 }
 
 /// The container model of a containerd record with `pid` and `paused` as given.
@@ -130,28 +114,12 @@ fn model(
     out
 }
 
-/// A protobuf timestamp as system time; `None` when absent or out of range.
-pub fn to_system_time(ts: Option<&Timestamp>) -> Option<SystemTime> {
-    let ts = ts?;
-    if !(0..1_000_000_000).contains(&ts.nanos) {
-        return None;
-    }
-    let nanos = Duration::from_nanos(ts.nanos as u64);
-    if ts.seconds >= 0 {
-        UNIX_EPOCH
-            .checked_add(Duration::from_secs(ts.seconds as u64))?
-            .checked_add(nanos)
-    } else {
-        UNIX_EPOCH
-            .checked_sub(Duration::from_secs(ts.seconds.unsigned_abs()))?
-            .checked_add(nanos)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use protobuf::well_known_types::timestamp::Timestamp;
     use protobuf::EnumOrUnknown;
+    use std::time::{Duration, UNIX_EPOCH};
 
     fn task(id: &str, pid: u32, status: Status) -> Process {
         let mut p = Process::new();
@@ -337,32 +305,5 @@ mod tests {
         let mut t = task("c", 1, Status::STOPPED);
         t.status = EnumOrUnknown::from_i32(99);
         assert!(to_inspection("default", &c, &t, &engine()).is_none());
-    }
-
-    #[test]
-    fn task_container_id_prefers_container_id() {
-        let mut t = task("x", 1, Status::RUNNING);
-        assert_eq!(task_container_id(&t), "x");
-        t.container_id = "y".into();
-        assert_eq!(task_container_id(&t), "y");
-    }
-
-    #[test]
-    fn timestamps() {
-        let mut ts = Timestamp::new();
-        ts.seconds = 1_700_000_000;
-        ts.nanos = 5;
-        assert_eq!(
-            to_system_time(Some(&ts)),
-            Some(UNIX_EPOCH + Duration::new(1_700_000_000, 5))
-        );
-        ts.nanos = -1;
-        assert_eq!(to_system_time(Some(&ts)), None);
-        ts.nanos = 0;
-        ts.seconds = i64::MIN;
-        let _ = to_system_time(Some(&ts)); // must not panic
-        ts.seconds = i64::MAX;
-        let _ = to_system_time(Some(&ts));
-        assert_eq!(to_system_time(None), None);
     }
 }

@@ -1,56 +1,35 @@
 //! containerd's event envelopes to raw lifecycle events.
 
-use std::collections::VecDeque;
-
-use protobuf::Message;
-
 use crate::engine::CancelSet;
 use crate::engine::{EventStream, RawEvent};
-use crate::error::{Error, Result};
-use crate::event::EventKind;
+use crate::error::Result;
 use crate::grpc::MessageStream;
 use crate::proto::containerd_events::Envelope;
-use crate::proto::containerd_task_events::{TaskExit, TaskOOM, TaskPaused, TaskResumed, TaskStart};
 
-use super::convert::{display_id, exit_time, to_system_time};
+use super::api::{
+    decode, filter, OomMarks, TOPIC_EXIT, TOPIC_OOM, TOPIC_PAUSED, TOPIC_RESUMED, TOPIC_START,
+};
+use super::convert::display_id;
 
-/// The subscription filters: task start, exit, pause, resume and OOM. (containerd needs the
-/// quotes; unquoted values silently match nothing.)
-pub const TOPIC_FILTERS: [&str; 5] = [
-    r#"topic=="/tasks/start""#,
-    r#"topic=="/tasks/exit""#,
-    r#"topic=="/tasks/paused""#,
-    r#"topic=="/tasks/resumed""#,
-    r#"topic=="/tasks/oom""#,
-];
-
-/// How many containers with an OOM but no exit yet we remember.
-const MAX_PENDING_OOM: usize = 1024;
-
-/// True when `type_url` names the protobuf message `full_name`: either bare (containerd
-/// 1.6: `containerd.events.TaskExit`) or after a `/` (`types.containerd.io/...`).
-fn names(type_url: &str, full_name: &str) -> bool {
-    match type_url.strip_suffix(full_name) {
-        Some("") => true,
-        Some(prefix) => prefix.ends_with('/'),
-        None => false,
-    }
-}
-
-fn parse<M: Message>(value: &[u8]) -> Result<M> {
-    M::parse_from_bytes(value).map_err(|e| {
-        Error::protocol(
-            "protobuf",
-            format!("cannot decode containerd event {}: {e}", M::NAME),
-        )
-    })
+/// The subscription filters: task start, exit, pause, resume and OOM, of all namespaces.
+pub fn filters() -> Vec<String> {
+    [
+        TOPIC_START,
+        TOPIC_EXIT,
+        TOPIC_PAUSED,
+        TOPIC_RESUMED,
+        TOPIC_OOM,
+    ]
+    .iter()
+    .map(|t| filter(None, t))
+    .collect()
 }
 
 /// Turns envelopes into raw events; remembers OOMs until the container's exit.
 #[derive(Default)]
 pub struct Translator {
     ignored: Vec<String>,
-    pending_oom: VecDeque<String>,
+    ooms: OomMarks,
 }
 
 impl Translator {
@@ -58,17 +37,7 @@ impl Translator {
     pub fn new(ignored: Vec<String>) -> Self {
         Translator {
             ignored,
-            pending_oom: VecDeque::new(),
-        }
-    }
-
-    fn take_oom(&mut self, id: &str) -> bool {
-        match self.pending_oom.iter().position(|x| x == id) {
-            Some(i) => {
-                self.pending_oom.remove(i);
-                true
-            }
-            None => false,
+            ooms: OomMarks::default(),
         }
     }
 
@@ -79,55 +48,18 @@ impl Translator {
         if self.ignored.contains(&env.namespace) {
             return Ok(None);
         }
-        let Some(any) = env.event.as_ref() else {
+        let Some(t) = decode(env)? else {
             return Ok(None);
         };
-        let url = any.type_url.as_str();
-        let ns = env.namespace.as_str();
-        let mut exited_at = None;
-        let (kind, cid) = if names(url, "containerd.events.TaskStart") {
-            let m: TaskStart = parse(&any.value)?;
-            let id = display_id(ns, &m.container_id);
-            self.take_oom(&id);
-            (EventKind::Started, id)
-        } else if names(url, "containerd.events.TaskExit") {
-            let m: TaskExit = parse(&any.value)?;
-            // An exec'd process ended, not the container's init process.
-            if !m.id.is_empty() && m.id != m.container_id {
-                return Ok(None);
-            }
-            let id = display_id(ns, &m.container_id);
-            let oom = self.take_oom(&id);
-            exited_at = exit_time(m.exited_at.as_ref());
-            let kind = EventKind::Exited {
-                exit_code: Some(m.exit_status as i32),
-                oom,
-            };
-            (kind, id)
-        } else if names(url, "containerd.events.TaskPaused") {
-            let m: TaskPaused = parse(&any.value)?;
-            (EventKind::Paused, display_id(ns, &m.container_id))
-        } else if names(url, "containerd.events.TaskResumed") {
-            let m: TaskResumed = parse(&any.value)?;
-            (EventKind::Unpaused, display_id(ns, &m.container_id))
-        } else if names(url, "containerd.events.TaskOOM") {
-            let m: TaskOOM = parse(&any.value)?;
-            let id = display_id(ns, &m.container_id);
-            if !self.pending_oom.contains(&id) {
-                if self.pending_oom.len() >= MAX_PENDING_OOM {
-                    self.pending_oom.pop_front();
-                }
-                self.pending_oom.push_back(id);
-            }
-            return Ok(None);
-        } else {
+        // OOMs are marked by display id: a same-named container of another namespace is
+        // another container.
+        let id = display_id(&env.namespace, &t.container_id);
+        let Some(kind) = self.ooms.kind(&id, t.task) else {
             return Ok(None);
         };
-        let mut ev = RawEvent::new(kind, cid);
-        // An exit's time is when the process ended (as inspect says), else when
-        // containerd published the event.
-        if let Some(t) = exited_at.or_else(|| to_system_time(env.timestamp.as_ref())) {
-            ev.time = t;
+        let mut ev = RawEvent::new(kind, id);
+        if let Some(time) = t.time {
+            ev.time = time;
         }
         Ok(Some(ev))
     }
@@ -157,8 +89,7 @@ impl EventStream for ContainerdEvents {
             let env = match self.stream.next_msg::<Envelope>() {
                 Ok(Some(env)) => env,
                 Ok(None) => return Ok(None),
-                Err(_) if self.cancel.is_cancelled() => return Err(Error::Cancelled),
-                Err(e) => return Err(e),
+                Err(e) => return Err(self.cancel.or_cancelled(e)),
             };
             match self.translator.translate(&env) {
                 Ok(Some(ev)) => return Ok(Some(ev)),
@@ -173,22 +104,17 @@ impl EventStream for ContainerdEvents {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use protobuf::well_known_types::any::Any;
+    use crate::error::Error;
+    use crate::event::EventKind;
+    use crate::proto::containerd_task_events::{
+        TaskExit, TaskOOM, TaskPaused, TaskResumed, TaskStart,
+    };
     use protobuf::well_known_types::timestamp::Timestamp;
+    use protobuf::Message;
     use std::time::{Duration, UNIX_EPOCH};
 
     fn env<M: Message>(ns: &str, url_prefix: &str, m: &M) -> Envelope {
-        let mut e = Envelope::new();
-        e.namespace = ns.into();
-        e.topic = "/tasks/x".into();
-        let mut a = Any::new();
-        a.type_url = format!("{url_prefix}containerd.events.{}", M::NAME);
-        a.value = m.write_to_bytes().unwrap();
-        e.event = Some(a).into();
-        let mut ts = Timestamp::new();
-        ts.seconds = 1_700_000_000;
-        e.timestamp = Some(ts).into();
-        e
+        super::super::api::envelope(ns, url_prefix, m, 1_700_000_000)
     }
 
     fn exit(cid: &str, id: &str, status: u32) -> TaskExit {
@@ -204,23 +130,17 @@ mod tests {
     }
 
     #[test]
-    fn type_url_matching() {
-        assert!(names(
-            "containerd.events.TaskExit",
-            "containerd.events.TaskExit"
-        ));
-        assert!(names(
-            "types.containerd.io/containerd.events.TaskExit",
-            "containerd.events.TaskExit"
-        ));
-        assert!(!names(
-            "xcontainerd.events.TaskExit",
-            "containerd.events.TaskExit"
-        ));
-        assert!(!names(
-            "containerd.events.TaskExitX",
-            "containerd.events.TaskExit"
-        ));
+    fn filters_are_the_five_quoted_topics_of_all_namespaces() {
+        assert_eq!(
+            filters(),
+            [
+                r#"topic=="/tasks/start""#,
+                r#"topic=="/tasks/exit""#,
+                r#"topic=="/tasks/paused""#,
+                r#"topic=="/tasks/resumed""#,
+                r#"topic=="/tasks/oom""#,
+            ]
+        );
     }
 
     #[test]
@@ -316,17 +236,6 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(matches!(ev.kind, EventKind::Exited { oom: false, .. }));
-    }
-
-    #[test]
-    fn pending_ooms_are_bounded() {
-        let mut t = tr();
-        for i in 0..(MAX_PENDING_OOM + 10) {
-            let mut o = TaskOOM::new();
-            o.container_id = format!("c{i}");
-            t.translate(&env("default", "", &o)).unwrap();
-        }
-        assert_eq!(t.pending_oom.len(), MAX_PENDING_OOM);
     }
 
     #[test]

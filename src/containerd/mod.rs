@@ -22,11 +22,21 @@
 //!   next exit with `oom: true`.
 #![forbid(unsafe_code)]
 
+// With the `cri` feature alone, the module is private and holds only `api`: containerd's
+// task events are the CRI adaptor's event source on containerd before 2.0.
+pub(crate) mod api;
+#[cfg(feature = "containerd")]
 mod client;
+#[cfg(feature = "containerd")]
 pub(crate) mod convert;
+#[cfg(feature = "containerd")]
 pub(crate) mod events;
+#[cfg(feature = "containerd")]
 mod raw;
 
+#[cfg(feature = "containerd")]
 pub use client::{ContainerdClient, DEFAULT_ENDPOINT, DEFAULT_IGNORED_NAMESPACES};
+#[cfg(feature = "containerd")]
 pub use convert::{DEFAULT_NAMESPACE, NERDCTL_NAME_LABEL};
+#[cfg(feature = "containerd")]
 pub use raw::RawContainer;

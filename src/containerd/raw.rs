@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use crate::proto::containerd_containers::Container as ProtoContainer;
 
-use super::convert::to_system_time;
+use super::api::to_system_time;
 
 /// containerd's record of a container (its `containers.v1.Container`), as the `raw` data
 /// handed to a [`RucksackPacker`](crate::RucksackPacker): our own copy of the fields, so

@@ -126,11 +126,7 @@ impl Rpc {
     }
 
     pub(crate) fn map_err(&self, e: Error) -> Error {
-        if self.cancel.is_cancelled() {
-            Error::Cancelled
-        } else {
-            e
-        }
+        self.cancel.or_cancelled(e)
     }
 
     pub(crate) fn ready_sandboxes(&self) -> Result<Vec<PodSandbox>> {

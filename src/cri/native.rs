@@ -21,19 +21,21 @@
 //! - Pause and resume are not CRI states (CRI lists those containers as running) and are
 //!   not subscribed to.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::time::{Duration, Instant, SystemTime};
 
-use protobuf::well_known_types::timestamp::Timestamp;
-use protobuf::{EnumOrUnknown, Message};
+use protobuf::EnumOrUnknown;
 
+use crate::containerd::api::{
+    self, filter, known_time, subscribe, task_container_id, OomMarks, Task, TaskEvent,
+    CONTAINERS_GET, NAMESPACE_KEY, TASKS_GET, TASKS_LIST, TOPIC_EXIT, TOPIC_OOM, TOPIC_START,
+};
 use crate::engine::{EventStream, RawEvent};
 use crate::error::{Error, GrpcCode, Result};
 use crate::event::EventKind;
 use crate::grpc::MessageStream;
 use crate::proto::containerd_containers::{GetContainerRequest, GetContainerResponse};
-use crate::proto::containerd_events::{Envelope, SubscribeRequest};
-use crate::proto::containerd_task_events::{TaskExit, TaskOOM, TaskStart};
+use crate::proto::containerd_events::Envelope;
 use crate::proto::containerd_task_types::Status;
 use crate::proto::containerd_tasks::{
     GetRequest, GetResponse, ListTasksRequest, ListTasksResponse,
@@ -51,14 +53,8 @@ pub(crate) const CRI_NAMESPACE: &str = "k8s.io";
 /// The label the CRI plugin puts on its containerd containers: `sandbox` or `container`.
 pub(crate) const KIND_LABEL: &str = "io.cri-containerd.kind";
 
-const EVENTS_SUBSCRIBE: &str = "/containerd.services.events.v1.Events/Subscribe";
-const CONTAINERS_GET: &str = "/containerd.services.containers.v1.Containers/Get";
-const TASKS_LIST: &str = "/containerd.services.tasks.v1.Tasks/List";
-const TASKS_GET: &str = "/containerd.services.tasks.v1.Tasks/Get";
-const NAMESPACE_KEY: &str = "containerd-namespace";
-
-/// The subscribed topics (containerd needs the quotes; unquoted values match nothing).
-const TOPICS: [&str; 3] = ["/tasks/start", "/tasks/exit", "/tasks/oom"];
+/// The subscribed topics.
+const TOPICS: [&str; 3] = [TOPIC_START, TOPIC_EXIT, TOPIC_OOM];
 
 /// How long a start waits for the CRI plugin to catch up before it is reported anyway.
 pub(crate) const SETTLE: Duration = Duration::from_secs(3);
@@ -66,96 +62,21 @@ pub(crate) const SETTLE: Duration = Duration::from_secs(3);
 const SETTLE_FIRST: Duration = Duration::from_millis(2);
 const SETTLE_MAX: Duration = Duration::from_millis(50);
 
-/// How many containers with an OOM but no exit yet we remember.
-const MAX_PENDING_OOM: usize = 1024;
-
 /// The subscription filters: each topic, in namespace `k8s.io`.
 pub(crate) fn filters() -> Vec<String> {
     TOPICS
         .iter()
-        .map(|t| format!(r#"namespace=="{CRI_NAMESPACE}",topic=="{t}""#))
+        .map(|t| filter(Some(CRI_NAMESPACE), t))
         .collect()
-}
-
-/// What an envelope says, as far as we care.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Task {
-    /// A container's task started.
-    Start(String),
-    /// A container's init process ended.
-    Exit {
-        id: String,
-        status: u32,
-        at: Option<SystemTime>,
-    },
-    /// The OOM killer hit a container.
-    Oom(String),
-}
-
-/// True when `type_url` names the protobuf message `full_name`: either bare (containerd
-/// 1.6: `containerd.events.TaskExit`) or after a `/` (`types.containerd.io/...`).
-fn names(type_url: &str, full_name: &str) -> bool {
-    match type_url.strip_suffix(full_name) {
-        Some("") => true,
-        Some(prefix) => prefix.ends_with('/'),
-        None => false,
-    }
-}
-
-fn parse<M: Message>(value: &[u8]) -> Result<M> {
-    M::parse_from_bytes(value).map_err(|e| {
-        Error::protocol(
-            "protobuf",
-            format!("cannot decode containerd event {}: {e}", M::NAME),
-        )
-    })
-}
-
-/// A protobuf timestamp as a time (`None` when unset or out of range).
-pub(crate) fn timestamp(ts: Option<&Timestamp>) -> Option<SystemTime> {
-    let ts = ts?;
-    if ts.seconds <= 0 || !(0..1_000_000_000).contains(&ts.nanos) {
-        return None;
-    }
-    SystemTime::UNIX_EPOCH
-        .checked_add(Duration::from_secs(ts.seconds as u64))?
-        .checked_add(Duration::from_nanos(ts.nanos as u64))
 }
 
 /// The task event in an envelope of namespace `k8s.io`; `Ok(None)` for anything else
 /// (other namespaces, exec'd processes, other types, events without a container id).
-pub(crate) fn decode(env: &Envelope) -> Result<Option<Task>> {
+pub(crate) fn decode(env: &Envelope) -> Result<Option<TaskEvent>> {
     if env.namespace != CRI_NAMESPACE {
         return Ok(None);
     }
-    let Some(any) = env.event.as_ref() else {
-        return Ok(None);
-    };
-    let url = any.type_url.as_str();
-    let task = if names(url, "containerd.events.TaskStart") {
-        let m: TaskStart = parse(&any.value)?;
-        Task::Start(m.container_id)
-    } else if names(url, "containerd.events.TaskExit") {
-        let m: TaskExit = parse(&any.value)?;
-        // An exec'd process ended, not the container's init process.
-        if !m.id.is_empty() && m.id != m.container_id {
-            return Ok(None);
-        }
-        Task::Exit {
-            at: timestamp(m.exited_at.as_ref()).or_else(|| timestamp(env.timestamp.as_ref())),
-            id: m.container_id,
-            status: m.exit_status,
-        }
-    } else if names(url, "containerd.events.TaskOOM") {
-        let m: TaskOOM = parse(&any.value)?;
-        Task::Oom(m.container_id)
-    } else {
-        return Ok(None);
-    };
-    let id = match &task {
-        Task::Start(id) | Task::Oom(id) | Task::Exit { id, .. } => id,
-    };
-    Ok((!id.is_empty()).then_some(task))
+    Ok(api::decode(env)?.filter(|t| !t.container_id.is_empty()))
 }
 
 /// What the CRI plugin made a containerd container for.
@@ -172,29 +93,20 @@ pub(crate) struct TaskEvents {
     mode: ModeCell,
     got_any: bool,
     since: Instant,
-    pending_oom: VecDeque<String>,
+    ooms: OomMarks,
 }
 
 impl TaskEvents {
     /// Subscribes to containerd's event service on the CRI socket.
     pub(crate) fn open(rpc: Rpc, mode: ModeCell) -> Result<TaskEvents> {
-        rpc.cancel.check()?;
-        let mut req = SubscribeRequest::new();
-        req.filters = filters();
-        let bytes = req
-            .write_to_bytes()
-            .map_err(|e| Error::protocol("protobuf", format!("cannot encode request: {e}")))?;
-        let stream = rpc
-            .channel
-            .server_streaming(EVENTS_SUBSCRIBE, &[], &bytes, None)
-            .map_err(|e| rpc.map_err(e))?;
+        let stream = subscribe(&rpc.channel, &rpc.cancel, filters())?;
         Ok(TaskEvents {
             stream,
             rpc,
             mode,
             got_any: false,
             since: Instant::now(),
-            pending_oom: VecDeque::new(),
+            ooms: OomMarks::default(),
         })
     }
 
@@ -208,25 +120,6 @@ impl TaskEvents {
             &self.mode,
             what,
         )
-    }
-
-    fn take_oom(&mut self, id: &str) -> bool {
-        match self.pending_oom.iter().position(|x| x == id) {
-            Some(i) => {
-                self.pending_oom.remove(i);
-                true
-            }
-            None => false,
-        }
-    }
-
-    fn note_oom(&mut self, id: String) {
-        if !self.pending_oom.contains(&id) {
-            if self.pending_oom.len() >= MAX_PENDING_OOM {
-                self.pending_oom.pop_front();
-            }
-            self.pending_oom.push_back(id);
-        }
     }
 }
 
@@ -338,11 +231,7 @@ pub(crate) fn tasks(rpc: &Rpc) -> Result<(HashSet<String>, HashSet<String>)> {
         .map_err(|e| rpc.map_err(e))?;
     let (mut alive, mut ended) = (HashSet::new(), HashSet::new());
     for t in r.tasks {
-        let id = if t.container_id.is_empty() {
-            t.id
-        } else {
-            t.container_id
-        };
+        let id = task_container_id(&t).to_string();
         match t.status.enum_value() {
             Ok(Status::RUNNING | Status::PAUSED | Status::PAUSING) => alive.insert(id),
             Ok(Status::STOPPED) => ended.insert(id),
@@ -388,7 +277,7 @@ pub(crate) fn task_state(rpc: &Rpc, id: &str) -> Result<TaskState> {
         Ok(Status::RUNNING | Status::PAUSED | Status::PAUSING | Status::CREATED) => {
             TaskState::Alive
         }
-        Ok(Status::STOPPED) => TaskState::Stopped(p.exit_status, timestamp(p.exited_at.as_ref())),
+        Ok(Status::STOPPED) => TaskState::Stopped(p.exit_status, known_time(p.exited_at.as_ref())),
         _ => TaskState::Gone,
     })
 }
@@ -402,7 +291,7 @@ impl EventStream for TaskEvents {
                 Err(e) => return self.ended(Err(e)),
             };
             self.got_any = true;
-            let task = match decode(&env) {
+            let t = match decode(&env) {
                 Ok(Some(t)) => t,
                 Ok(None) => continue,
                 // One bad event must not end the stream.
@@ -411,30 +300,19 @@ impl EventStream for TaskEvents {
                     continue;
                 }
             };
-            let (kind, id, at) = match task {
-                Task::Oom(id) => {
-                    self.note_oom(id);
-                    continue;
-                }
-                Task::Start(id) => {
-                    self.take_oom(&id);
-                    if settle(&self.rpc, &id)?.is_none() {
-                        continue;
-                    }
-                    (EventKind::Started, id, timestamp(env.timestamp.as_ref()))
-                }
-                Task::Exit { id, status, at } => {
-                    let oom = self.take_oom(&id);
-                    let kind = EventKind::Exited {
-                        exit_code: Some(status as i32),
-                        oom,
-                    };
-                    (kind, id, at)
-                }
+            // Pause and resume are not CRI states (and not subscribed to).
+            if matches!(t.task, Task::Paused | Task::Resumed) {
+                continue;
+            }
+            let Some(kind) = self.ooms.kind(&t.container_id, t.task) else {
+                continue;
             };
-            let mut ev = RawEvent::new(kind, id);
-            if let Some(t) = at {
-                ev.time = t;
+            if kind == EventKind::Started && settle(&self.rpc, &t.container_id)?.is_none() {
+                continue;
+            }
+            let mut ev = RawEvent::new(kind, t.container_id);
+            if let Some(time) = t.time {
+                ev.time = time;
             }
             return Ok(Some(ev));
         }
@@ -444,30 +322,17 @@ impl EventStream for TaskEvents {
 impl std::fmt::Debug for TaskEvents {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TaskEvents")
-            .field("pending_oom", &self.pending_oom.len())
+            .field("pending_oom", &self.ooms.len())
             .finish()
     }
-}
-
-/// An envelope for tests (here and in the fake-server tests of the crate).
-#[cfg(test)]
-pub(crate) fn envelope<M: Message>(ns: &str, url_prefix: &str, m: &M, secs: i64) -> Envelope {
-    let mut e = Envelope::new();
-    e.namespace = ns.into();
-    e.topic = "/tasks/x".into();
-    let mut a = protobuf::well_known_types::any::Any::new();
-    a.type_url = format!("{url_prefix}containerd.events.{}", M::NAME);
-    a.value = m.write_to_bytes().unwrap();
-    e.event = protobuf::MessageField::some(a);
-    let mut ts = Timestamp::new();
-    ts.seconds = secs;
-    e.timestamp = protobuf::MessageField::some(ts);
-    e
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::containerd::api::envelope;
+    use crate::proto::containerd_task_events::{TaskExit, TaskOOM, TaskPaused, TaskStart};
+    use protobuf::well_known_types::timestamp::Timestamp;
 
     fn exit(cid: &str, id: &str, status: u32, at: Option<i64>) -> TaskExit {
         let mut m = TaskExit::new();
@@ -481,6 +346,14 @@ mod tests {
             m.exited_at = protobuf::MessageField::some(ts);
         }
         m
+    }
+
+    fn ev(task: Task, id: &str, at: Duration) -> Option<TaskEvent> {
+        Some(TaskEvent {
+            task,
+            container_id: id.into(),
+            time: Some(SystemTime::UNIX_EPOCH + at),
+        })
     }
 
     #[test]
@@ -497,12 +370,12 @@ mod tests {
 
     #[test]
     fn decodes_k8s_task_events_only() {
-        let t0 = SystemTime::UNIX_EPOCH;
+        let ten = Duration::from_secs(10);
         let mut s = TaskStart::new();
         s.container_id = "c1".into();
         assert_eq!(
             decode(&envelope("k8s.io", "", &s, 10)).unwrap(),
-            Some(Task::Start("c1".into()))
+            ev(Task::Start, "c1", ten)
         );
         assert_eq!(decode(&envelope("default", "", &s, 10)).unwrap(), None);
         // Exit time: the task's, else the envelope's.
@@ -514,19 +387,11 @@ mod tests {
                 10
             ))
             .unwrap(),
-            Some(Task::Exit {
-                id: "c1".into(),
-                status: 3,
-                at: Some(t0 + Duration::from_secs(20) + Duration::from_nanos(5)),
-            })
+            ev(Task::Exit(3), "c1", Duration::new(20, 5))
         );
         assert_eq!(
             decode(&envelope("k8s.io", "", &exit("c1", "", 137, None), 10)).unwrap(),
-            Some(Task::Exit {
-                id: "c1".into(),
-                status: 137,
-                at: Some(t0 + Duration::from_secs(10)),
-            })
+            ev(Task::Exit(137), "c1", ten)
         );
         // An exec'd process is not the container.
         assert_eq!(
@@ -537,7 +402,14 @@ mod tests {
         o.container_id = "c1".into();
         assert_eq!(
             decode(&envelope("k8s.io", "", &o, 10)).unwrap(),
-            Some(Task::Oom("c1".into()))
+            ev(Task::Oom, "c1", ten)
+        );
+        // Pause is decoded (the stream skips it: not a CRI state).
+        let mut p = TaskPaused::new();
+        p.container_id = "c1".into();
+        assert_eq!(
+            decode(&envelope("k8s.io", "", &p, 10)).unwrap(),
+            ev(Task::Paused, "c1", ten)
         );
         // No container id, other types, no payload, garbage.
         assert_eq!(
@@ -558,40 +430,5 @@ mod tests {
         ));
         e.event = protobuf::MessageField::none();
         assert_eq!(decode(&e).unwrap(), None);
-    }
-
-    #[test]
-    fn timestamps_out_of_range_are_unknown() {
-        let mut ts = Timestamp::new();
-        assert_eq!(timestamp(Some(&ts)), None);
-        ts.seconds = 1;
-        ts.nanos = -1;
-        assert_eq!(timestamp(Some(&ts)), None);
-        ts.nanos = 1_000_000_000;
-        assert_eq!(timestamp(Some(&ts)), None);
-        ts.seconds = -5;
-        ts.nanos = 0;
-        assert_eq!(timestamp(Some(&ts)), None);
-        assert_eq!(timestamp(None), None);
-    }
-
-    #[test]
-    fn type_url_matching() {
-        assert!(names(
-            "containerd.events.TaskExit",
-            "containerd.events.TaskExit"
-        ));
-        assert!(names(
-            "types.containerd.io/containerd.events.TaskExit",
-            "containerd.events.TaskExit"
-        ));
-        assert!(!names(
-            "xcontainerd.events.TaskExit",
-            "containerd.events.TaskExit"
-        ));
-        assert!(!names(
-            "containerd.events.TaskExitX",
-            "containerd.events.TaskExit"
-        ));
     }
 }
