@@ -130,31 +130,38 @@ pub(crate) fn connect_pid(
     match kind {
         #[cfg(feature = "docker")]
         EngineKind::Docker | EngineKind::Podman => {
-            let mut c = crate::docker::DockerClient::new(endpoint)?;
-            if let Some(pid) = pid {
-                c = c.with_pid(pid);
-            }
-            Ok(Box::new(c))
+            use crate::docker::DockerClient as C;
+            Ok(boxed(C::new(endpoint)?, pid, C::with_pid))
         }
         #[cfg(feature = "containerd")]
         EngineKind::Containerd => {
-            let mut c = crate::containerd::ContainerdClient::new(endpoint)?;
-            if let Some(pid) = pid {
-                c = c.with_pid(pid);
-            }
-            Ok(Box::new(c))
+            use crate::containerd::ContainerdClient as C;
+            Ok(boxed(C::new(endpoint)?, pid, C::with_pid))
         }
         #[cfg(feature = "cri")]
         EngineKind::Cri => {
-            let mut c = crate::cri::CriClient::new(endpoint)?;
-            if let Some(pid) = pid {
-                c = c.with_pid(pid);
-            }
-            Ok(Box::new(c))
+            use crate::cri::CriClient as C;
+            Ok(boxed(C::new(endpoint)?, pid, C::with_pid))
         }
         #[allow(unreachable_patterns)] // every feature on
         _ => unreachable!("compiled_in checked the feature"),
     }
+}
+
+/// `client`, with the engine's PID when known, as a trait object.
+#[cfg_attr(
+    not(any(feature = "docker", feature = "containerd", feature = "cri")),
+    allow(dead_code)
+)]
+fn boxed<C: EngineClient + 'static>(
+    client: C,
+    pid: Option<u32>,
+    with_pid: fn(C, u32) -> C,
+) -> Box<dyn EngineClient> {
+    Box::new(match pid {
+        Some(pid) => with_pid(client, pid),
+        None => client,
+    })
 }
 
 /// The cargo feature of an engine's client.

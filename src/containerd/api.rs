@@ -32,7 +32,10 @@ pub(crate) const TASKS_GET: &str = "/containerd.services.tasks.v1.Tasks/Get";
 const EVENTS_SUBSCRIBE: &str = "/containerd.services.events.v1.Events/Subscribe";
 
 /// The metadata key that selects a containerd namespace.
-pub(crate) const NAMESPACE_KEY: &str = "containerd-namespace";
+const NAMESPACE_KEY: &str = "containerd-namespace";
+
+/// Deadline of every unary call.
+const CALL_DEADLINE: Duration = Duration::from_secs(30);
 
 /// The topic of a task start.
 pub(crate) const TOPIC_START: &str = "/tasks/start";
@@ -57,6 +60,22 @@ pub(crate) fn filter(namespace: Option<&str>, topic: &str) -> String {
         Some(ns) => format!(r#"namespace=="{ns}",topic=="{topic}""#),
         None => format!(r#"topic=="{topic}""#),
     }
+}
+
+/// A unary call of `method` in `namespace` (none: calls that are not per namespace). A
+/// failure after `cancel` is [`Error::Cancelled`].
+pub(crate) fn call<Req: Message, Resp: Message>(
+    channel: &Channel,
+    cancel: &CancelSet,
+    namespace: Option<&str>,
+    method: &str,
+    req: &Req,
+) -> Result<Resp> {
+    cancel.check()?;
+    let md: Vec<(&str, &str)> = namespace.map(|n| (NAMESPACE_KEY, n)).into_iter().collect();
+    channel
+        .unary_msg(method, &md, req, Some(CALL_DEADLINE))
+        .map_err(|e| cancel.or_cancelled(e))
 }
 
 /// Opens an `Events/Subscribe` stream with `filters`. No namespace metadata: a namespace
@@ -270,23 +289,26 @@ pub(crate) fn envelope<M: Message>(ns: &str, url_prefix: &str, m: &M, secs: i64)
     e
 }
 
+/// A `TaskExit` for tests: container `cid`, exec id `id`, exit status, and the exit time
+/// `at` seconds (and 5 ns) after the epoch when given.
+#[cfg(test)]
+pub(crate) fn task_exit(cid: &str, id: &str, status: u32, at: Option<i64>) -> TaskExit {
+    let mut m = TaskExit::new();
+    m.container_id = cid.into();
+    m.id = id.into();
+    m.exit_status = status;
+    if let Some(s) = at {
+        let mut ts = Timestamp::new();
+        ts.seconds = s;
+        ts.nanos = 5;
+        m.exited_at = protobuf::MessageField::some(ts);
+    }
+    m
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn exit(cid: &str, id: &str, status: u32, at: Option<i64>) -> TaskExit {
-        let mut m = TaskExit::new();
-        m.container_id = cid.into();
-        m.id = id.into();
-        m.exit_status = status;
-        if let Some(s) = at {
-            let mut ts = Timestamp::new();
-            ts.seconds = s;
-            ts.nanos = 5;
-            m.exited_at = protobuf::MessageField::some(ts);
-        }
-        m
-    }
 
     fn ev(task: Task, id: &str, secs: u64, nanos: u32) -> Option<TaskEvent> {
         Some(TaskEvent {
@@ -366,12 +388,12 @@ mod tests {
     #[test]
     fn an_exit_has_its_exit_time_else_the_envelopes() {
         assert_eq!(
-            decode(&envelope("ns", "", &exit("c1", "c1", 3, Some(20)), 10)).unwrap(),
+            decode(&envelope("ns", "", &task_exit("c1", "c1", 3, Some(20)), 10)).unwrap(),
             ev(Task::Exit(3), "c1", 20, 5)
         );
         // The init process's exec id may be empty.
         assert_eq!(
-            decode(&envelope("ns", "", &exit("c1", "", 137, None), 10)).unwrap(),
+            decode(&envelope("ns", "", &task_exit("c1", "", 137, None), 10)).unwrap(),
             ev(Task::Exit(137), "c1", 10, 0)
         );
         // Go's zero time is no exit time.
@@ -379,7 +401,7 @@ mod tests {
             decode(&envelope(
                 "ns",
                 "",
-                &exit("c1", "c1", 3, Some(-62_135_596_800)),
+                &task_exit("c1", "c1", 3, Some(-62_135_596_800)),
                 10
             ))
             .unwrap(),
@@ -387,7 +409,7 @@ mod tests {
         );
         // An unset envelope time is no time at all.
         assert_eq!(
-            decode(&envelope("ns", "", &exit("c1", "c1", 3, None), 0)).unwrap(),
+            decode(&envelope("ns", "", &task_exit("c1", "c1", 3, None), 0)).unwrap(),
             Some(TaskEvent {
                 task: Task::Exit(3),
                 container_id: "c1".into(),
@@ -400,10 +422,10 @@ mod tests {
     fn exec_exits_other_types_and_garbage() {
         // An exec'd process is not the container.
         assert_eq!(
-            decode(&envelope("ns", "", &exit("c1", "exec", 0, None), 10)).unwrap(),
+            decode(&envelope("ns", "", &task_exit("c1", "exec", 0, None), 10)).unwrap(),
             None
         );
-        let mut e = envelope("ns", "", &exit("c1", "c1", 0, None), 10);
+        let mut e = envelope("ns", "", &task_exit("c1", "c1", 0, None), 10);
         e.event.as_mut().unwrap().type_url = "containerd.events.TaskCreate".into();
         assert_eq!(decode(&e).unwrap(), None);
         e.event.as_mut().unwrap().type_url = "containerd.events.TaskExit".into();

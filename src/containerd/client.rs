@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use parking_lot::Mutex;
 use protobuf::well_known_types::empty::Empty;
@@ -27,9 +26,7 @@ use crate::proto::containerd_tasks::{
 };
 use crate::proto::containerd_version::VersionResponse;
 
-use super::api::{
-    subscribe, task_container_id, CONTAINERS_GET, NAMESPACE_KEY, TASKS_GET, TASKS_LIST,
-};
+use super::api::{self, subscribe, task_container_id, CONTAINERS_GET, TASKS_GET, TASKS_LIST};
 use super::convert::{split_id, to_container, to_inspection};
 use super::events::{filters, ContainerdEvents};
 use super::raw::RawContainer;
@@ -38,9 +35,6 @@ const NAMESPACES_LIST: &str = "/containerd.services.namespaces.v1.Namespaces/Lis
 const CONTAINERS_LIST: &str = "/containerd.services.containers.v1.Containers/List";
 const VERSION: &str = "/containerd.services.version.v1.Version/Version";
 const INTROSPECTION_SERVER: &str = "/containerd.services.introspection.v1.Introspection/Server";
-
-/// Deadline of every unary call.
-const CALL_DEADLINE: Duration = Duration::from_secs(30);
 
 /// The default containerd socket.
 pub const DEFAULT_ENDPOINT: &str = "/run/containerd/containerd.sock";
@@ -121,11 +115,7 @@ impl ContainerdClient {
         ns: Option<&str>,
         req: &Req,
     ) -> Result<Resp> {
-        self.cancel.check()?;
-        let md: Vec<(&str, &str)> = ns.map(|n| (NAMESPACE_KEY, n)).into_iter().collect();
-        self.channel
-            .unary_msg(method, &md, req, Some(CALL_DEADLINE))
-            .map_err(|e| self.cancel.or_cancelled(e))
+        api::call(&self.channel, &self.cancel, ns, method, req)
     }
 
     fn is_ignored(&self, ns: &str) -> bool {

@@ -103,6 +103,7 @@ impl EventStream for ContainerdEvents {
 
 #[cfg(test)]
 mod tests {
+    use super::super::api::{envelope, task_exit};
     use super::*;
     use crate::error::Error;
     use crate::event::EventKind;
@@ -114,15 +115,11 @@ mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
     fn env<M: Message>(ns: &str, url_prefix: &str, m: &M) -> Envelope {
-        super::super::api::envelope(ns, url_prefix, m, 1_700_000_000)
+        envelope(ns, url_prefix, m, 1_700_000_000)
     }
 
     fn exit(cid: &str, id: &str, status: u32) -> TaskExit {
-        let mut m = TaskExit::new();
-        m.container_id = cid.into();
-        m.id = id.into();
-        m.exit_status = status;
-        m
+        task_exit(cid, id, status, None)
     }
 
     fn tr() -> Translator {

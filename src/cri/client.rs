@@ -32,7 +32,7 @@ use super::native;
 pub(crate) const SERVICE: &str = "/runtime.v1.RuntimeService/";
 
 /// Deadline of every unary call.
-pub(crate) const CALL_DEADLINE: Duration = Duration::from_secs(30);
+const CALL_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Verbose status calls in flight at once during a listing.
 const STATUS_WORKERS: usize = 4;

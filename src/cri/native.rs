@@ -24,11 +24,11 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant, SystemTime};
 
-use protobuf::EnumOrUnknown;
+use protobuf::{EnumOrUnknown, Message};
 
 use crate::containerd::api::{
     self, filter, known_time, subscribe, task_container_id, OomMarks, Task, TaskEvent,
-    CONTAINERS_GET, NAMESPACE_KEY, TASKS_GET, TASKS_LIST, TOPIC_EXIT, TOPIC_OOM, TOPIC_START,
+    CONTAINERS_GET, TASKS_GET, TASKS_LIST, TOPIC_EXIT, TOPIC_OOM, TOPIC_START,
 };
 use crate::engine::{EventStream, RawEvent};
 use crate::error::{Error, GrpcCode, Result};
@@ -45,7 +45,7 @@ use crate::proto::cri_api::{
     PodSandboxStatusRequest, PodSandboxStatusResponse,
 };
 
-use super::client::{Rpc, CALL_DEADLINE};
+use super::client::Rpc;
 use super::events::{ended, ModeCell};
 
 /// The containerd namespace of the CRI plugin.
@@ -123,18 +123,17 @@ impl TaskEvents {
     }
 }
 
+/// A call of containerd's own API in namespace `k8s.io`.
+fn containerd<Req: Message, Resp: Message>(rpc: &Rpc, method: &str, req: &Req) -> Result<Resp> {
+    api::call(&rpc.channel, &rpc.cancel, Some(CRI_NAMESPACE), method, req)
+}
+
 /// Whether containerd container `id` of namespace `k8s.io` is a CRI sandbox or
 /// container (`None`: not the CRI plugin's, or gone).
 pub(crate) fn kind(rpc: &Rpc, id: &str) -> Result<Option<Kind>> {
     let mut req = GetContainerRequest::new();
     req.id = id.to_string();
-    let r: Result<GetContainerResponse> = rpc.channel.unary_msg(
-        CONTAINERS_GET,
-        &[(NAMESPACE_KEY, CRI_NAMESPACE)],
-        &req,
-        Some(CALL_DEADLINE),
-    );
-    match r {
+    match containerd::<_, GetContainerResponse>(rpc, CONTAINERS_GET, &req) {
         Ok(r) => Ok(r
             .container
             .as_ref()
@@ -148,7 +147,7 @@ pub(crate) fn kind(rpc: &Rpc, id: &str) -> Result<Option<Kind>> {
             code: GrpcCode::NOT_FOUND,
             ..
         }) => Ok(None),
-        Err(e) => Err(rpc.map_err(e)),
+        Err(e) => Err(e),
     }
 }
 
@@ -220,15 +219,7 @@ pub(crate) fn settle(rpc: &Rpc, id: &str) -> Result<Option<Kind>> {
 /// The ids of the containers of namespace `k8s.io` whose task is alive (running or
 /// paused), and of those whose task has ended but is not yet deleted.
 pub(crate) fn tasks(rpc: &Rpc) -> Result<(HashSet<String>, HashSet<String>)> {
-    let r: ListTasksResponse = rpc
-        .channel
-        .unary_msg(
-            TASKS_LIST,
-            &[(NAMESPACE_KEY, CRI_NAMESPACE)],
-            &ListTasksRequest::new(),
-            Some(CALL_DEADLINE),
-        )
-        .map_err(|e| rpc.map_err(e))?;
+    let r: ListTasksResponse = containerd(rpc, TASKS_LIST, &ListTasksRequest::new())?;
     let (mut alive, mut ended) = (HashSet::new(), HashSet::new());
     for t in r.tasks {
         let id = task_container_id(&t).to_string();
@@ -256,19 +247,13 @@ pub(crate) enum TaskState {
 pub(crate) fn task_state(rpc: &Rpc, id: &str) -> Result<TaskState> {
     let mut req = GetRequest::new();
     req.container_id = id.to_string();
-    let r: Result<GetResponse> = rpc.channel.unary_msg(
-        TASKS_GET,
-        &[(NAMESPACE_KEY, CRI_NAMESPACE)],
-        &req,
-        Some(CALL_DEADLINE),
-    );
-    let p = match r {
+    let p = match containerd::<_, GetResponse>(rpc, TASKS_GET, &req) {
         Ok(r) => r.process,
         Err(Error::Grpc {
             code: GrpcCode::NOT_FOUND,
             ..
         }) => return Ok(TaskState::Gone),
-        Err(e) => return Err(rpc.map_err(e)),
+        Err(e) => return Err(e),
     };
     let Some(p) = p.as_ref() else {
         return Ok(TaskState::Gone);
@@ -330,23 +315,8 @@ impl std::fmt::Debug for TaskEvents {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::containerd::api::envelope;
-    use crate::proto::containerd_task_events::{TaskExit, TaskOOM, TaskPaused, TaskStart};
-    use protobuf::well_known_types::timestamp::Timestamp;
-
-    fn exit(cid: &str, id: &str, status: u32, at: Option<i64>) -> TaskExit {
-        let mut m = TaskExit::new();
-        m.container_id = cid.into();
-        m.id = id.into();
-        m.exit_status = status;
-        if let Some(s) = at {
-            let mut ts = Timestamp::new();
-            ts.seconds = s;
-            ts.nanos = 5;
-            m.exited_at = protobuf::MessageField::some(ts);
-        }
-        m
-    }
+    use crate::containerd::api::{envelope, task_exit};
+    use crate::proto::containerd_task_events::{TaskOOM, TaskPaused, TaskStart};
 
     fn ev(task: Task, id: &str, at: Duration) -> Option<TaskEvent> {
         Some(TaskEvent {
@@ -383,19 +353,25 @@ mod tests {
             decode(&envelope(
                 "k8s.io",
                 "types.containerd.io/",
-                &exit("c1", "c1", 3, Some(20)),
+                &task_exit("c1", "c1", 3, Some(20)),
                 10
             ))
             .unwrap(),
             ev(Task::Exit(3), "c1", Duration::new(20, 5))
         );
         assert_eq!(
-            decode(&envelope("k8s.io", "", &exit("c1", "", 137, None), 10)).unwrap(),
+            decode(&envelope("k8s.io", "", &task_exit("c1", "", 137, None), 10)).unwrap(),
             ev(Task::Exit(137), "c1", ten)
         );
         // An exec'd process is not the container.
         assert_eq!(
-            decode(&envelope("k8s.io", "", &exit("c1", "exec", 0, None), 10)).unwrap(),
+            decode(&envelope(
+                "k8s.io",
+                "",
+                &task_exit("c1", "exec", 0, None),
+                10
+            ))
+            .unwrap(),
             None
         );
         let mut o = TaskOOM::new();

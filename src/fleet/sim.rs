@@ -29,8 +29,7 @@ use std::time::SystemTime;
 use super::merge::{Effect, Input, Key, Merge};
 use super::subscription::FleetItem;
 use crate::container::Container;
-use crate::discover::{Found, Source};
-use crate::engine::EngineKind;
+use crate::discover::Found;
 use crate::event::{ContainerEvent, EventKind};
 use crate::watcher::Item;
 
@@ -298,14 +297,7 @@ impl Sim {
         let n = self.rng.below(3 * capacity as u64 + 1);
         let mut e = Engine {
             key,
-            found: Arc::new(Found {
-                kind: EngineKind::Docker,
-                api_path: format!("/e{key}"),
-                pid: Some(key as u32),
-                inode: None,
-                source: Source::Process,
-                managed_by: None,
-            }),
+            found: super::merge::tests::found(key),
             truth: BTreeMap::new(),
             synced: false,
             open: true,

@@ -99,11 +99,14 @@ impl Channel {
         Ok(h)
     }
 
-    /// Takes a pooled connection (`true`) or dials a new one (`false`).
-    fn take(&self) -> Result<(Conn, bool)> {
+    /// Takes a pooled connection (`true`) when `pooled_ok` and there is one, else dials a
+    /// new one (`false`).
+    fn take(&self, pooled_ok: bool) -> Result<(Conn, bool)> {
         self.shared.cancel.check()?;
-        if let Some(c) = self.shared.idle.lock().pop() {
-            return Ok((c, true));
+        if pooled_ok {
+            if let Some(c) = self.shared.idle.lock().pop() {
+                return Ok((c, true));
+            }
         }
         Ok((
             Conn::dial(&self.shared.path, &self.shared.cancel, &self.shared.opts)?,
@@ -139,15 +142,7 @@ impl Channel {
                 "request message exceeds max_message_size",
             ));
         }
-        let (mut c, pooled) = if pooled_ok {
-            self.take()?
-        } else {
-            self.shared.cancel.check()?;
-            (
-                Conn::dial(&self.shared.path, &self.shared.cancel, &self.shared.opts)?,
-                false,
-            )
-        };
+        let (mut c, pooled) = self.take(pooled_ok)?;
         c.set_deadline(at);
         c.start(&headers, &body)?;
         Ok((c, pooled))

@@ -270,24 +270,26 @@ impl Conn {
                 message: "connection is unusable after an earlier error".into(),
             });
         }
+        let f = self.read_frame()?;
+        if !self.got_settings && f.kind != Kind::Settings {
+            self.broken = true;
+            return Err(frame::not_http2());
+        }
+        self.handle(f)
+    }
+
+    /// Reads the next frame (within the deadline); a failure breaks the connection.
+    fn read_frame(&mut self) -> Result<Frame> {
         self.arm_timeout()?;
         let r = {
             let this = &*self;
             let map = |e: io::Error| this.map_io(e);
             frame::read_frame(&mut &self.sock, MAX_FRAME, &map)
         };
-        let f = match r {
-            Ok(f) => f,
-            Err(e) => {
-                self.broken = true;
-                return Err(e);
-            }
-        };
-        if !self.got_settings && f.kind != Kind::Settings {
+        if r.is_err() {
             self.broken = true;
-            return Err(frame::not_http2());
         }
-        self.handle(f)
+        r
     }
 
     fn active_id(&self) -> u32 {
@@ -431,19 +433,7 @@ impl Conn {
         let mut block = f.content()?.to_vec();
         let mut end_headers = f.has(frame::END_HEADERS);
         while !end_headers {
-            self.arm_timeout()?;
-            let r = {
-                let this = &*self;
-                let map = |e: io::Error| this.map_io(e);
-                frame::read_frame(&mut &self.sock, MAX_FRAME, &map)
-            };
-            let c = match r {
-                Ok(c) => c,
-                Err(e) => {
-                    self.broken = true;
-                    return Err(e);
-                }
-            };
+            let c = self.read_frame()?;
             if c.kind != Kind::Continuation || c.stream != f.stream {
                 return self.fail("expected CONTINUATION of the same stream");
             }
