@@ -233,18 +233,16 @@ impl CriClient {
             native::TaskState::Gone => (None, None),
         };
         let engine = self.engine_ref();
-        let end = std::time::Instant::now() + native::SETTLE;
-        let mut pause = Duration::from_millis(2);
-        while std::time::Instant::now() < end {
-            self.rpc.cancel.check()?;
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(50));
+        let exited = native::until_settled(&self.rpc.cancel, || {
             match self.container_inspection(&c.id, pod, &engine) {
-                Ok(i @ Inspection::Exited(..)) => return Ok(i),
-                Ok(Inspection::Alive(_)) => {}
-                Err(e) if e.is_not_alive() || vanished(&e) => break,
-                Err(e) => return Err(e),
+                Ok(i @ Inspection::Exited(..)) => Ok(Some(Some(i))),
+                Ok(Inspection::Alive(_)) => Ok(None),
+                Err(e) if e.is_not_alive() || vanished(&e) => Ok(Some(None)),
+                Err(e) => Err(e),
             }
+        })?;
+        if let Some(Some(i)) = exited {
+            return Ok(i);
         }
         let c = Container { pid: 0, ..c };
         let status = ExitStatus {
