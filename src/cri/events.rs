@@ -78,13 +78,14 @@ pub(crate) fn open(client: &CriClient) -> Result<Box<dyn EventStream>> {
                 )
                 .map_err(|e| rpc.map_err(e))?;
             Ok(Box::new(EventedStream {
-                stream,
-                cancel: rpc.cancel.clone(),
+                stream: Opened::new(
+                    stream,
+                    rpc.cancel.clone(),
+                    client.mode.clone(),
+                    "GetContainerEvents",
+                ),
                 exited: HashSet::new(),
                 opened: nanos(opened),
-                got_any: false,
-                since: Instant::now(),
-                mode: client.mode.clone(),
             }))
         }
         EventMode::ContainerdEvents => Ok(Box::new(TaskEvents::open(
@@ -141,18 +142,61 @@ pub(crate) fn ended(
     r.map(|_| None)
 }
 
-/// The `GetContainerEvents` stream mapped to raw events.
-pub(crate) struct EventedStream {
+/// An open event stream of the CRI adaptor ([`EventMode::Evented`] or
+/// [`EventMode::ContainerdEvents`]), which tells a refusal from a failure when it ends
+/// (see [`ended`]).
+pub(crate) struct Opened {
     stream: MessageStream,
     cancel: CancelSet,
+    mode: ModeCell,
+    /// The stream, for the log.
+    what: &'static str,
+    got_any: bool,
+    /// When the stream was opened.
+    since: Instant,
+}
+
+impl Opened {
+    /// An event stream opened just now.
+    pub(crate) fn new(
+        stream: MessageStream,
+        cancel: CancelSet,
+        mode: ModeCell,
+        what: &'static str,
+    ) -> Self {
+        Opened {
+            stream,
+            cancel,
+            mode,
+            what,
+            got_any: false,
+            since: Instant::now(),
+        }
+    }
+
+    /// The next message; `Ok(None)` once the stream has ended (or was refused: then
+    /// `mode` is relist now).
+    pub(crate) fn next<M: Message>(&mut self) -> Result<Option<M>> {
+        let r = match self.stream.next_msg::<M>() {
+            Ok(Some(m)) => {
+                self.got_any = true;
+                return Ok(Some(m));
+            }
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
+        let (got_any, since, what) = (self.got_any, self.since, self.what);
+        ended(r, got_any, since, &self.cancel, &self.mode, what).map(|_| None)
+    }
+}
+
+/// The `GetContainerEvents` stream mapped to raw events.
+pub(crate) struct EventedStream {
+    stream: Opened,
     exited: HashSet<String>,
     /// When the stream was opened (nanoseconds since the epoch): older events are a
     /// backlog that the listing after the open already reflects.
     opened: i64,
-    got_any: bool,
-    /// When the stream was opened (for telling a refusal from a failure).
-    since: Instant,
-    mode: ModeCell,
 }
 
 /// The raw event of one CRI event; `exited` remembers exits so that a stop followed by a
@@ -200,22 +244,12 @@ pub(crate) fn map_event(
     Some(raw)
 }
 
-impl EventedStream {
-    fn ended(&self, r: Result<()>) -> Result<Option<RawEvent>> {
-        let what = "GetContainerEvents";
-        ended(r, self.got_any, self.since, &self.cancel, &self.mode, what)
-    }
-}
-
 impl EventStream for EventedStream {
     fn next_event(&mut self) -> Result<Option<RawEvent>> {
         loop {
-            let ev = match self.stream.next_msg::<ContainerEventResponse>() {
-                Ok(Some(ev)) => ev,
-                Ok(None) => return self.ended(Ok(())),
-                Err(e) => return self.ended(Err(e)),
+            let Some(ev) = self.stream.next::<ContainerEventResponse>()? else {
+                return Ok(None);
             };
-            self.got_any = true;
             // A backlog event (containerd 2.x keeps events for a while when nobody
             // listens): the listing made after the open is fresher.
             if ev.created_at > 0 && ev.created_at < self.opened {

@@ -33,7 +33,6 @@ use crate::containerd::api::{
 use crate::engine::{CancelSet, EventStream, RawEvent};
 use crate::error::{Error, GrpcCode, Result};
 use crate::event::EventKind;
-use crate::grpc::MessageStream;
 use crate::proto::containerd_containers::{GetContainerRequest, GetContainerResponse};
 use crate::proto::containerd_events::Envelope;
 use crate::proto::containerd_task_types::Status;
@@ -46,7 +45,7 @@ use crate::proto::cri_api::{
 };
 
 use super::client::Rpc;
-use super::events::{ended, ModeCell};
+use super::events::{ModeCell, Opened};
 
 /// The containerd namespace of the CRI plugin.
 pub(crate) const CRI_NAMESPACE: &str = "k8s.io";
@@ -88,11 +87,8 @@ pub(crate) enum Kind {
 
 /// containerd's task events of namespace `k8s.io` as CRI raw events.
 pub(crate) struct TaskEvents {
-    stream: MessageStream,
+    stream: Opened,
     rpc: Rpc,
-    mode: ModeCell,
-    got_any: bool,
-    since: Instant,
     ooms: OomMarks,
 }
 
@@ -100,26 +96,12 @@ impl TaskEvents {
     /// Subscribes to containerd's event service on the CRI socket.
     pub(crate) fn open(rpc: Rpc, mode: ModeCell) -> Result<TaskEvents> {
         let stream = subscribe(&rpc.channel, &rpc.cancel, filters())?;
+        let what = "containerd's event subscription";
         Ok(TaskEvents {
-            stream,
+            stream: Opened::new(stream, rpc.cancel.clone(), mode, what),
             rpc,
-            mode,
-            got_any: false,
-            since: Instant::now(),
             ooms: OomMarks::default(),
         })
-    }
-
-    fn ended(&self, r: Result<()>) -> Result<Option<RawEvent>> {
-        let what = "containerd's event subscription";
-        ended(
-            r,
-            self.got_any,
-            self.since,
-            &self.rpc.cancel,
-            &self.mode,
-            what,
-        )
     }
 }
 
@@ -287,12 +269,9 @@ pub(crate) fn task_state(rpc: &Rpc, id: &str) -> Result<TaskState> {
 impl EventStream for TaskEvents {
     fn next_event(&mut self) -> Result<Option<RawEvent>> {
         loop {
-            let env = match self.stream.next_msg::<Envelope>() {
-                Ok(Some(env)) => env,
-                Ok(None) => return self.ended(Ok(())),
-                Err(e) => return self.ended(Err(e)),
+            let Some(env) = self.stream.next::<Envelope>()? else {
+                return Ok(None);
             };
-            self.got_any = true;
             let t = match decode(&env) {
                 Ok(Some(t)) => t,
                 Ok(None) => continue,
