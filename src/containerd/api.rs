@@ -362,22 +362,18 @@ mod tests {
         );
         let mut p = TaskPaused::new();
         p.container_id = "c1".into();
-        assert_eq!(
-            decode(&envelope("ns", "", &p, 10)).unwrap(),
-            ev(Task::Paused, "c1", 10, 0)
-        );
         let mut r = TaskResumed::new();
         r.container_id = "c1".into();
-        assert_eq!(
-            decode(&envelope("ns", "", &r, 10)).unwrap(),
-            ev(Task::Resumed, "c1", 10, 0)
-        );
         let mut o = TaskOOM::new();
         o.container_id = "c1".into();
-        assert_eq!(
-            decode(&envelope("ns", "", &o, 10)).unwrap(),
-            ev(Task::Oom, "c1", 10, 0)
-        );
+        let envelopes = [
+            (envelope("ns", "", &p, 10), Task::Paused),
+            (envelope("ns", "", &r, 10), Task::Resumed),
+            (envelope("ns", "", &o, 10), Task::Oom),
+        ];
+        for (e, task) in envelopes {
+            assert_eq!(decode(&e).unwrap(), ev(task, "c1", 10, 0));
+        }
         // No container id: decoded all the same (callers decide).
         assert_eq!(
             decode(&envelope("ns", "", &TaskStart::new(), 10)).unwrap(),

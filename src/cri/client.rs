@@ -122,11 +122,7 @@ impl Rpc {
         let path = format!("{SERVICE}{method}");
         self.channel
             .unary_msg(&path, &[], req, Some(CALL_DEADLINE))
-            .map_err(|e| self.map_err(e))
-    }
-
-    pub(crate) fn map_err(&self, e: Error) -> Error {
-        self.cancel.or_cancelled(e)
+            .map_err(|e| self.cancel.or_cancelled(e))
     }
 
     pub(crate) fn ready_sandboxes(&self) -> Result<Vec<PodSandbox>> {
@@ -335,10 +331,6 @@ impl CriClient {
 
     fn call<Req: Message, Resp: Message>(&self, method: &str, req: &Req) -> Result<Resp> {
         self.rpc.call(method, req)
-    }
-
-    fn map_err(&self, e: Error) -> Error {
-        self.rpc.map_err(e)
     }
 
     fn engine_ref(&self) -> Arc<EngineRef> {
@@ -578,7 +570,7 @@ impl EngineClient for CriClient {
             match r {
                 Ok(c) => out.push(c),
                 Err(e) if vanished(&e) => {}
-                Err(e) => return Err(self.map_err(e)),
+                Err(e) => return Err(self.rpc.cancel.or_cancelled(e)),
             }
         }
         self.rpc.cancel.check()?;

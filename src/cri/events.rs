@@ -76,7 +76,7 @@ pub(crate) fn open(client: &CriClient) -> Result<Box<dyn EventStream>> {
                     &request()?,
                     None,
                 )
-                .map_err(|e| rpc.map_err(e))?;
+                .map_err(|e| rpc.cancel.or_cancelled(e))?;
             Ok(Box::new(EventedStream {
                 stream: Opened::new(
                     stream,
