@@ -1,7 +1,7 @@
 //! The sync thread's apply rate with the scripted engine, and subscriber fan-out.
 
-#[path = "../tests/scripted/mod.rs"]
-mod scripted;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,7 @@ fn apply(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    let s = scripted::Script::new();
+                    let s = support::scripted::Script::new();
                     for i in 0..100 {
                         s.start(&format!("c{i}"), "");
                     }

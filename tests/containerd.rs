@@ -2,7 +2,7 @@
 //! socket path; image WHALEWATCHER_CTR_IMAGE, whose entrypoint blocks).
 #![cfg(feature = "containerd")]
 
-mod common;
+mod support;
 
 use std::collections::BTreeMap;
 use std::sync::mpsc;
@@ -22,7 +22,7 @@ struct Ctr {
 
 impl Ctr {
     fn from_env() -> Option<Ctr> {
-        let sock = common::endpoint("WHALEWATCHER_CONTAINERD")?;
+        let sock = support::endpoint("WHALEWATCHER_CONTAINERD")?;
         Some(Ctr {
             sock,
             image: std::env::var("WHALEWATCHER_CTR_IMAGE")
@@ -34,7 +34,7 @@ impl Ctr {
     fn run(&self, ns: &str, args: &[&str]) -> String {
         let mut all = vec!["-a", &self.sock, "-n", ns];
         all.extend_from_slice(args);
-        common::run("ctr", &all)
+        support::run("ctr", &all)
     }
 
     fn try_run(&self, ns: &str, args: &[&str]) -> bool {
@@ -57,9 +57,9 @@ impl Ctr {
             "set -o pipefail; ctr -a '{s}' -n default images export {l} - '{i}' | ctr -a '{s}' -n '{ns}' images import {l} -",
             s = self.sock,
             i = self.image,
-            l = common::CTR_LOCAL
+            l = support::CTR_LOCAL
         );
-        common::run("bash", &["-c", &script]);
+        support::run("bash", &["-c", &script]);
     }
 
     /// Creates (and with `start`, starts) container `id` with `labels`; removed on drop.
@@ -527,7 +527,7 @@ mod exits {
         /// The `/tasks/exit` of process `exec` of container `id`, waited for (bounded).
         fn exit_of_exec(&self, ns: &str, id: &str, exec: &str) -> serde_json::Value {
             let mut found = None;
-            common::wait_until(WAIT, "ctr events shows the exit", || {
+            support::wait_until(WAIT, "ctr events shows the exit", || {
                 found = self
                     .payloads(ns, "/tasks/exit")
                     .into_iter()
@@ -647,7 +647,7 @@ mod exits {
                 }
                 ctr.run(ns, &["tasks", "kill", "-s", "KILL", &id]);
             }
-            common::wait_until(WAIT, "the task stopped", || {
+            support::wait_until(WAIT, "the task stopped", || {
                 ctr.tasks(ns).get(&id).is_some_and(|(_, s)| s == "STOPPED")
             });
             let (got, status) = match client.inspect(&full) {
@@ -772,6 +772,6 @@ mod exits {
             "ctr -a '{s}' -n default images export - '{image}' | ctr -a '{s}' -n '{ns}' images import -",
             s = ctr.sock,
         );
-        common::run("sh", &["-c", &script]);
+        support::run("sh", &["-c", &script]);
     }
 }

@@ -2,7 +2,7 @@
 //! ground truth over all watched namespaces; pause/resume, exec and kill events.
 #![cfg(all(feature = "containerd", feature = "serde"))]
 
-mod common;
+mod support;
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
@@ -32,7 +32,7 @@ struct Ctr {
 impl Ctr {
     fn from_env() -> Option<Ctr> {
         Some(Ctr {
-            sock: common::endpoint("WHALEWATCHER_CONTAINERD")?,
+            sock: support::endpoint("WHALEWATCHER_CONTAINERD")?,
             image: std::env::var("WHALEWATCHER_CTR_IMAGE")
                 .unwrap_or_else(|_| "docker.io/library/busybox:sleep".into()),
             runc_root: std::env::var("WHALEWATCHER_CTR_RUNC_ROOT").ok(),
@@ -242,7 +242,7 @@ fn pause_resume_exec_kill_events() {
         }
         // Missed pause: the watcher learns of it at its next resync, if ever; wait until
         // the portfolio says x is running again before the next try.
-        common::wait_until(WAIT, "x running", || {
+        support::wait_until(WAIT, "x running", || {
             w.portfolio().get(&x).is_some_and(|c| !c.paused)
         });
         while let Some(Item::Event(e)) = sub.try_recv() {

@@ -2,7 +2,7 @@
 //! the /proc scan with the right PID, dockerd's own containerd is recognised and skipped,
 //! and a containerd's CRI plugin is only listed when asked.
 
-mod common;
+mod support;
 
 use whalewatcher::discover::{self, DiscoverOptions, Found, Source};
 use whalewatcher::EngineKind as Kind;
@@ -43,9 +43,9 @@ fn find<'a>(all: &'a [Found], kind: Kind, path: &str) -> &'a Found {
 #[test]
 fn finds_every_scripted_engine_with_its_pid() {
     let (Some(docker), Some(podman), Some(containerd)) = (
-        common::endpoint("WHALEWATCHER_DOCKER"),
-        common::endpoint("WHALEWATCHER_PODMAN"),
-        common::endpoint("WHALEWATCHER_CONTAINERD"),
+        support::endpoint("WHALEWATCHER_DOCKER"),
+        support::endpoint("WHALEWATCHER_PODMAN"),
+        support::endpoint("WHALEWATCHER_CONTAINERD"),
     ) else {
         return;
     };
@@ -99,7 +99,7 @@ fn finds_every_scripted_engine_with_its_pid() {
 
 #[test]
 fn cri_of_a_standalone_containerd_only_when_asked() {
-    let Some(cri) = common::endpoint("WHALEWATCHER_CRI") else {
+    let Some(cri) = support::endpoint("WHALEWATCHER_CRI") else {
         return;
     };
     let opts = DiscoverOptions {
@@ -120,7 +120,7 @@ fn cri_of_a_standalone_containerd_only_when_asked() {
 
 #[test]
 fn a_found_engine_client_carries_the_pid() {
-    let Some(docker) = common::endpoint("WHALEWATCHER_DOCKER") else {
+    let Some(docker) = support::endpoint("WHALEWATCHER_DOCKER") else {
         return;
     };
     let all = discover::discover(&DiscoverOptions::default());
@@ -139,10 +139,10 @@ mod cli_auto {
     use std::collections::{BTreeMap, BTreeSet};
     use std::process::Command;
 
-    use super::common;
+    use super::support;
     use whalewatcher::EngineKind as Kind;
 
-    use crate::common::whalewatch_binary as binary;
+    use crate::support::whalewatch_binary as binary;
 
     /// `cmd args`, bounded: every engine discovery sees is asked, also other tests'
     /// private engines, and one that hangs (a dockerd stuck removing containers was seen
@@ -258,9 +258,9 @@ mod cli_auto {
     #[test]
     fn auto_ps_json_is_the_union_of_the_engines_ground_truths() {
         let (Some(docker), Some(podman), Some(sock)) = (
-            common::endpoint("WHALEWATCHER_DOCKER"),
-            common::endpoint("WHALEWATCHER_PODMAN"),
-            common::endpoint("WHALEWATCHER_CONTAINERD"),
+            support::endpoint("WHALEWATCHER_DOCKER"),
+            support::endpoint("WHALEWATCHER_PODMAN"),
+            support::endpoint("WHALEWATCHER_CONTAINERD"),
         ) else {
             return;
         };
@@ -275,17 +275,17 @@ mod cli_auto {
             ctr_id: tag.clone(),
             ids: Vec::new(),
         };
-        let d = common::run(
+        let d = support::run(
             "docker",
             &["-H", &docker, "run", "-d", "--name", &tag, &image],
         );
         mine.ids.push(d.trim().to_string());
-        let p = common::run(
+        let p = support::run(
             "podman",
             &["--url", &podman, "run", "-d", "--name", &tag, &image],
         );
         mine.ids.push(p.trim().to_string());
-        common::run(
+        support::run(
             "ctr",
             &["-a", &sock, "-n", "default", "run", "-d", &ctr_image, &tag],
         );
@@ -407,9 +407,9 @@ mod cli_auto {
     #[test]
     fn auto_stats_json_reports_every_shared_engine() {
         let (Some(docker), Some(podman), Some(sock)) = (
-            common::endpoint("WHALEWATCHER_DOCKER"),
-            common::endpoint("WHALEWATCHER_PODMAN"),
-            common::endpoint("WHALEWATCHER_CONTAINERD"),
+            support::endpoint("WHALEWATCHER_DOCKER"),
+            support::endpoint("WHALEWATCHER_PODMAN"),
+            support::endpoint("WHALEWATCHER_CONTAINERD"),
         ) else {
             return;
         };
@@ -474,9 +474,9 @@ mod cli_auto {
     fn auto_events_merge_the_engines_streams() {
         use std::io::BufRead;
         let (Some(docker), Some(podman), Some(sock)) = (
-            common::endpoint("WHALEWATCHER_DOCKER"),
-            common::endpoint("WHALEWATCHER_PODMAN"),
-            common::endpoint("WHALEWATCHER_CONTAINERD"),
+            support::endpoint("WHALEWATCHER_DOCKER"),
+            support::endpoint("WHALEWATCHER_PODMAN"),
+            support::endpoint("WHALEWATCHER_CONTAINERD"),
         ) else {
             return;
         };
@@ -493,12 +493,12 @@ mod cli_auto {
             ctr_id: format!("{sentinel}-none"),
             ids: Vec::new(),
         };
-        let d = common::run(
+        let d = support::run(
             "docker",
             &["-H", &docker, "run", "-d", "--name", &sentinel, &image],
         );
         sentinels.ids.push(d.trim().to_string());
-        let p = common::run(
+        let p = support::run(
             "podman",
             &["--url", &podman, "run", "-d", "--name", &sentinel, &image],
         );
@@ -547,12 +547,12 @@ mod cli_auto {
             ctr_id: format!("{tag}-none"),
             ids: Vec::new(),
         };
-        let d = common::run(
+        let d = support::run(
             "docker",
             &["-H", &docker, "run", "-d", "--name", &tag, &image],
         );
         mine.ids.push(d.trim().to_string());
-        let p = common::run(
+        let p = support::run(
             "podman",
             &["--url", &podman, "run", "-d", "--name", &tag, &image],
         );
@@ -564,7 +564,7 @@ mod cli_auto {
             ("docker.com", "docker", "-H", &docker, &mine.ids[0]),
             ("podman.io", "podman", "--url", &podman, &mine.ids[1]),
         ] {
-            let pid = common::run(cli, &[flag, url, "inspect", "-f", "{{.State.Pid}}", id]);
+            let pid = support::run(cli, &[flag, url, "inspect", "-f", "{{.State.Pid}}", id]);
             want.insert(kind.to_string(), (id.clone(), pid.trim().parse().unwrap()));
         }
         while !want.is_empty() {

@@ -5,15 +5,14 @@
 //! made, including changes made meanwhile.
 #![cfg(feature = "containerd")]
 
-mod common;
-mod fault_proxy;
+mod support;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use fault_proxy::{Fault, Proxy};
+use support::fault_proxy::{Fault, Proxy};
 use whalewatcher::containerd::ContainerdClient;
 use whalewatcher::{Error, EventKind, ExponentialBackoff, Health, Item, Watcher, WatcherOptions};
 
@@ -106,7 +105,7 @@ struct Setup {
 }
 
 fn setup() -> Option<Setup> {
-    let sock = common::endpoint("WHALEWATCHER_CONTAINERD")?;
+    let sock = support::endpoint("WHALEWATCHER_CONTAINERD")?;
     let proxy = Proxy::start(&sock);
     let opts = WatcherOptions::default().with_retry(|| {
         ExponentialBackoff::new(Duration::from_millis(150), Duration::from_millis(600))
@@ -224,7 +223,7 @@ fn cut_mid_stream_reconnects_and_catches_up_with_changes_made_while_cut() {
             .contains(&s.proxy.path().display().to_string()),
         "{e}"
     );
-    common::wait_until(WAIT, "three reconnect attempts", || {
+    support::wait_until(WAIT, "three reconnect attempts", || {
         s.proxy.accepted() >= accepted + 3
     });
     s.ctr.run(&["tasks", "kill", "-s", "KILL", &a]);
@@ -297,7 +296,7 @@ fn garbage_in_the_event_stream_is_an_http2_protocol_error_and_heals() {
     s.proxy.cut();
     wait_error(&s.watcher, "the cut", is_the_cut);
     s.watcher.wait_ready(WAIT).unwrap();
-    common::wait_until(WAIT, "an open connection", || s.proxy.open() >= 1);
+    support::wait_until(WAIT, "an open connection", || s.proxy.open() >= 1);
     assert!(
         s.proxy
             .inject_garbage(b"\x00\x00\x05\xee\x00\x00\x00\x00\x01GARBAGE")
@@ -334,7 +333,7 @@ fn close_before_any_answer_is_reported_and_heals() {
 
 #[test]
 fn close_returns_promptly_while_the_engine_stalls() {
-    let Some(sock) = common::endpoint("WHALEWATCHER_CONTAINERD") else {
+    let Some(sock) = support::endpoint("WHALEWATCHER_CONTAINERD") else {
         return;
     };
     let proxy = Proxy::start(&sock);
@@ -346,7 +345,7 @@ fn close_returns_promptly_while_the_engine_stalls() {
     proxy.set(Fault::Stall);
     let before = proxy.accepted();
     proxy.cut();
-    common::wait_until(WAIT, "a stalled reconnect", || proxy.accepted() > before);
+    support::wait_until(WAIT, "a stalled reconnect", || proxy.accepted() > before);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         w.close();

@@ -1,14 +1,13 @@
 //! The C ABI (src/ffi), called as C would call it: argument errors, the last-error
 //! message, and a watcher of the real dockerd checked against `docker inspect`.
 
-mod common;
-mod ffi_support;
+mod support;
 
 use std::ffi::{c_char, CStr};
 use std::time::Duration;
 
-use ffi_support::{c, last_error, take, Docker, W};
 use serde_json::Value;
+use support::ffi::{c, last_error, take, Docker, W};
 use whalewatcher::ffi::*;
 
 #[test]
@@ -101,7 +100,7 @@ fn unreachable_engine_times_out_and_reports_why() {
         "{}",
         last_error()
     );
-    common::wait_until(Duration::from_secs(10), "reconnecting health", || {
+    support::wait_until(Duration::from_secs(10), "reconnecting health", || {
         w.health().0 == WW_HEALTH_RECONNECTING
     });
     let (_, h) = w.health();
@@ -151,7 +150,7 @@ fn docker_portfolio_lookup_and_events() {
     let daemon_id = docker.cli(&["info", "-f", "{{.ID}}"]);
     assert_eq!(info["id"], daemon_id.trim());
 
-    common::wait_until(
+    support::wait_until(
         Duration::from_secs(20),
         "own container in the portfolio",
         || find(&w.portfolio_value(), &id1).is_some(),
@@ -165,7 +164,7 @@ fn docker_portfolio_lookup_and_events() {
     assert_eq!(c1["paused"], false);
     assert_eq!(c1["image"], truth["Config"]["Image"]);
     assert_eq!(
-        serde_json::to_value(common::inspect::docker_labels(&truth)).unwrap(),
+        serde_json::to_value(support::cli::docker_labels(&truth)).unwrap(),
         c1["labels"]
     );
 
@@ -217,13 +216,13 @@ fn docker_portfolio_lookup_and_events() {
     let code = docker.inspect(&id1)["State"]["ExitCode"].as_i64().unwrap();
     assert_eq!(ev["exit_code"].as_i64(), Some(code));
     assert_eq!(ev["oom"], false);
-    common::wait_until(Duration::from_secs(10), "exited container leaves", || {
+    support::wait_until(Duration::from_secs(10), "exited container leaves", || {
         w.lookup(&id1).0 == WW_NOT_FOUND
     });
 }
 
 /// The next event of container `id` (others, from foreign tests, are skipped).
-fn next_for(s: &ffi_support::S, id: &str) -> Value {
+fn next_for(s: &support::ffi::S, id: &str) -> Value {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while std::time::Instant::now() < deadline {
         match s.next(500) {
@@ -305,7 +304,7 @@ fn ctr(sock: &str, args: &[&str]) -> std::process::Output {
 #[cfg(feature = "containerd")]
 #[test]
 fn containerd_portfolio_matches_ctr() {
-    let Some(sock) = common::endpoint("WHALEWATCHER_CONTAINERD") else {
+    let Some(sock) = support::endpoint("WHALEWATCHER_CONTAINERD") else {
         return;
     };
     let image = std::env::var("WHALEWATCHER_CTR_IMAGE")
@@ -336,7 +335,7 @@ fn containerd_portfolio_matches_ctr() {
     }
     args.extend([image.as_str(), id.as_str()]);
     let _cleanup = Cleanup(&sock, &id);
-    common::run(
+    support::run(
         "ctr",
         &[&["-a", sock.as_str(), "-n", "default"][..], &args].concat(),
     );
@@ -351,7 +350,7 @@ fn containerd_portfolio_matches_ctr() {
 
     let w = W::new("containerd", Some(&sock)).unwrap();
     assert_eq!(w.wait_ready(30_000), WW_OK, "{}", last_error());
-    common::wait_until(
+    support::wait_until(
         Duration::from_secs(20),
         "own container in the portfolio",
         || w.lookup(&id).0 == WW_OK,
@@ -373,7 +372,7 @@ fn containerd_portfolio_matches_ctr() {
 #[cfg(feature = "cri")]
 #[test]
 fn cri_watcher_syncs() {
-    let Some(sock) = common::endpoint("WHALEWATCHER_CRI") else {
+    let Some(sock) = support::endpoint("WHALEWATCHER_CRI") else {
         return;
     };
     let w = W::new("cri", Some(&sock)).unwrap();
@@ -405,7 +404,7 @@ fn auto_watches_the_discovered_dockerd() {
     let (id1, name1) = docker.start("auto");
     let w = W::new("auto", None).unwrap();
     assert_eq!(w.wait_ready(60_000), WW_OK, "{}", last_error());
-    common::wait_until(Duration::from_secs(30), "own container via auto", || {
+    support::wait_until(Duration::from_secs(30), "own container via auto", || {
         find(&w.portfolio_value(), &id1).is_some()
     });
     let p = w.portfolio_value();

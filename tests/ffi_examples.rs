@@ -2,14 +2,13 @@
 //! example (examples/python, ctypes) against the real dockerd, checked against
 //! `docker inspect`.
 
-mod common;
-mod ffi_support;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use ffi_support::{lib_dir, root, Docker};
 use serde_json::Value;
+use support::ffi::{lib_dir, root, Docker};
 
 const EVENTS: usize = 5;
 
@@ -152,7 +151,7 @@ fn have_valgrind() -> bool {
         return true;
     }
     let msg = "valgrind is not installed (apt-get install -y valgrind)";
-    assert!(!common::engines_required(), "{msg}");
+    assert!(!support::engines_required(), "{msg}");
     eprintln!("\n*** SKIPPING: {msg} ***\n");
     false
 }
@@ -214,7 +213,7 @@ fn c_example_valgrind(engine: &str) {
     check_output_of(&out, &docker, &own, engine == "docker");
 }
 
-/// The ABI's edge paths from C (tests/ffi_support/abi.c), under valgrind.
+/// The ABI's edge paths from C (tests/support/abi.c), under valgrind.
 #[test]
 fn c_abi_edges_under_valgrind() {
     let (Some(docker), Some(lib)) = (Docker::from_env(), lib_dir()) else {
@@ -223,7 +222,7 @@ fn c_abi_edges_under_valgrind() {
     if !have_valgrind() {
         return;
     }
-    let exe = build(&lib, &root().join("tests/ffi_support/abi.c"), "abi", false);
+    let exe = build(&lib, &root().join("tests/support/abi.c"), "abi", false);
     let out = valgrind(&exe, &[&docker.url]);
     assert!(
         out.status.success(),

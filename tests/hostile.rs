@@ -6,7 +6,7 @@
 //! `close()` returns promptly.
 #![cfg(all(feature = "docker", feature = "containerd"))]
 
-mod common;
+mod support;
 
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -140,7 +140,7 @@ fn watch_fails(
     };
     if let Some(n) = attempts {
         let before = n();
-        common::wait_until(WAIT, &format!("{what}: retries"), || n() >= before + 2);
+        support::wait_until(WAIT, &format!("{what}: retries"), || n() >= before + 2);
     }
     assert!(matches!(w.health(), Health::Reconnecting { .. }));
     close_promptly(w, what);
@@ -187,11 +187,11 @@ fn missing_socket_is_a_connection_error_and_the_watcher_attaches_when_it_appears
         None,
     );
     // Started before its engine: attaches as soon as the socket appears.
-    let Some(real) = common::endpoint("WHALEWATCHER_DOCKER") else {
+    let Some(real) = support::endpoint("WHALEWATCHER_DOCKER") else {
         return;
     };
     let w = Watcher::new(docker(&path, Duration::from_secs(5)), fast());
-    common::wait_until(WAIT, "Reconnecting", || {
+    support::wait_until(WAIT, "Reconnecting", || {
         matches!(w.health(), Health::Reconnecting { .. })
     });
     std::os::unix::fs::symlink(real.trim_start_matches("unix://"), &path).unwrap();
@@ -273,7 +273,7 @@ fn permission_denied_as_an_unprivileged_user() {
         .output()
         .is_err()
     {
-        if common::engines_required() {
+        if support::engines_required() {
             panic!("setpriv is missing");
         }
         eprintln!("*** SKIPPING: no setpriv ***");
@@ -337,7 +337,7 @@ fn a_socket_that_never_answers_times_out() {
 
 #[test]
 fn docker_client_on_the_containerd_socket() {
-    let Some(p) = common::endpoint("WHALEWATCHER_CONTAINERD") else {
+    let Some(p) = support::endpoint("WHALEWATCHER_CONTAINERD") else {
         return;
     };
     let path = PathBuf::from(p);
@@ -361,7 +361,7 @@ fn docker_client_on_the_containerd_socket() {
 
 #[test]
 fn containerd_client_on_the_docker_socket() {
-    let Some(u) = common::endpoint("WHALEWATCHER_DOCKER") else {
+    let Some(u) = support::endpoint("WHALEWATCHER_DOCKER") else {
         return;
     };
     let path = PathBuf::from(u.trim_start_matches("unix://"));

@@ -1,15 +1,14 @@
 //! The sync algorithm against the scripted engine: every race of the issue, a randomized
 //! test over many seeds, the subscriber policy, the journal and leak checks.
 
-mod common;
-mod scripted;
+mod support;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::wait_until;
-use scripted::Script;
+use support::scripted::Script;
+use support::wait_until;
 use whalewatcher::{EventKind, ExponentialBackoff, Health, Item, Watcher, WatcherOptions};
 
 const T: Duration = Duration::from_secs(10);

@@ -1,14 +1,13 @@
 //! Issue 13, end to end against the scripted engine: each test failed on ef5c2da (the
 //! comment says where) and passes with the state machine.
 
-mod common;
-mod scripted;
+mod support;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::wait_until;
-use scripted::Script;
+use support::scripted::Script;
+use support::wait_until;
 use whalewatcher::{
     ContainerEvent, EventKind, ExponentialBackoff, Health, Item, Since, Subscription, Watcher,
     WatcherOptions,

@@ -9,7 +9,6 @@
 //! - [`Fault::Refuse`]: accept and close at once;
 //! - [`Proxy::inject_garbage`]: write garbage into each open connection's response stream
 //!   before the next bytes from the engine.
-#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::Shutdown;

@@ -1,6 +1,5 @@
 //! Tests shared by tests/docker.rs and tests/podman.rs: the same Docker API, checked
 //! against each engine's own CLI as ground truth.
-#![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,7 +11,7 @@ use whalewatcher::container::PRIVILEGED_LABEL;
 use whalewatcher::docker::DockerClient;
 use whalewatcher::{EngineClient, Error, EventKind, RawEvent};
 
-use crate::common;
+use crate::support;
 
 /// An engine and the CLI that gives the ground truth about it.
 pub struct Engine {
@@ -36,7 +35,7 @@ impl Engine {
         flag: &'static str,
         kind: whalewatcher::EngineKind,
     ) -> Option<Self> {
-        let url = common::endpoint(var)?;
+        let url = support::endpoint(var)?;
         Some(Engine {
             cli,
             flag,
@@ -50,7 +49,7 @@ impl Engine {
     pub fn run(&self, args: &[&str]) -> String {
         let mut all = vec![self.flag, self.url.as_str()];
         all.extend_from_slice(args);
-        common::run(self.cli, &all)
+        support::run(self.cli, &all)
     }
 
     /// Runs the CLI and ignores failures.
@@ -130,7 +129,7 @@ fn truth(v: &Value) -> Option<Truth> {
     if pid == 0 {
         return None;
     }
-    let labels = common::inspect::docker_labels(v);
+    let labels = support::cli::docker_labels(v);
     Some(Truth {
         id: v["Id"].as_str().unwrap().to_string(),
         name: v["Name"]
@@ -341,7 +340,7 @@ pub fn inspect_cases(e: &Engine) {
 
 /// Waits (bounded) until the engine says the container's process is gone.
 fn wait_exited(e: &Engine, id: &str) {
-    common::wait_until(Duration::from_secs(30), "container exited", || {
+    support::wait_until(Duration::from_secs(30), "container exited", || {
         let v = &e.inspect(&[id.to_string()])[0];
         v["State"]["Pid"].as_u64() == Some(0) && v["State"]["Status"] == "exited"
     });
@@ -359,7 +358,7 @@ pub fn exited_matches_truth(
         Ok(whalewatcher::Inspection::Exited(got, status)) => (got, status),
         other => panic!("{id}: expected Exited, got {other:?}"),
     };
-    let labels = common::inspect::docker_labels(v);
+    let labels = support::cli::docker_labels(v);
     let want = Truth {
         id: v["Id"].as_str().unwrap().to_string(),
         name: v["Name"]

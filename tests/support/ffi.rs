@@ -1,6 +1,5 @@
 //! Support of the C ABI tests: a Docker CLI helper for ground truth, and thin safe
 //! wrappers around the `ww_*` functions.
-#![allow(dead_code)]
 
 use std::cell::RefCell;
 use std::ffi::{c_char, CStr, CString};
@@ -9,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use serde_json::Value;
 use whalewatcher::ffi::*;
 
-use crate::common;
+use crate::support;
 
 /// The shared dockerd and the containers a test created (removed on drop).
 pub struct Docker {
@@ -23,7 +22,7 @@ impl Docker {
     /// The dockerd of `WHALEWATCHER_DOCKER`, or `None` (skipped loudly).
     pub fn from_env() -> Option<Self> {
         Some(Docker {
-            url: common::endpoint("WHALEWATCHER_DOCKER")?,
+            url: support::endpoint("WHALEWATCHER_DOCKER")?,
             names: RefCell::default(),
         })
     }
@@ -32,7 +31,7 @@ impl Docker {
     pub fn cli(&self, args: &[&str]) -> String {
         let mut all = vec!["-H", self.url.as_str()];
         all.extend_from_slice(args);
-        common::run("docker", &all)
+        support::run("docker", &all)
     }
 
     /// Starts a blocking busybox container with a unique name; returns (id, name).
@@ -229,7 +228,7 @@ pub fn lib_dir() -> Option<std::path::PathBuf> {
         }
         _ => {
             let msg = "WHALEWATCHER_FFI_LIB_DIR is not set (build with `cargo rustc --lib --features ffi --crate-type cdylib,staticlib` and point it at target/debug)";
-            if common::engines_required() {
+            if support::engines_required() {
                 panic!("{msg}, but WHALEWATCHER_REQUIRE_ENGINES=1");
             }
             eprintln!("\n*** SKIPPING: {msg} ***\n");

@@ -176,7 +176,7 @@ impl Drop for PrivateDockerd {
         for pid in processes_under(&self.dir) {
             let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
         }
-        for m in crate::common::mount_points_under(&self.dir.display().to_string()) {
+        for m in crate::support::mount_points_under(&self.dir.display().to_string()) {
             let _ = Command::new("umount").args(["-l", &m]).status();
         }
         let _ = std::fs::remove_dir_all(&self.dir);

@@ -1,10 +1,42 @@
-//! Support shared by the integration tests.
+//! The integration tests' support tree: each test binary declares `mod support;` and uses
+//! the parts it needs.
+//!
+//! - this file: engine endpoints from the environment, running commands, bounded waiting,
+//!   mount points, the `whalewatch` example binary;
+//! - [`cli`]: THE docker/podman CLI driver, ground truth from `docker inspect`;
+//! - [`docker_api`]: the Docker API checks shared by tests/docker.rs and tests/podman.rs;
+//! - [`containerd`]: the `ctr` driver and a private containerd instance;
+//! - [`dockerd`], [`podman`]: private dockerd / podman services for kill/restart tests;
+//! - [`cri`]: pods and containers made through the CRI API, CRI ground truth;
+//! - [`watch`]: the watcher's view, convergence, event collection, exit checks;
+//! - [`replay`]: THE event-stream replayer;
+//! - [`scripted`]: the scripted engine for deterministic race tests;
+//! - [`fault_proxy`]: the fault-injecting Unix-socket proxy;
+//! - [`grpc_peer`]: THE fake gRPC (HTTP/2) peer;
+//! - [`ffi`] (and `abi.c`): the C ABI tests' wrappers.
+// Each test binary compiles the whole tree and uses a part of it: what one binary leaves
+// unused is used by another. This is the only place dead code is allowed.
 #![allow(dead_code)]
 
 use std::time::{Duration, Instant};
 
+#[cfg(any(feature = "docker", feature = "serde", feature = "cri"))]
+pub mod cli;
+#[cfg(all(feature = "containerd", any(feature = "docker", feature = "serde")))]
+pub mod containerd;
+#[cfg(feature = "cri")]
+pub mod cri;
 #[cfg(feature = "docker")]
-pub mod inspect;
+pub mod docker_api;
+pub mod dockerd;
+pub mod fault_proxy;
+#[cfg(feature = "ffi")]
+pub mod ffi;
+pub mod podman;
+pub mod replay;
+pub mod scripted;
+#[cfg(any(feature = "docker", feature = "serde", feature = "cri"))]
+pub mod watch;
 
 /// True when CI demands that every engine test really runs.
 pub fn engines_required() -> bool {

@@ -1,7 +1,6 @@
 //! A scripted engine for deterministic race tests: the test plays the engine, changing
 //! its ground truth and emitting the matching events, and can run code in the middle of
 //! a listing or an inspect.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

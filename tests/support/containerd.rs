@@ -80,14 +80,14 @@ impl Ctr {
     pub fn import_image(&self, from_sock: &str, from_ns: &str) {
         let script = format!(
             "set -o pipefail; ctr -a '{fs}' -n '{fns}' images export {l} - '{i}' | ctr -a '{s}' -n '{ns}' images import {l} -",
-            l = crate::common::CTR_LOCAL,
+            l = crate::support::CTR_LOCAL,
             fs = from_sock,
             fns = from_ns,
             i = self.image,
             s = self.sock,
             ns = self.ns
         );
-        crate::common::run("bash", &["-c", &script]);
+        crate::support::run("bash", &["-c", &script]);
     }
 
     /// The display id of container `id` of this namespace, as the watcher shows it.
@@ -438,7 +438,7 @@ impl Drop for PrivateContainerd {
         for pid in leftovers(&dir, &cgroup) {
             let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
         }
-        for m in crate::common::mount_points_under(&dir) {
+        for m in crate::support::mount_points_under(&dir) {
             let _ = Command::new("umount").args(["-l", &m]).status();
         }
         // Empty cgroups of the namespace, children first.
