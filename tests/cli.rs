@@ -101,7 +101,7 @@ fn ps_json_equals_docker_ground_truth() {
     let Some(url) = support::endpoint("WHALEWATCHER_DOCKER") else {
         return;
     };
-    let e = Cli::new("docker", "-H", url.clone());
+    let e = Cli::docker(url.clone());
     let paused = e.start(
         &e.name("cli-paused"),
         &["--label", "com.docker.compose.project=cliproj"],
@@ -152,7 +152,7 @@ fn events_json_count() {
     let Some(url) = support::endpoint("WHALEWATCHER_DOCKER") else {
         return;
     };
-    let e = Cli::new("docker", "-H", url.clone());
+    let e = Cli::docker(url.clone());
     // Count the alive containers first so that --count covers the synthetic events too.
     let alive = loop {
         if let Some(t) = e.truth() {
@@ -229,7 +229,7 @@ fn events_since_skips_synthetic_starts() {
     let Some(url) = support::endpoint("WHALEWATCHER_DOCKER") else {
         return;
     };
-    let e = Cli::new("docker", "-H", url.clone());
+    let e = Cli::docker(url.clone());
     let mut child = Command::new(binary())
         .args([
             "--docker", &url, "events", "--json", "--since", "0", "--count", "1",
@@ -279,8 +279,8 @@ fn ps_json_merges_engines() {
     ) else {
         return;
     };
-    let dc = Cli::new("docker", "-H", d.clone());
-    let pc = Cli::new("podman", "--url", p.clone());
+    let dc = Cli::docker(d.clone());
+    let pc = Cli::podman(p.clone());
     let did = dc.start(&dc.name("cli-m"), &[]);
     let pid = pc.start(&pc.name("cli-m"), &[]);
     let mut args = vec!["--docker", d.as_str(), "--docker", p.as_str()];

@@ -32,17 +32,12 @@ impl Ctr {
     }
 
     fn run(&self, ns: &str, args: &[&str]) -> String {
-        let mut all = vec!["-a", &self.sock, "-n", ns];
-        all.extend_from_slice(args);
-        support::run("ctr", &all)
+        support::try_run_with("ctr", &["-a", &self.sock, "-n", ns], args)
+            .unwrap_or_else(|e| panic!("ctr -n {ns} {args:?} failed: {e}"))
     }
 
     fn try_run(&self, ns: &str, args: &[&str]) -> bool {
-        std::process::Command::new("ctr")
-            .args(["-a", &self.sock, "-n", ns])
-            .args(args)
-            .output()
-            .is_ok_and(|o| o.status.success())
+        support::try_run_with("ctr", &["-a", &self.sock, "-n", ns], args).is_ok()
     }
 
     /// Makes sure the test image exists in namespace `ns` (copied from `default`).

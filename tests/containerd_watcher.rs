@@ -41,16 +41,7 @@ impl Ctr {
     }
 
     fn try_run(&self, ns: &str, args: &[&str]) -> Result<String, String> {
-        let out = std::process::Command::new("ctr")
-            .args(["-a", &self.sock, "-n", ns])
-            .args(args)
-            .output()
-            .map_err(|e| e.to_string())?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
+        support::try_run_with("ctr", &["-a", &self.sock, "-n", ns], args)
     }
 
     fn run(&self, ns: &str, args: &[&str]) -> String {

@@ -148,16 +148,7 @@ mod cli_auto {
     /// private engines, and one that hangs (a dockerd stuck removing containers was seen
     /// to hold `docker inspect` for minutes) must fail the call, not hang the test.
     fn try_run(cmd: &str, args: &[&str]) -> Result<String, String> {
-        let out = Command::new("timeout")
-            .args(["20", cmd])
-            .args(args)
-            .output()
-            .map_err(|e| e.to_string())?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
+        support::try_run_with("timeout", &["20", cmd], args)
     }
 
     /// Alive container ids -> pid of one engine, or None while it cannot be asked.

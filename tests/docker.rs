@@ -3,15 +3,10 @@
 
 mod support;
 
-use support::docker_api::Engine;
+use support::cli::Cli;
 
-fn docker() -> Option<Engine> {
-    Engine::from_env(
-        "WHALEWATCHER_DOCKER",
-        "docker",
-        "-H",
-        whalewatcher::EngineKind::Docker,
-    )
+fn docker() -> Option<Cli> {
+    Cli::shared_docker()
 }
 
 #[test]

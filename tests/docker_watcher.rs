@@ -24,11 +24,11 @@ fn serial() -> MutexGuard<'static, ()> {
 }
 
 fn docker() -> Option<Cli> {
-    support::endpoint("WHALEWATCHER_DOCKER").map(|u| Cli::new("docker", "-H", u))
+    Cli::shared_docker()
 }
 
 fn podman() -> Option<Cli> {
-    support::endpoint("WHALEWATCHER_PODMAN").map(|u| Cli::new("podman", "--url", u))
+    Cli::shared_podman()
 }
 
 fn watch(e: &Cli) -> Watcher {
@@ -278,7 +278,7 @@ fn dockerd_killed_and_restarted() {
         return; // no engines set up here: no busybox tarball either
     }
     let mut d = support::dockerd::PrivateDockerd::start();
-    let e = Cli::new("docker", "-H", d.url.clone());
+    let e = Cli::docker(d.url.clone());
     let plain = e.start(&e.name("plain"), &[]);
     let always = e.start(&e.name("always"), &["--restart", "always"]);
     let old_pid = e.truth().unwrap()[&always].pid;

@@ -41,7 +41,7 @@ fn setup(timeout: Duration) -> Option<Setup> {
         .wait_ready(WAIT)
         .expect("watcher syncs through the proxy");
     Some(Setup {
-        cli: Cli::new("docker", "-H", url),
+        cli: Cli::docker(url),
         proxy,
         watcher,
     })

@@ -7,7 +7,8 @@ use std::ffi::{c_char, CStr};
 use std::time::Duration;
 
 use serde_json::Value;
-use support::ffi::{c, last_error, take, Docker, W};
+use support::cli::Cli;
+use support::ffi::{c, last_error, take, W};
 use whalewatcher::ffi::*;
 
 #[test]
@@ -131,10 +132,10 @@ fn find<'a>(p: &'a [Value], id: &str) -> Option<&'a Value> {
 /// Portfolio, lookup and events from the real dockerd, against `docker inspect`.
 #[test]
 fn docker_portfolio_lookup_and_events() {
-    let Some(docker) = Docker::from_env() else {
+    let Some(docker) = Cli::shared_docker() else {
         return;
     };
-    let (id1, name1) = docker.start("a");
+    let (id1, name1) = docker.start_new("a");
     let w = W::new("docker", Some(&docker.url)).unwrap();
     assert_eq!(w.wait_ready(30_000), WW_OK, "{}", last_error());
     assert_eq!(w.health().0, WW_HEALTH_SYNCED);
@@ -147,7 +148,7 @@ fn docker_portfolio_lookup_and_events() {
     );
     let info: Value = serde_json::from_str(&take(info).unwrap()).unwrap();
     assert_eq!(info["type"], "docker.com");
-    let daemon_id = docker.cli(&["info", "-f", "{{.ID}}"]);
+    let daemon_id = docker.run(&["info", "-f", "{{.ID}}"]);
     assert_eq!(info["id"], daemon_id.trim());
 
     support::wait_until(
@@ -157,7 +158,7 @@ fn docker_portfolio_lookup_and_events() {
     );
     let p = w.portfolio_value();
     let c1 = find(&p, &id1).unwrap();
-    let truth = docker.inspect(&id1);
+    let truth = docker.inspect_one(&id1);
     assert_eq!(c1["pid"].as_u64(), Some(docker.pid(&id1)));
     assert_eq!(c1["name"], name1.as_str());
     assert_eq!(c1["engine"], "docker.com");
@@ -201,7 +202,7 @@ fn docker_portfolio_lookup_and_events() {
     assert!(saw_ours, "no synthetic started event for our container");
 
     // Live events: a new container starts; the first one is stopped.
-    let (id2, _) = docker.start("b");
+    let (id2, _) = docker.start_new("b");
     let pid2 = docker.pid(&id2);
     let ev = next_for(&s, &id2);
     assert_eq!(ev["type"], "started");
@@ -210,10 +211,12 @@ fn docker_portfolio_lookup_and_events() {
     assert!(ev["seq"].as_u64().unwrap() > 0);
     assert!(ev["time"].as_str().unwrap().ends_with('Z'));
 
-    docker.cli(&["kill", "-s", "KILL", &id1]);
+    docker.run(&["kill", "-s", "KILL", &id1]);
     let ev = next_for(&s, &id1);
     assert_eq!(ev["type"], "exited");
-    let code = docker.inspect(&id1)["State"]["ExitCode"].as_i64().unwrap();
+    let code = docker.inspect_one(&id1)["State"]["ExitCode"]
+        .as_i64()
+        .unwrap();
     assert_eq!(ev["exit_code"].as_i64(), Some(code));
     assert_eq!(ev["oom"], false);
     support::wait_until(Duration::from_secs(10), "exited container leaves", || {
@@ -243,7 +246,7 @@ fn next_for(s: &support::ffi::S, id: &str) -> Value {
 /// thread closes the watcher: it returns WW_ENDED promptly.
 #[test]
 fn concurrent_use_and_close_ends_blocked_subscribers() {
-    let Some(docker) = Docker::from_env() else {
+    let Some(docker) = Cli::shared_docker() else {
         return;
     };
     let w = W::new("docker", Some(&docker.url)).unwrap();
@@ -393,7 +396,7 @@ fn cri_watcher_syncs() {
 /// health, engine info and events come through the fleet, checked against `docker`.
 #[test]
 fn auto_watches_the_discovered_dockerd() {
-    let Some(docker) = Docker::from_env() else {
+    let Some(docker) = Cli::shared_docker() else {
         return;
     };
     let sock = docker.url.strip_prefix("unix://").unwrap().to_string();
@@ -401,7 +404,7 @@ fn auto_watches_the_discovered_dockerd() {
     assert_eq!(st, WW_ERR_INVALID_ARGUMENT);
     assert!(msg.contains("with-cri"), "{msg}");
 
-    let (id1, name1) = docker.start("auto");
+    let (id1, name1) = docker.start_new("auto");
     let w = W::new("auto", None).unwrap();
     assert_eq!(w.wait_ready(60_000), WW_OK, "{}", last_error());
     support::wait_until(Duration::from_secs(30), "own container via auto", || {
@@ -449,7 +452,7 @@ fn auto_watches_the_discovered_dockerd() {
     assert_eq!(ours["info"]["type"], "docker.com");
     assert_eq!(
         ours["info"]["id"],
-        docker.cli(&["info", "-f", "{{.ID}}"]).trim()
+        docker.run(&["info", "-f", "{{.ID}}"]).trim()
     );
 
     // No journal across engines.
@@ -467,16 +470,16 @@ fn auto_watches_the_discovered_dockerd() {
     assert_eq!(ev["type"], "started");
     assert_eq!(ev["synthetic"], true);
     assert_eq!(&ev["container"], c1);
-    docker.cli(&["pause", &id1]);
+    docker.run(&["pause", &id1]);
     let ev = next_for(&s, &id1);
     assert_eq!(ev["type"], "paused");
     assert_eq!(ev["synthetic"], false);
     assert_eq!(
-        docker.inspect(&id1)["State"]["Status"],
+        docker.inspect_one(&id1)["State"]["Status"],
         "paused",
         "ground truth"
     );
-    docker.cli(&["unpause", &id1]);
+    docker.run(&["unpause", &id1]);
 
     // Closing the fleet ends the subscription.
     drop(w);

@@ -3,15 +3,10 @@
 
 mod support;
 
-use support::docker_api::Engine;
+use support::cli::Cli;
 
-fn podman() -> Option<Engine> {
-    Engine::from_env(
-        "WHALEWATCHER_PODMAN",
-        "podman",
-        "--url",
-        whalewatcher::EngineKind::Podman,
-    )
+fn podman() -> Option<Cli> {
+    Cli::shared_podman()
 }
 
 #[test]

@@ -23,6 +23,16 @@ pub fn docker_labels(v: &Value) -> BTreeMap<String, String> {
     labels
 }
 
+/// The blocking test image (`WHALEWATCHER_IMAGE`; its entrypoint sleeps).
+pub fn image() -> String {
+    std::env::var("WHALEWATCHER_IMAGE").unwrap_or_else(|_| "busybox:sleep".into())
+}
+
+/// The plain busybox image (`WHALEWATCHER_PLAIN_IMAGE`), for `sh -c` commands.
+pub fn plain_image() -> String {
+    std::env::var("WHALEWATCHER_PLAIN_IMAGE").unwrap_or_else(|_| "busybox:local".into())
+}
+
 /// What the tests compare of an alive container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snap {
@@ -33,11 +43,16 @@ pub struct Snap {
     pub labels: BTreeMap<String, String>,
 }
 
-/// A Docker-API engine driven by its CLI (`docker -H URL` or `podman --url URL`); usable
-/// from several threads. Containers made through [`Cli::name`] are removed on drop.
+/// THE docker/podman driver: a Docker-API engine driven by its CLI (`docker -H URL` or
+/// `podman --url URL`), the ground truth of the tests; usable from several threads.
+/// Containers named through [`Cli::name`] (or registered with [`Cli::name_as`]) are removed
+/// on drop.
 pub struct Cli {
+    /// `docker` or `podman`.
     pub cli: &'static str,
+    /// The CLI flag naming the endpoint (`-H`, `--url`).
     pub flag: &'static str,
+    /// The endpoint URL.
     pub url: String,
     names: std::sync::Mutex<Vec<String>>,
 }
@@ -52,39 +67,55 @@ impl Cli {
         }
     }
 
-    /// Runs the CLI: `Ok(stdout)` or `Err(stderr)`.
-    pub fn try_run(&self, args: &[&str]) -> Result<String, String> {
-        let mut attempt = 0;
-        let out = loop {
-            let out = std::process::Command::new(self.cli)
-                .args([self.flag, self.url.as_str()])
-                .args(args)
-                .output()
-                .map_err(|e| e.to_string())?;
-            attempt += 1;
-            if !out.status.success() && attempt < 3 {
-                let stderr = String::from_utf8_lossy(&out.stderr);
-                if let Some(rm) = crate::support::runc_init_flake(args, &stderr) {
-                    let _ = std::process::Command::new(self.cli)
-                        .args([self.flag, self.url.as_str()])
-                        .args(&rm)
-                        .output();
-                    continue;
-                }
-            }
-            break out;
-        };
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    /// `docker -H url`.
+    pub fn docker(url: String) -> Cli {
+        Cli::new("docker", "-H", url)
+    }
+
+    /// `podman --url url`.
+    pub fn podman(url: String) -> Cli {
+        Cli::new("podman", "--url", url)
+    }
+
+    /// The shared dockerd (`WHALEWATCHER_DOCKER`), or `None` (skipped loudly).
+    pub fn shared_docker() -> Option<Cli> {
+        crate::support::endpoint("WHALEWATCHER_DOCKER").map(Cli::docker)
+    }
+
+    /// The shared podman service (`WHALEWATCHER_PODMAN`), or `None` (skipped loudly).
+    pub fn shared_podman() -> Option<Cli> {
+        crate::support::endpoint("WHALEWATCHER_PODMAN").map(Cli::podman)
+    }
+
+    /// The engine kind the library must report for this engine.
+    pub fn kind(&self) -> whalewatcher::EngineKind {
+        if self.cli == "podman" {
+            whalewatcher::EngineKind::Podman
         } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+            whalewatcher::EngineKind::Docker
         }
+    }
+
+    /// The client under test, on the same endpoint.
+    #[cfg(feature = "docker")]
+    pub fn client(&self) -> whalewatcher::docker::DockerClient {
+        whalewatcher::docker::DockerClient::new(Some(&self.url)).unwrap()
+    }
+
+    /// Runs the CLI: `Ok(stdout)` or `Err(stderr)` ([`crate::support::try_run`]).
+    pub fn try_run(&self, args: &[&str]) -> Result<String, String> {
+        crate::support::try_run_with(self.cli, &[self.flag, &self.url], args)
     }
 
     /// Runs the CLI; panics on failure.
     pub fn run(&self, args: &[&str]) -> String {
         self.try_run(args)
             .unwrap_or_else(|e| panic!("{} {args:?} failed: {e}", self.cli))
+    }
+
+    /// Runs the CLI and ignores failures.
+    pub fn run_quiet(&self, args: &[&str]) {
+        let _ = self.try_run(args);
     }
 
     /// A unique container name, removed on drop.
@@ -106,17 +137,22 @@ impl Cli {
 
     /// `run -d` of the blocking image; returns the id.
     pub fn start(&self, name: &str, extra: &[&str]) -> String {
-        let image = std::env::var("WHALEWATCHER_IMAGE").unwrap_or_else(|_| "busybox:sleep".into());
+        let image = image();
         let mut args = vec!["run", "-d", "--network", "none", "--name", name];
         args.extend_from_slice(extra);
         args.push(&image);
         self.run(&args).trim().to_string()
     }
 
+    /// [`start`](Self::start) of a new container named after `what`; returns (id, name).
+    pub fn start_new(&self, what: &str) -> (String, String) {
+        let name = self.name(what);
+        (self.start(&name, &[]), name)
+    }
+
     /// `run -d` of the plain image with a shell command; returns the id.
     pub fn start_sh(&self, name: &str, script: &str) -> String {
-        let image =
-            std::env::var("WHALEWATCHER_PLAIN_IMAGE").unwrap_or_else(|_| "busybox:local".into());
+        let image = plain_image();
         self.run(&[
             "run",
             "-d",
@@ -131,6 +167,25 @@ impl Cli {
         ])
         .trim()
         .to_string()
+    }
+
+    /// `inspect` as JSON.
+    pub fn inspect(&self, ids: &[String]) -> Vec<Value> {
+        let mut args = vec!["inspect"];
+        args.extend(ids.iter().map(String::as_str));
+        serde_json::from_str(&self.run(&args)).unwrap()
+    }
+
+    /// `inspect` of one container as JSON.
+    pub fn inspect_one(&self, id: &str) -> Value {
+        self.inspect(&[id.to_string()]).swap_remove(0)
+    }
+
+    /// The PID the engine reports for a container (0 when it has no process).
+    pub fn pid(&self, id: &str) -> u64 {
+        self.inspect_one(id)["State"]["Pid"]
+            .as_u64()
+            .expect("State.Pid")
     }
 
     /// All running or paused containers, from `ps` + `inspect`; `None` when a container

@@ -52,16 +52,7 @@ impl Ctr {
 
     /// Runs `ctr -a SOCK -n NS args`: `Ok(stdout)` or `Err(stderr)`.
     pub fn try_run(&self, args: &[&str]) -> Result<String, String> {
-        let out = Command::new("ctr")
-            .args(["-a", &self.sock, "-n", &self.ns])
-            .args(args)
-            .output()
-            .map_err(|e| e.to_string())?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
+        crate::support::try_run_with("ctr", &["-a", &self.sock, "-n", &self.ns], args)
     }
 
     /// Runs `ctr`; panics on failure.

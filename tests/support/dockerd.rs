@@ -117,16 +117,7 @@ impl PrivateDockerd {
 
     /// `docker -H <private socket> args`.
     pub fn docker(&self, args: &[&str]) -> Result<String, String> {
-        let out = Command::new("docker")
-            .args(["-H", &self.url])
-            .args(args)
-            .output()
-            .map_err(|e| e.to_string())?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
+        crate::support::try_run_with("docker", &["-H", &self.url], args)
     }
 }
 

@@ -100,30 +100,47 @@ pub fn runc_init_flake(args: &[&str], stderr: &str) -> Option<Vec<String>> {
     Some(rm)
 }
 
-/// Runs a command, returning its stdout; panics with stderr when it fails.
-pub fn run(cmd: &str, args: &[&str]) -> String {
+/// THE command-to-result wrapper: `Ok(stdout)` when `cmd` ran and succeeded, else
+/// `Err(stderr)` (or why it could not run).
+pub fn result_of(cmd: &mut std::process::Command) -> Result<String, String> {
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run {:?}: {e}", cmd.get_program()))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// Runs `cmd args` ([`result_of`]). A `run` that hit the runc init flake
+/// ([`runc_init_flake`]) is retried, at most twice, after removing the half-made container.
+pub fn try_run(cmd: &str, args: &[&str]) -> Result<String, String> {
     let mut attempt = 0;
-    let out = loop {
-        let out = std::process::Command::new(cmd)
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"));
+    loop {
+        let r = result_of(std::process::Command::new(cmd).args(args));
         attempt += 1;
-        if !out.status.success() && attempt < 3 {
-            if let Some(rm) = runc_init_flake(args, &String::from_utf8_lossy(&out.stderr)) {
-                let _ = std::process::Command::new(cmd).args(&rm).output();
-                continue;
+        if let Err(stderr) = &r {
+            if attempt < 3 {
+                if let Some(rm) = runc_init_flake(args, stderr) {
+                    let _ = std::process::Command::new(cmd).args(&rm).output();
+                    continue;
+                }
             }
         }
-        break out;
-    };
-    if !out.status.success() {
-        panic!(
-            "{cmd} {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        return r;
     }
-    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs a command ([`try_run`]), returning its stdout; panics with stderr when it fails.
+pub fn run(cmd: &str, args: &[&str]) -> String {
+    try_run(cmd, args).unwrap_or_else(|e| panic!("{cmd} {args:?} failed: {e}"))
+}
+
+/// [`try_run`] with `prefix` before `args` (e.g. `-H URL`, `-a SOCK -n NS`).
+pub fn try_run_with(cmd: &str, prefix: &[&str], args: &[&str]) -> Result<String, String> {
+    let all: Vec<&str> = prefix.iter().chain(args).copied().collect();
+    try_run(cmd, &all)
 }
 
 /// The mount points below directory `dir`, deepest first: `dir` itself and its subpaths,
