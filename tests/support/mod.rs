@@ -32,6 +32,8 @@ pub mod dockerd;
 pub mod fault_proxy;
 #[cfg(feature = "ffi")]
 pub mod ffi;
+#[cfg(feature = "grpc")]
+pub mod grpc_peer;
 pub mod podman;
 pub mod replay;
 pub mod scripted;

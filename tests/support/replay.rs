@@ -1,22 +1,38 @@
-//! THE event-stream replayer: replays a watcher's events per container, checking that the
-//! sequence is valid.
+//! THE event-stream replayer: replays a watcher's events per container, checking that
+//! each container's sequence is valid, into the alive set the stream describes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-use whalewatcher::{ContainerEvent, EventKind};
+use whalewatcher::{ContainerEvent, EventKind, Item, Subscription};
 
-/// Replays each container's event sequence, checking it is valid (no Exited or pause
-/// without Started, no double Started, pause/unpause only while alive and in the right
-/// state, strictly increasing live seq); returns the final (alive, paused) per id.
-pub fn replay(events: &[ContainerEvent]) -> BTreeMap<String, (bool, bool)> {
-    let mut st: BTreeMap<String, (bool, bool)> = BTreeMap::new();
-    let mut last_seq = 0;
-    for e in events {
+/// A replay of a subscriber's events. Each event is checked: no Exited or pause without
+/// Started, no double Started, pause/unpause only while alive and in the other state, the
+/// paused flag each event carries agrees, live seqs strictly increase.
+#[derive(Default)]
+pub struct Replay {
+    /// The alive containers the stream describes: id → (pid, paused).
+    pub alive: HashMap<String, (u32, bool)>,
+    /// Every container seen: id → (alive, paused) after its last event.
+    pub states: BTreeMap<String, (bool, bool)>,
+    /// Every event applied, in order.
+    pub events: Vec<ContainerEvent>,
+    last_seq: u64,
+}
+
+impl Replay {
+    /// Applies one event; panics when the sequence is invalid.
+    pub fn apply(&mut self, e: &ContainerEvent) {
         if !e.synthetic {
-            assert!(e.seq > last_seq, "seq not increasing at {e:?}");
-            last_seq = e.seq;
+            assert!(
+                e.seq > self.last_seq,
+                "seq not increasing: {} after {} at {e:?}",
+                e.seq,
+                self.last_seq
+            );
+            self.last_seq = e.seq;
         }
-        let s = st.entry(e.container.id.clone()).or_insert((false, false));
+        let id = &e.container.id;
+        let s = self.states.entry(id.clone()).or_insert((false, false));
         let bad = |why: &str| -> ! {
             panic!(
                 "{why}: {:?} of {} ({})",
@@ -29,24 +45,25 @@ pub fn replay(events: &[ContainerEvent]) -> BTreeMap<String, (bool, bool)> {
                     bad("double Started");
                 }
                 *s = (true, e.container.paused);
+                self.alive
+                    .insert(id.clone(), (e.container.pid, e.container.paused));
             }
             EventKind::Exited { .. } => {
                 if !s.0 {
                     bad("Exited without Started");
                 }
                 *s = (false, false);
+                self.alive.remove(id);
             }
-            EventKind::Paused => {
-                if !s.0 || s.1 {
-                    bad("Paused while not alive or already paused");
+            EventKind::Paused | EventKind::Unpaused => {
+                let paused = e.kind == EventKind::Paused;
+                if !s.0 || s.1 == paused {
+                    bad("pause state unchanged, or container not alive");
                 }
-                s.1 = true;
-            }
-            EventKind::Unpaused => {
-                if !s.0 || !s.1 {
-                    bad("Unpaused while not alive or not paused");
+                s.1 = paused;
+                if let Some(a) = self.alive.get_mut(id) {
+                    a.1 = paused;
                 }
-                s.1 = false;
             }
         }
         assert!(
@@ -56,6 +73,38 @@ pub fn replay(events: &[ContainerEvent]) -> BTreeMap<String, (bool, bool)> {
             e.container.paused,
             e.container.name
         );
+        self.events.push(e.clone());
     }
-    st
+
+    /// Applies an item that must be an event.
+    pub fn apply_item(&mut self, item: Item) {
+        match item {
+            Item::Event(e) => self.apply(&e),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    /// Applies every item the subscription has right now.
+    pub fn drain(&mut self, sub: &Subscription) {
+        while let Some(i) = sub.try_recv() {
+            self.apply_item(i);
+        }
+    }
+
+    /// (container id, event kind name) of every event applied, in order.
+    pub fn log(&self) -> Vec<(String, &'static str)> {
+        self.events
+            .iter()
+            .map(|e| (e.container.id.clone(), e.kind.as_str()))
+            .collect()
+    }
+}
+
+/// Replays `events` ([`Replay`]); the final (alive, paused) of every container seen.
+pub fn replay(events: &[ContainerEvent]) -> BTreeMap<String, (bool, bool)> {
+    let mut r = Replay::default();
+    for e in events {
+        r.apply(e);
+    }
+    r.states
 }
