@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use support::scripted::Script;
 use whalewatcher::discover::{Found, Source};
 use whalewatcher::fleet::{Fleet, FleetItem, FleetOptions, FleetSubscription};
+use whalewatcher::scripted::Script;
 use whalewatcher::EngineKind as Kind;
 use whalewatcher::{EngineClient, EventKind, WatcherOptions};
 
@@ -352,7 +352,7 @@ fn fleet_closing_while_the_subscriber_lags_tells_the_gap() {
     for i in 0..12 {
         script.start(&format!("k{i}"), "");
     }
-    script.wait_delivered();
+    assert!(script.wait_delivered(), "events not delivered");
     let w = rig.fleet.watchers()[0].1.clone();
     support::wait_until(WAIT, "the watcher applied the 12 events", || {
         w.portfolio().len() == 12

@@ -5,8 +5,8 @@ mod support;
 
 use std::time::Duration;
 
-use support::scripted::Script;
 use support::wait_until;
+use whalewatcher::scripted::Script;
 use whalewatcher::{ExponentialBackoff, Health, Item, Watcher, WatcherOptions};
 
 const T: Duration = Duration::from_secs(10);

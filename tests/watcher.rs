@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use support::replay::Replay;
-use support::scripted::Script;
 use support::wait_until;
+use whalewatcher::scripted::Script;
 use whalewatcher::{EventKind, ExponentialBackoff, Health, Item, Watcher, WatcherOptions};
 
 const T: Duration = Duration::from_secs(10);
@@ -84,7 +84,7 @@ fn die_during_listing_is_not_added() {
     s.start("b", "");
     s.after_list_snapshot(|s| {
         s.exit("a", 1);
-        s.wait_delivered();
+        assert!(s.wait_delivered(), "events not delivered");
     });
     let w = Watcher::new(s.client(), options());
     let sub = w.subscribe();
@@ -110,7 +110,7 @@ fn pause_changes_during_listing_are_replayed() {
     s.after_list_snapshot(|s| {
         s.set_paused("a", true);
         s.set_paused("b", false);
-        s.wait_delivered();
+        assert!(s.wait_delivered(), "events not delivered");
     });
     let w = Watcher::new(s.client(), options());
     let sub = w.subscribe();
@@ -127,13 +127,13 @@ fn start_during_listing_is_no_duplicate() {
     s.before_list_snapshot(|s| {
         if s.truth().is_empty() {
             s.start("a", "");
-            s.wait_delivered();
+            assert!(s.wait_delivered(), "events not delivered");
         }
     });
     s.after_list_snapshot(|s| {
         if !s.truth().contains_key("late") {
             s.start("late", "");
-            s.wait_delivered();
+            assert!(s.wait_delivered(), "events not delivered");
         }
     });
     let w = Watcher::new(s.client(), options());
@@ -157,7 +157,7 @@ fn die_while_inspect_in_flight_reports_started_then_exited() {
     let sub = w.subscribe();
     s.before_inspect(|s| {
         s.exit("x", 3);
-        s.wait_delivered();
+        assert!(s.wait_delivered(), "events not delivered");
     });
     s.start("x", "job");
     s.start("y", "");

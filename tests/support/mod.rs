@@ -10,7 +10,6 @@
 //! - [`cri`]: pods and containers made through the CRI API, CRI ground truth;
 //! - [`watch`]: the watcher's view, convergence, event collection, exit checks;
 //! - [`replay`]: THE event-stream replayer;
-//! - [`scripted`]: the scripted engine for deterministic race tests;
 //! - [`fault_proxy`]: the fault-injecting Unix-socket proxy;
 //! - [`grpc_peer`]: THE fake gRPC (HTTP/2) peer;
 //! - [`ffi`] (and `abi.c`): the C ABI tests' wrappers.
@@ -36,7 +35,6 @@ pub mod ffi;
 pub mod grpc_peer;
 pub mod podman;
 pub mod replay;
-pub mod scripted;
 #[cfg(any(feature = "docker", feature = "serde", feature = "cri"))]
 pub mod watch;
 
