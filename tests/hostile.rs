@@ -9,12 +9,12 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use support::http_peer::{answer_all, read_head, response, Server};
 use whalewatcher::containerd::ContainerdClient;
 use whalewatcher::docker::DockerClient;
 use whalewatcher::{EngineClient, Error, ExponentialBackoff, Health, Watcher, WatcherOptions};
@@ -61,58 +61,6 @@ fn fast() -> WatcherOptions {
     WatcherOptions::default().with_retry(|| {
         ExponentialBackoff::new(Duration::from_millis(50), Duration::from_millis(300))
     })
-}
-
-/// A server on a fresh socket; `handler(stream)` runs per accepted connection (in its own
-/// thread). Counts the connections.
-struct Server {
-    _dir: Dir,
-    path: PathBuf,
-    accepted: Arc<AtomicUsize>,
-}
-
-fn server(handler: impl Fn(UnixStream) + Send + Sync + 'static) -> Server {
-    let dir = Dir::new("srv");
-    let path = dir.join("s.sock");
-    let l = UnixListener::bind(&path).unwrap();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let acc = accepted.clone();
-    let handler = Arc::new(handler);
-    std::thread::spawn(move || {
-        for s in l.incoming().flatten() {
-            acc.fetch_add(1, Ordering::SeqCst);
-            let h = handler.clone();
-            std::thread::spawn(move || h(s));
-        }
-    });
-    Server {
-        _dir: dir,
-        path,
-        accepted,
-    }
-}
-
-/// Answers the connection's first HTTP request head with `response`, then closes it (so
-/// that every request is a connection of its own and the server's count counts requests).
-fn answer_all(response: String) -> impl Fn(UnixStream) + Send + Sync + 'static {
-    move |mut s: UnixStream| {
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-            match s.read(&mut chunk) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-        let _ = s.write_all(response.as_bytes());
-    }
-}
-
-fn http_response(status: &str, ctype: &str, body: &str) -> String {
-    format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
 }
 
 /// Runs a watcher on `engine` until its health shows an error `pred` accepts, checks that
@@ -279,11 +227,11 @@ fn permission_denied_as_an_unprivileged_user() {
         eprintln!("*** SKIPPING: no setpriv ***");
         return;
     }
-    let s = server(answer_all(http_response("200 OK", "text/plain", "OK")));
-    std::fs::set_permissions(&s._dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let s = Server::start(answer_all(response("200 OK", "text/plain", "OK")));
+    std::fs::set_permissions(s.dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&s.path, std::fs::Permissions::from_mode(0o600)).unwrap();
     // A copy of this test binary that nobody can run wherever the target dir lives.
-    let exe = s._dir.join("hostile-test");
+    let exe = s.dir().join("hostile-test");
     std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
     std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
     let out = std::process::Command::new("setpriv")
@@ -304,7 +252,7 @@ fn permission_denied_as_an_unprivileged_user() {
 
 #[test]
 fn a_socket_that_never_answers_times_out() {
-    let s = server(|mut st: UnixStream| {
+    let s = Server::start(|mut st: UnixStream, _| {
         let mut sink = [0u8; 4096];
         while matches!(st.read(&mut sink), Ok(n) if n > 0) {} // reads, never answers
     });
@@ -380,20 +328,15 @@ fn containerd_client_on_the_docker_socket() {
 }
 
 /// Answers `/_ping` like a Docker engine and every other request with `other`.
-fn engine_answering(other: String) -> impl Fn(UnixStream) + Send + Sync + 'static {
+fn engine_answering(other: String) -> impl Fn(UnixStream, usize) + Send + Sync + 'static {
     let ping = "HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nContent-Type: text/plain\r\n\
                 Content-Length: 2\r\nConnection: close\r\n\r\nOK"
         .to_string();
-    move |mut s: UnixStream| {
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-            match s.read(&mut chunk) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-        let r = if buf.starts_with(b"GET /_ping") {
+    move |mut s: UnixStream, _| {
+        let Some(head) = read_head(&mut s) else {
+            return;
+        };
+        let r = if head.starts_with("GET /_ping") {
             &ping
         } else {
             &other
@@ -405,7 +348,7 @@ fn engine_answering(other: String) -> impl Fn(UnixStream) + Send + Sync + 'stati
 #[test]
 fn an_engine_answering_500_is_a_status_error_with_its_message() {
     let body = r#"{"message":"engine on fire"}"#;
-    let s = server(engine_answering(http_response(
+    let s = Server::start(engine_answering(response(
         "500 Internal Server Error",
         "application/json",
         body,
@@ -428,7 +371,7 @@ fn an_engine_answering_500_is_a_status_error_with_its_message() {
         Some(&|| acc.load(Ordering::SeqCst)),
     );
     // A 500 already on /_ping: not a Docker API at all.
-    let s = server(answer_all(http_response(
+    let s = Server::start(answer_all(response(
         "500 Internal Server Error",
         "application/json",
         body,
@@ -451,7 +394,7 @@ fn an_engine_answering_500_is_a_status_error_with_its_message() {
 fn an_html_502_shows_a_readable_excerpt() {
     let html =
         "<html><head><title>502 Bad Gateway</title></head><body><h1>Bad Gateway</h1></body></html>";
-    let s = server(engine_answering(http_response(
+    let s = Server::start(engine_answering(response(
         "502 Bad Gateway",
         "text/html",
         html,
@@ -460,11 +403,7 @@ fn an_html_502_shows_a_readable_excerpt() {
     eprintln!("html 502: {e}");
     assert!(matches!(e, Error::Status { code: 502, .. }), "{e:?}");
     assert!(e.to_string().contains("<h1>Bad Gateway</h1>"), "{e}");
-    let s = server(answer_all(http_response(
-        "502 Bad Gateway",
-        "text/html",
-        html,
-    )));
+    let s = Server::start(answer_all(response("502 Bad Gateway", "text/html", html)));
     let e = docker(&s.path, Duration::from_secs(2)).list().unwrap_err();
     eprintln!("html 502 on ping: {e}");
     assert!(
@@ -482,7 +421,7 @@ fn an_html_502_shows_a_readable_excerpt() {
 
 #[test]
 fn an_html_200_is_a_json_protocol_error_with_the_body_excerpt() {
-    let s = server(engine_answering(http_response(
+    let s = Server::start(engine_answering(response(
         "200 OK",
         "text/html",
         "<html><body>Welcome to nginx!</body></html>",

@@ -11,7 +11,7 @@
 //! - [`watch`]: the watcher's view, convergence, event collection, exit checks;
 //! - [`replay`]: THE event-stream replayer;
 //! - [`fault_proxy`]: the fault-injecting Unix-socket proxy;
-//! - [`grpc_peer`]: THE fake gRPC (HTTP/2) peer;
+//! - [`grpc_peer`]: THE fake gRPC (HTTP/2) peer; [`http_peer`]: THE fake HTTP/1.1 peer;
 //! - [`ffi`] (and `abi.c`): the C ABI tests' wrappers.
 // Each test binary compiles the whole tree and uses a part of it: what one binary leaves
 // unused is used by another. This is the only place dead code is allowed.
@@ -33,6 +33,7 @@ pub mod fault_proxy;
 pub mod ffi;
 #[cfg(feature = "grpc")]
 pub mod grpc_peer;
+pub mod http_peer;
 pub mod podman;
 pub mod replay;
 #[cfg(any(feature = "docker", feature = "serde", feature = "cri"))]
