@@ -11,41 +11,16 @@ mod support;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use support::http_peer::{answer_all, read_head, response, Server};
+use support::TempDir;
 use whalewatcher::containerd::ContainerdClient;
 use whalewatcher::docker::DockerClient;
 use whalewatcher::{EngineClient, Error, ExponentialBackoff, Health, Watcher, WatcherOptions};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// A private temp dir, removed on drop.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(what: &str) -> Dir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let d = std::env::temp_dir().join(format!(
-            "ww-hostile-{}-{what}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        Dir(d)
-    }
-    fn join(&self, p: &str) -> PathBuf {
-        self.0.join(p)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn url(p: &Path) -> String {
     format!("unix://{}", p.display())
@@ -111,7 +86,7 @@ fn connection(e: &Error, kind: std::io::ErrorKind) -> bool {
 
 #[test]
 fn missing_socket_is_a_connection_error_and_the_watcher_attaches_when_it_appears() {
-    let dir = Dir::new("missing");
+    let dir = TempDir::new("hostile-missing");
     let path = dir.join("nope.sock");
     let e = docker(&path, Duration::from_secs(2)).list().unwrap_err();
     assert!(connection(&e, std::io::ErrorKind::NotFound), "{e:?}");
@@ -149,7 +124,7 @@ fn missing_socket_is_a_connection_error_and_the_watcher_attaches_when_it_appears
 
 #[test]
 fn a_regular_file_or_a_directory_is_refused() {
-    let dir = Dir::new("notsock");
+    let dir = TempDir::new("hostile-notsock");
     let file = dir.join("file");
     std::fs::write(&file, b"not a socket").unwrap();
     let sub = dir.join("subdir");

@@ -7,11 +7,12 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use whalewatcher::grpc::frame::{self, Frame, Kind};
 use whalewatcher::Error;
+
+use crate::support::TempDir;
 
 /// The error a fake turns a socket error into.
 pub fn io_err(e: std::io::Error) -> Error {
@@ -88,23 +89,16 @@ impl Request {
 
 /// A listening fake peer. Dropping it removes its directory and socket.
 pub struct Peer {
-    dir: PathBuf,
+    _dir: TempDir,
     path: PathBuf,
 }
 
 impl Peer {
     fn bind(tag: &str) -> (Peer, UnixListener) {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "ww-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = TempDir::new(tag);
         let path = dir.join("s.sock");
         let l = UnixListener::bind(&path).unwrap();
-        (Peer { dir, path }, l)
+        (Peer { _dir: dir, path }, l)
     }
 
     /// The socket's path.
@@ -167,12 +161,6 @@ impl Peer {
             }
         });
         peer
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -8,9 +8,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use crate::support::TempDir;
+
 /// A listening fake; dropping it removes its directory and socket.
 pub struct Server {
-    dir: PathBuf,
+    dir: TempDir,
     /// The socket's path.
     pub path: PathBuf,
     /// Connections accepted so far.
@@ -21,14 +23,7 @@ impl Server {
     /// Starts serving: `handler(stream, connection_index)` runs per accepted connection, in
     /// a thread of its own.
     pub fn start(handler: impl Fn(UnixStream, usize) + Send + Sync + 'static) -> Server {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "ww-http-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = TempDir::new("http");
         let path = dir.join("s.sock");
         let listener = UnixListener::bind(&path).unwrap();
         let accepted = Arc::new(AtomicUsize::new(0));
@@ -51,15 +46,9 @@ impl Server {
 }
 
 impl Server {
-    /// The server's private directory (holding the socket).
+    /// The server's private directory (holding the socket; removed on drop).
     pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        self.dir.path()
     }
 }
 

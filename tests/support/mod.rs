@@ -39,6 +39,38 @@ pub mod replay;
 #[cfg(any(feature = "docker", feature = "serde", feature = "cri"))]
 pub mod watch;
 
+/// A private directory under the temp dir (`ww-<what>-<pid>-<n>`), made empty; removed
+/// with everything in it on drop.
+pub struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(what: &str) -> TempDir {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let d = std::env::temp_dir().join(format!(
+            "ww-{what}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        TempDir(d)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    pub fn join(&self, p: &str) -> std::path::PathBuf {
+        self.0.join(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// True when CI demands that every engine test really runs.
 pub fn engines_required() -> bool {
     std::env::var("WHALEWATCHER_REQUIRE_ENGINES").is_ok_and(|v| v == "1")
