@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 
 #[cfg(any(feature = "docker", feature = "serde", feature = "cri"))]
 pub mod cli;
-#[cfg(all(feature = "containerd", any(feature = "docker", feature = "serde")))]
 pub mod containerd;
 #[cfg(feature = "cri")]
 pub mod cri;
