@@ -554,21 +554,7 @@ mod exits {
 
     /// `ctr tasks rm`: the exit code it warns about (0 when it warns of none).
     fn delete_task(ctr: &Ctr, ns: &str, id: &str) -> i32 {
-        let out = std::process::Command::new("ctr")
-            .args(["-a", &ctr.sock, "-n", ns, "tasks", "rm", id])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "ctr tasks rm {id}: {out:?}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        match err.split("exit with non-zero exit code ").nth(1) {
-            Some(rest) => rest
-                .chars()
-                .take_while(char::is_ascii_digit)
-                .collect::<String>()
-                .parse()
-                .unwrap_or_else(|_| panic!("cannot read the exit code in {err:?}")),
-            None => 0,
-        }
+        support::containerd::Ctr::new(&ctr.sock, ns, None, false).delete_task(id)
     }
 
     /// inspect of containers whose task stopped (`exit 3`, SIGKILL, OOM kill): Exited with
