@@ -19,8 +19,8 @@
 //! The containers carry the label `whalewatcher.bench=engine` and are removed at the end,
 //! also when a measurement panics; leftovers of an interrupted run are removed at the start.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::hint::black_box;
 use std::process::Command;
@@ -79,7 +79,7 @@ fn endpoint() -> Option<String> {
         return Some(url);
     }
     let msg = "benches/engine: SKIPPED — no engine configured (set WHALEWATCHER_DOCKER=unix:///… or run tests/engines/up.sh and source /tmp/whalewatcher-engines/env)";
-    if common::engines_required() {
+    if support::engines_required() {
         panic!("{msg}, but WHALEWATCHER_REQUIRE_ENGINES=1");
     }
     eprintln!("\n************************************************************");
@@ -166,7 +166,7 @@ impl Drop for Fleet {
 fn docker(url: &str, args: &[&str]) -> String {
     let mut all = vec!["-H", url];
     all.extend_from_slice(args);
-    common::run("docker", &all)
+    support::run("docker", &all)
 }
 
 /// Removes every container with [`LABEL`]; never panics (it runs in `Drop`).

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The footprint of `whalewatch events` (examples/whalewatch.rs, release build) watching the
+# The footprint of `whalewatch events` (examples/whalewatch/main.rs, release build) watching the
 # dockerd of WHALEWATCHER_DOCKER (or DOCKER_HOST) with N sleeping containers:
 #   stripped binary size, VmRSS/VmHWM, threads, fds, and the normal dependency count.
 #

@@ -1,8 +1,5 @@
 //! The sync thread's apply rate with the scripted engine, and subscriber fan-out.
 
-#[path = "../tests/scripted/mod.rs"]
-mod scripted;
-
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -19,7 +16,7 @@ fn apply(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    let s = scripted::Script::new();
+                    let s = whalewatcher::scripted::Script::new();
                     for i in 0..100 {
                         s.start(&format!("c{i}"), "");
                     }

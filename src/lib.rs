@@ -64,6 +64,13 @@
 //! wire layers against real engines and hostile peers; the crate's own dev-dependency on
 //! itself with `unstable` switches it on for `cargo test`, never for dependents.
 //!
+//! ## Testing your code: the `test-util` feature
+//!
+//! With the cargo feature `test-util` (meant for your `[dev-dependencies]`), the module
+//! `scripted` provides a scripted engine: an [`EngineClient`] whose containers, events,
+//! outages and failures your test decides, to test code that uses a [`Watcher`] without a
+//! real engine. It is part of the public API, under semver, when the feature is on.
+//!
 //! ## Known problems
 //!
 //! - Docker drops an event listener that does not take an event within 100 ms; the
@@ -124,6 +131,8 @@ pub mod fuzzing;
 mod grpc_code;
 pub mod portfolio;
 pub mod retry;
+#[cfg(feature = "test-util")]
+pub mod scripted;
 #[cfg(feature = "serde")]
 mod ser;
 #[cfg(test)]

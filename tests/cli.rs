@@ -2,8 +2,7 @@
 //! truth, `events --json --count`, and one-line errors with exit status 1.
 #![cfg(all(feature = "docker", feature = "serde"))]
 
-mod common;
-mod watcher_shared;
+mod support;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -12,14 +11,14 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde_json::Value;
-use watcher_shared::{Cli, Snap};
+use support::cli::{Cli, Snap};
 
 fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-use common::whalewatch_binary as binary;
+use support::whalewatch_binary as binary;
 
 fn whalewatch(args: &[&str]) -> Output {
     Command::new(binary())
@@ -99,17 +98,17 @@ fn snap_of(v: &Value) -> (String, Snap) {
 #[test]
 fn ps_json_equals_docker_ground_truth() {
     let _s = serial();
-    let Some(url) = common::endpoint("WHALEWATCHER_DOCKER") else {
+    let Some(url) = support::endpoint("WHALEWATCHER_DOCKER") else {
         return;
     };
-    let e = Cli::new("docker", "-H", url.clone());
+    let e = Cli::docker(url.clone());
     let paused = e.start(
         &e.name("cli-paused"),
         &["--label", "com.docker.compose.project=cliproj"],
     );
     e.run(&["pause", &paused]);
     e.start(&e.name("cli-plain"), &[]);
-    watcher_shared::converge(
+    support::watch::converge(
         Duration::from_secs(30),
         || e.truth(),
         || {
@@ -150,10 +149,10 @@ fn ps_json_equals_docker_ground_truth() {
 #[test]
 fn events_json_count() {
     let _s = serial();
-    let Some(url) = common::endpoint("WHALEWATCHER_DOCKER") else {
+    let Some(url) = support::endpoint("WHALEWATCHER_DOCKER") else {
         return;
     };
-    let e = Cli::new("docker", "-H", url.clone());
+    let e = Cli::docker(url.clone());
     // Count the alive containers first so that --count covers the synthetic events too.
     let alive = loop {
         if let Some(t) = e.truth() {
@@ -227,10 +226,10 @@ fn events_json_count() {
 #[test]
 fn events_since_skips_synthetic_starts() {
     let _s = serial();
-    let Some(url) = common::endpoint("WHALEWATCHER_DOCKER") else {
+    let Some(url) = support::endpoint("WHALEWATCHER_DOCKER") else {
         return;
     };
-    let e = Cli::new("docker", "-H", url.clone());
+    let e = Cli::docker(url.clone());
     let mut child = Command::new(binary())
         .args([
             "--docker", &url, "events", "--json", "--since", "0", "--count", "1",
@@ -275,13 +274,13 @@ fn events_since_skips_synthetic_starts() {
 fn ps_json_merges_engines() {
     let _s = serial();
     let (Some(d), Some(p)) = (
-        common::endpoint("WHALEWATCHER_DOCKER"),
-        common::endpoint("WHALEWATCHER_PODMAN"),
+        support::endpoint("WHALEWATCHER_DOCKER"),
+        support::endpoint("WHALEWATCHER_PODMAN"),
     ) else {
         return;
     };
-    let dc = Cli::new("docker", "-H", d.clone());
-    let pc = Cli::new("podman", "--url", p.clone());
+    let dc = Cli::docker(d.clone());
+    let pc = Cli::podman(p.clone());
     let did = dc.start(&dc.name("cli-m"), &[]);
     let pid = pc.start(&pc.name("cli-m"), &[]);
     let mut args = vec!["--docker", d.as_str(), "--docker", p.as_str()];

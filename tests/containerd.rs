@@ -2,7 +2,7 @@
 //! socket path; image WHALEWATCHER_CTR_IMAGE, whose entrypoint blocks).
 #![cfg(feature = "containerd")]
 
-mod common;
+mod support;
 
 use std::collections::BTreeMap;
 use std::sync::mpsc;
@@ -22,7 +22,7 @@ struct Ctr {
 
 impl Ctr {
     fn from_env() -> Option<Ctr> {
-        let sock = common::endpoint("WHALEWATCHER_CONTAINERD")?;
+        let sock = support::endpoint("WHALEWATCHER_CONTAINERD")?;
         Some(Ctr {
             sock,
             image: std::env::var("WHALEWATCHER_CTR_IMAGE")
@@ -32,17 +32,12 @@ impl Ctr {
     }
 
     fn run(&self, ns: &str, args: &[&str]) -> String {
-        let mut all = vec!["-a", &self.sock, "-n", ns];
-        all.extend_from_slice(args);
-        common::run("ctr", &all)
+        support::try_run_with("ctr", &["-a", &self.sock, "-n", ns], args)
+            .unwrap_or_else(|e| panic!("ctr -n {ns} {args:?} failed: {e}"))
     }
 
     fn try_run(&self, ns: &str, args: &[&str]) -> bool {
-        std::process::Command::new("ctr")
-            .args(["-a", &self.sock, "-n", ns])
-            .args(args)
-            .output()
-            .is_ok_and(|o| o.status.success())
+        support::try_run_with("ctr", &["-a", &self.sock, "-n", ns], args).is_ok()
     }
 
     /// Makes sure the test image exists in namespace `ns` (copied from `default`).
@@ -57,9 +52,9 @@ impl Ctr {
             "set -o pipefail; ctr -a '{s}' -n default images export {l} - '{i}' | ctr -a '{s}' -n '{ns}' images import {l} -",
             s = self.sock,
             i = self.image,
-            l = common::CTR_LOCAL
+            l = support::CTR_LOCAL
         );
-        common::run("bash", &["-c", &script]);
+        support::run("bash", &["-c", &script]);
     }
 
     /// Creates (and with `start`, starts) container `id` with `labels`; removed on drop.
@@ -527,7 +522,7 @@ mod exits {
         /// The `/tasks/exit` of process `exec` of container `id`, waited for (bounded).
         fn exit_of_exec(&self, ns: &str, id: &str, exec: &str) -> serde_json::Value {
             let mut found = None;
-            common::wait_until(WAIT, "ctr events shows the exit", || {
+            support::wait_until(WAIT, "ctr events shows the exit", || {
                 found = self
                     .payloads(ns, "/tasks/exit")
                     .into_iter()
@@ -559,21 +554,7 @@ mod exits {
 
     /// `ctr tasks rm`: the exit code it warns about (0 when it warns of none).
     fn delete_task(ctr: &Ctr, ns: &str, id: &str) -> i32 {
-        let out = std::process::Command::new("ctr")
-            .args(["-a", &ctr.sock, "-n", ns, "tasks", "rm", id])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "ctr tasks rm {id}: {out:?}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        match err.split("exit with non-zero exit code ").nth(1) {
-            Some(rest) => rest
-                .chars()
-                .take_while(char::is_ascii_digit)
-                .collect::<String>()
-                .parse()
-                .unwrap_or_else(|_| panic!("cannot read the exit code in {err:?}")),
-            None => 0,
-        }
+        support::containerd::Ctr::new(&ctr.sock, ns, None, false).delete_task(id)
     }
 
     /// inspect of containers whose task stopped (`exit 3`, SIGKILL, OOM kill): Exited with
@@ -647,7 +628,7 @@ mod exits {
                 }
                 ctr.run(ns, &["tasks", "kill", "-s", "KILL", &id]);
             }
-            common::wait_until(WAIT, "the task stopped", || {
+            support::wait_until(WAIT, "the task stopped", || {
                 ctr.tasks(ns).get(&id).is_some_and(|(_, s)| s == "STOPPED")
             });
             let (got, status) = match client.inspect(&full) {
@@ -772,6 +753,6 @@ mod exits {
             "ctr -a '{s}' -n default images export - '{image}' | ctr -a '{s}' -n '{ns}' images import -",
             s = ctr.sock,
         );
-        common::run("sh", &["-c", &script]);
+        support::run("sh", &["-c", &script]);
     }
 }

@@ -6,14 +6,14 @@
 //! Only this namespace is compared: other tests may use the same containerd meanwhile.
 #![cfg(all(feature = "containerd", feature = "docker"))]
 
-mod common;
-mod watcher_shared;
+mod support;
 
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use watcher_shared::containerd::{view_ns, Ctr};
-use watcher_shared::{converge, drain, kinds, replay};
+use support::containerd::{view_ns, Ctr};
+use support::replay::replay;
+use support::watch::{converge, drain, kinds};
 use whalewatcher::containerd::ContainerdClient;
 use whalewatcher::{EventKind, Watcher, WatcherOptions};
 
@@ -37,7 +37,7 @@ fn start_many(ctr: &Arc<Ctr>, ids: &[String]) {
 
 #[test]
 fn containerd_churn_during_initial_sync() {
-    let Some(sock) = common::endpoint("WHALEWATCHER_CONTAINERD") else {
+    let Some(sock) = support::endpoint("WHALEWATCHER_CONTAINERD") else {
         return;
     };
     let ns = format!("churn-{}", std::process::id());
@@ -103,7 +103,7 @@ fn containerd_churn_during_initial_sync() {
         t2.join().unwrap();
         // Quiescence: `ctr tasks kill` returns before the task is dead.
         let killed = [&victims[2], &victims[3], &victims[5], &fresh[0]];
-        common::wait_until(WAIT, "killed tasks stopped", || {
+        support::wait_until(WAIT, "killed tasks stopped", || {
             ctr.tasks().is_some_and(|t| {
                 killed
                     .iter()

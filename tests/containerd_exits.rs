@@ -5,13 +5,13 @@
 //! reports.
 #![cfg(all(feature = "containerd", feature = "docker"))]
 
-mod common;
-mod watcher_shared;
+mod support;
 
 use std::time::Duration;
 
-use watcher_shared::containerd::{Ctr, PrivateContainerd};
-use watcher_shared::{check_short_lived, collect_exits, replay, ExitTruth, PortfolioSpy};
+use support::containerd::{Ctr, PrivateContainerd};
+use support::replay::replay;
+use support::watch::{check_short_lived, collect_exits, ExitTruth, PortfolioSpy};
 use whalewatcher::containerd::ContainerdClient;
 use whalewatcher::{
     ContainerEvent, EventKind, ExponentialBackoff, Health, Item, Subscription, Watcher,
@@ -92,7 +92,7 @@ fn ours(events: &[ContainerEvent], ns: &str) -> Vec<ContainerEvent> {
 /// nerdctl name, labels and project, and never enters the portfolio without a process.
 #[test]
 fn containerd_short_lived_containers_each_start_and_exit() {
-    let Some(shared) = common::endpoint("WHALEWATCHER_CONTAINERD") else {
+    let Some(shared) = support::endpoint("WHALEWATCHER_CONTAINERD") else {
         return;
     };
     let ns = format!("wwsl-{}", std::process::id());
@@ -181,7 +181,7 @@ fn containerd_short_lived_containers_each_start_and_exit() {
 /// both as Exited with the codes containerd recorded (`ctr tasks rm` says the same).
 #[test]
 fn containerd_exit_codes_survive_a_restart() {
-    let Some(shared) = common::endpoint("WHALEWATCHER_CONTAINERD") else {
+    let Some(shared) = support::endpoint("WHALEWATCHER_CONTAINERD") else {
         return;
     };
     let mut p = PrivateContainerd::start(&shared);
@@ -202,18 +202,18 @@ fn containerd_exit_codes_survive_a_restart() {
     w.wait_ready(WAIT).expect("watcher syncs");
     let tasks = ctr.tasks().unwrap();
     let (kpid, tpid) = (tasks[&killed].0, tasks[&termed].0);
-    common::wait_until(WAIT, "the watcher has both tasks", || {
+    support::wait_until(WAIT, "the watcher has both tasks", || {
         let pf = w.portfolio();
         pf.get(&ctr.display(&killed)).is_some() && pf.get(&ctr.display(&termed)).is_some()
     });
 
     p.kill9();
-    common::wait_until(WAIT, "Health::Reconnecting", || {
+    support::wait_until(WAIT, "Health::Reconnecting", || {
         matches!(w.health(), Health::Reconnecting { .. })
     });
-    common::run("kill", &["-KILL", &kpid.to_string()]);
-    common::run("kill", &["-TERM", &tpid.to_string()]);
-    common::wait_until(WAIT, "both tasks ended", || {
+    support::run("kill", &["-KILL", &kpid.to_string()]);
+    support::run("kill", &["-TERM", &tpid.to_string()]);
+    support::wait_until(WAIT, "both tasks ended", || {
         !std::path::Path::new(&format!("/proc/{kpid}")).exists()
             && !std::path::Path::new(&format!("/proc/{tpid}")).exists()
     });

@@ -5,13 +5,13 @@
 //! watcher made while containerd is down attaches when it comes up.
 #![cfg(all(feature = "containerd", feature = "docker"))]
 
-mod common;
-mod watcher_shared;
+mod support;
 
 use std::time::{Duration, Instant, SystemTime};
 
-use watcher_shared::containerd::{view_ns, PrivateContainerd};
-use watcher_shared::{converge, drain, kinds, replay};
+use support::containerd::{view_ns, PrivateContainerd};
+use support::replay::replay;
+use support::watch::{converge, drain, kinds};
 use whalewatcher::containerd::ContainerdClient;
 use whalewatcher::{EventKind, ExponentialBackoff, Health, Item, Watcher, WatcherOptions};
 
@@ -29,7 +29,7 @@ fn dead(pid: u32) -> bool {
 
 #[test]
 fn containerd_killed_and_restarted() {
-    let Some(shared) = common::endpoint("WHALEWATCHER_CONTAINERD") else {
+    let Some(shared) = support::endpoint("WHALEWATCHER_CONTAINERD") else {
         return;
     };
     let mut p = PrivateContainerd::start(&shared);
@@ -62,7 +62,7 @@ fn containerd_killed_and_restarted() {
 
     let killed_at = SystemTime::now();
     p.kill9();
-    common::wait_until(WAIT, "Health::Reconnecting", || {
+    support::wait_until(WAIT, "Health::Reconnecting", || {
         matches!(w.health(), Health::Reconnecting { .. })
     });
     let Health::Reconnecting { since, .. } = w.health() else {
@@ -76,11 +76,11 @@ fn containerd_killed_and_restarted() {
     assert_eq!(view_ns(&w, &p.ns), before);
     // The shims keep the tasks alive; kill one task behind containerd's back.
     assert!(!dead(victim_pid), "task {victim_pid} died with containerd");
-    common::run("kill", &["-9", &victim_pid.to_string()]);
-    common::wait_until(WAIT, "victim task gone", || dead(victim_pid));
+    support::run("kill", &["-9", &victim_pid.to_string()]);
+    support::wait_until(WAIT, "victim task gone", || dead(victim_pid));
     // Another task loses its shim: the restarted containerd cleans up after the dead shim
     // (kills the orphaned task, publishes its exit) while the watcher also resyncs.
-    common::run("kill", &["-9", &shim.to_string()]);
+    support::run("kill", &["-9", &shim.to_string()]);
     assert!(
         matches!(w.health(), Health::Reconnecting { .. }),
         "{:?} while containerd is down",
@@ -99,7 +99,7 @@ fn containerd_killed_and_restarted() {
     assert!(after.contains_key(&ctr.display(&newcomer)), "{after:?}");
     assert!(!after.contains_key(&ctr.display(&gone)), "{after:?}");
     assert!(!after.contains_key(&ctr.display(&shimless)), "{after:?}");
-    common::wait_until(WAIT, "orphaned task of the dead shim gone", || {
+    support::wait_until(WAIT, "orphaned task of the dead shim gone", || {
         dead(shimless_pid)
     });
     for id in [&keep, &frozen] {
@@ -181,7 +181,7 @@ fn next_for(sub: &whalewatcher::Subscription, id: &str, timeout: Duration) -> Op
 /// containers that were there all along.
 #[test]
 fn watcher_started_before_containerd() {
-    let Some(shared) = common::endpoint("WHALEWATCHER_CONTAINERD") else {
+    let Some(shared) = support::endpoint("WHALEWATCHER_CONTAINERD") else {
         return;
     };
     let mut p = PrivateContainerd::start(&shared);
@@ -197,7 +197,7 @@ fn watcher_started_before_containerd() {
         }),
     );
     let sub = w.subscribe();
-    common::wait_until(WAIT, "Health::Reconnecting without an engine", || {
+    support::wait_until(WAIT, "Health::Reconnecting without an engine", || {
         matches!(w.health(), Health::Reconnecting { .. })
     });
     assert!(w.portfolio().is_empty());
@@ -217,7 +217,7 @@ fn watcher_started_before_containerd() {
 /// alive container and one Exited for the dead task.
 #[test]
 fn containerd_flapping() {
-    let Some(shared) = common::endpoint("WHALEWATCHER_CONTAINERD") else {
+    let Some(shared) = support::endpoint("WHALEWATCHER_CONTAINERD") else {
         return;
     };
     let mut p = PrivateContainerd::start(&shared);
@@ -244,8 +244,8 @@ fn containerd_flapping() {
         }
         p.kill9();
         if cycle == 1 {
-            common::run("kill", &["-9", &dies_pid.to_string()]);
-            common::wait_until(WAIT, "task gone", || dead(dies_pid));
+            support::run("kill", &["-9", &dies_pid.to_string()]);
+            support::wait_until(WAIT, "task gone", || dead(dies_pid));
         }
         p.launch();
     }

@@ -2,13 +2,14 @@
 //! ground truth over all watched namespaces; pause/resume, exec and kill events.
 #![cfg(all(feature = "containerd", feature = "serde"))]
 
-mod common;
+mod support;
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
+use support::containerd::Ctr;
 use whalewatcher::containerd::{ContainerdClient, DEFAULT_IGNORED_NAMESPACES};
 use whalewatcher::{ContainerEvent, EventKind, Item, Subscription, Watcher, WatcherOptions};
 
@@ -22,117 +23,45 @@ fn serial() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-struct Ctr {
-    sock: String,
-    image: String,
-    runc_root: Option<String>,
-    made: Mutex<Vec<(String, String)>>,
-}
-
-impl Ctr {
-    fn from_env() -> Option<Ctr> {
-        Some(Ctr {
-            sock: common::endpoint("WHALEWATCHER_CONTAINERD")?,
-            image: std::env::var("WHALEWATCHER_CTR_IMAGE")
-                .unwrap_or_else(|_| "docker.io/library/busybox:sleep".into()),
-            runc_root: std::env::var("WHALEWATCHER_CTR_RUNC_ROOT").ok(),
-            made: Default::default(),
-        })
-    }
-
-    fn try_run(&self, ns: &str, args: &[&str]) -> Result<String, String> {
-        let out = std::process::Command::new("ctr")
-            .args(["-a", &self.sock, "-n", ns])
-            .args(args)
-            .output()
-            .map_err(|e| e.to_string())?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    }
-
-    fn run(&self, ns: &str, args: &[&str]) -> String {
-        self.try_run(ns, args)
-            .unwrap_or_else(|e| panic!("ctr -n {ns} {args:?} failed: {e}"))
-    }
-
-    /// Runs a detached container `id` in the default namespace with `labels`.
-    fn start(&self, id: &str, labels: &[(&str, &str)]) {
-        self.made
-            .lock()
-            .unwrap()
-            .push(("default".into(), id.into()));
-        let mut args: Vec<String> = vec!["run".into(), "-d".into()];
-        if let Some(r) = &self.runc_root {
-            args.extend(["--runc-root".into(), r.clone()]);
-        }
-        for (k, v) in labels {
-            args.extend(["--label".into(), format!("{k}={v}")]);
-        }
-        args.extend([self.image.clone(), id.into()]);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.run("default", &args);
-    }
-
-    /// Ground truth: display id → (pid, paused, labels) of every RUNNING or PAUSED task in
-    /// the namespaces the client watches by default; `None` when something changed midway.
-    fn truth(&self) -> Option<State> {
-        let mut out = BTreeMap::new();
-        let nss = self.try_run("default", &["namespaces", "ls", "-q"]).ok()?;
-        for ns in nss
-            .lines()
-            .filter(|n| !DEFAULT_IGNORED_NAMESPACES.contains(n))
-        {
-            for line in self.try_run(ns, &["tasks", "ls"]).ok()?.lines().skip(1) {
-                let f: Vec<&str> = line.split_whitespace().collect();
-                let (Some(id), Some(pid), Some(status)) = (f.first(), f.get(1), f.get(2)) else {
-                    continue;
-                };
-                if *status != "RUNNING" && *status != "PAUSED" {
-                    continue;
-                }
-                let info: Value =
-                    serde_json::from_str(&self.try_run(ns, &["containers", "info", id]).ok()?)
-                        .ok()?;
-                let labels = info["Labels"]
-                    .as_object()
-                    .map(|o| {
-                        o.iter()
-                            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let display = if ns == "default" {
-                    id.to_string()
-                } else {
-                    format!("{ns}/{id}")
-                };
-                out.insert(display, (pid.parse().ok()?, *status == "PAUSED", labels));
+/// Ground truth: display id → (pid, paused, labels) of every RUNNING or PAUSED task in
+/// the namespaces the client watches by default; `None` when something changed midway.
+fn truth(ctr: &Ctr) -> Option<State> {
+    let in_ns = |ns: &str, args: &[&str]| {
+        support::try_run_with("ctr", &["-a", &ctr.sock, "-n", ns], args).ok()
+    };
+    let mut out = BTreeMap::new();
+    let nss = in_ns("default", &["namespaces", "ls", "-q"])?;
+    for ns in nss
+        .lines()
+        .filter(|n| !DEFAULT_IGNORED_NAMESPACES.contains(n))
+    {
+        for line in in_ns(ns, &["tasks", "ls"])?.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (Some(id), Some(pid), Some(status)) = (f.first(), f.get(1), f.get(2)) else {
+                continue;
+            };
+            if *status != "RUNNING" && *status != "PAUSED" {
+                continue;
             }
-        }
-        Some(out)
-    }
-}
-
-impl Drop for Ctr {
-    fn drop(&mut self) {
-        for (ns, id) in self.made.lock().unwrap().iter() {
-            let _ = self.try_run(ns, &["tasks", "resume", id]);
-            let _ = self.try_run(ns, &["tasks", "kill", "-s", "KILL", id]);
-            let end = Instant::now() + Duration::from_secs(5);
-            while self.try_run(ns, &["tasks", "rm", id]).is_err()
-                && self
-                    .try_run(ns, &["tasks", "ls", "-q"])
-                    .is_ok_and(|l| l.lines().any(|t| t == id))
-                && Instant::now() < end
-            {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = self.try_run(ns, &["containers", "rm", id]);
+            let info: Value =
+                serde_json::from_str(&in_ns(ns, &["containers", "info", id])?).ok()?;
+            let labels = info["Labels"]
+                .as_object()
+                .map(|o| {
+                    o.iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let display = if ns == "default" {
+                id.to_string()
+            } else {
+                format!("{ns}/{id}")
+            };
+            out.insert(display, (pid.parse().ok()?, *status == "PAUSED", labels));
         }
     }
+    Some(out)
 }
 
 fn unique(what: &str) -> String {
@@ -151,18 +80,7 @@ fn view(w: &Watcher) -> State {
 }
 
 fn converge(ctr: &Ctr, w: &Watcher) -> State {
-    let end = Instant::now() + WAIT;
-    loop {
-        let t = ctr.truth();
-        let v = view(w);
-        if t.as_ref() == Some(&v) {
-            return v;
-        }
-        if Instant::now() >= end {
-            panic!("no convergence:\n truth {t:#?}\n watcher {v:#?}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    support::watch::converge(WAIT, || truth(ctr), || view(w))
 }
 
 fn watch(ctr: &Ctr) -> Watcher {
@@ -190,7 +108,9 @@ fn next_for(sub: &Subscription, id: &str, timeout: Duration) -> Option<Container
 #[test]
 fn ps_equals_ctr_ground_truth() {
     let _s = serial();
-    let Some(ctr) = Ctr::from_env() else { return };
+    let Some(ctr) = support::endpoint("WHALEWATCHER_CONTAINERD").map(|s| Ctr::shared(&s)) else {
+        return;
+    };
     let tag = unique("ps");
     let (web, db) = (format!("{tag}-web"), format!("{tag}-db"));
     ctr.start(
@@ -201,7 +121,7 @@ fn ps_equals_ctr_ground_truth() {
         ],
     );
     ctr.start(&db, &[]);
-    ctr.run("default", &["tasks", "pause", &db]);
+    ctr.run(&["tasks", "pause", &db]);
     let w = watch(&ctr);
     let got = converge(&ctr, &w);
     assert!(got[&db].1, "db is paused");
@@ -217,7 +137,9 @@ fn ps_equals_ctr_ground_truth() {
 #[test]
 fn pause_resume_exec_kill_events() {
     let _s = serial();
-    let Some(ctr) = Ctr::from_env() else { return };
+    let Some(ctr) = support::endpoint("WHALEWATCHER_CONTAINERD").map(|s| Ctr::shared(&s)) else {
+        return;
+    };
     let x = unique("x");
     ctr.start(&x, &[]);
     let w = watch(&ctr);
@@ -228,9 +150,9 @@ fn pause_resume_exec_kill_events() {
     // Warm up: containerd's event subscription may go live a moment after the call.
     let mut warm = false;
     for _ in 0..10 {
-        ctr.run("default", &["tasks", "pause", &x]);
+        ctr.run(&["tasks", "pause", &x]);
         let ev = next_for(&sub, &x, Duration::from_secs(1));
-        ctr.run("default", &["tasks", "resume", &x]);
+        ctr.run(&["tasks", "resume", &x]);
         if let Some(ev) = ev {
             assert_eq!(ev.kind, EventKind::Paused);
             assert!(ev.container.paused);
@@ -242,7 +164,7 @@ fn pause_resume_exec_kill_events() {
         }
         // Missed pause: the watcher learns of it at its next resync, if ever; wait until
         // the portfolio says x is running again before the next try.
-        common::wait_until(WAIT, "x running", || {
+        support::wait_until(WAIT, "x running", || {
             w.portfolio().get(&x).is_some_and(|c| !c.paused)
         });
         while let Some(Item::Event(e)) = sub.try_recv() {
@@ -253,19 +175,16 @@ fn pause_resume_exec_kill_events() {
 
     // An exec'd process that ends is no exit of the container: the next event of x after
     // the exec is the pause marker.
-    ctr.run(
-        "default",
-        &["tasks", "exec", "--exec-id", &unique("e"), &x, "true"],
-    );
-    ctr.run("default", &["tasks", "pause", &x]);
+    ctr.run(&["tasks", "exec", "--exec-id", &unique("e"), &x, "true"]);
+    ctr.run(&["tasks", "pause", &x]);
     let ev = next_for(&sub, &x, WAIT).expect("paused marker");
     assert_eq!(ev.kind, EventKind::Paused, "exec exit leaked as {ev:?}");
     assert!(w.portfolio().get(&x).is_some_and(|c| c.paused));
-    ctr.run("default", &["tasks", "resume", &x]);
+    ctr.run(&["tasks", "resume", &x]);
     assert_eq!(next_for(&sub, &x, WAIT).unwrap().kind, EventKind::Unpaused);
 
     let pid = w.portfolio().get(&x).unwrap().pid;
-    ctr.run("default", &["tasks", "kill", "-s", "KILL", &x]);
+    ctr.run(&["tasks", "kill", "-s", "KILL", &x]);
     let ev = next_for(&sub, &x, WAIT).expect("exited");
     assert_eq!(
         ev.kind,

@@ -2,14 +2,13 @@
 //! (`WHALEWATCHER_CRI`; pods in the host network namespace, created through CRI itself).
 #![cfg(feature = "cri")]
 
-mod common;
-mod cri_support;
+mod support;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cri_support::{container_truth, sandbox_pid, Pod};
+use support::cri::{container_truth, sandbox_pid, Pod};
 use whalewatcher::cri::api::ContainerState;
 use whalewatcher::cri::{
     CriClient, EventMode, ANNOTATION_KEY_PREFIX, CONTAINER_NAME_LABEL, POD_NAMESPACE_LABEL,
@@ -19,7 +18,7 @@ use whalewatcher::EngineKind;
 use whalewatcher::{Container, EngineClient, Error, EventKind, Item, Watcher, WatcherOptions};
 
 fn client() -> Option<CriClient> {
-    common::endpoint("WHALEWATCHER_CRI").map(|p| CriClient::new(Some(&p)).unwrap())
+    support::endpoint("WHALEWATCHER_CRI").map(|p| CriClient::new(Some(&p)).unwrap())
 }
 
 fn by_id(list: &[Container]) -> HashMap<&str, &Container> {
@@ -98,7 +97,7 @@ fn list_and_inspect_match_ground_truth() {
     // A stopped container is exited, with its details and exit code (SIGKILL).
     let (pod, name, stopped) = &ids[0];
     pod.stop(stopped);
-    common::wait_until(Duration::from_secs(10), "CRI says exited", || {
+    support::wait_until(Duration::from_secs(10), "CRI says exited", || {
         container_truth(&pod.ch, stopped).1 == ContainerState::CONTAINER_EXITED
     });
     match cri.inspect(stopped).expect("inspect stopped") {
@@ -133,7 +132,7 @@ fn info_reports_the_mode_chosen_by_version() {
     assert!(info.api_path.starts_with("unix://"));
     // Decided from the Version answer, before any event stream: containerd before 2.0
     // gets its native task events, 2.x the CRI events.
-    let (name, version) = cri_support::runtime_version(cri.channel());
+    let (name, version) = support::cri::runtime_version(cri.channel());
     let want = EventMode::for_runtime(&name, &version);
     assert_ne!(want, EventMode::Relist);
     assert_eq!(info.mode, want.as_str());
@@ -285,7 +284,7 @@ fn churn_converges(mode: Option<EventMode>) {
                 }
                 kept
             });
-            let mut c = CriClient::new(common::endpoint("WHALEWATCHER_CRI").as_deref())
+            let mut c = CriClient::new(support::endpoint("WHALEWATCHER_CRI").as_deref())
                 .unwrap()
                 .with_relist_interval(Duration::from_millis(100));
             if let Some(m) = mode {
@@ -309,7 +308,7 @@ fn churn_converges(mode: Option<EventMode>) {
     let mut expect: BTreeSet<String> = kept.iter().cloned().collect();
     expect.insert(pod.id.clone());
     assert_eq!(truth, expect);
-    common::wait_until(Duration::from_secs(10), "portfolio converges", || {
+    support::wait_until(Duration::from_secs(10), "portfolio converges", || {
         let mine: BTreeSet<String> = w
             .portfolio()
             .iter()

@@ -2,16 +2,18 @@
 //! against a scripted fake CRI server (a minimal HTTP/2 + gRPC peer on a Unix socket).
 #![cfg(feature = "cri")]
 
+mod support;
+
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::PathBuf;
+use std::io::Write;
+use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use protobuf::well_known_types::any::Any;
 use protobuf::well_known_types::timestamp::Timestamp;
 use protobuf::{EnumOrUnknown, Message, MessageField};
+use support::grpc_peer::{data, headers, trailers, Peer};
 use whalewatcher::cri::api::{
     Container as ProtoContainer, ContainerEventResponse, ContainerEventType, ContainerMetadata,
     ContainerState, ContainerStatus, ContainerStatusRequest, ContainerStatusResponse,
@@ -24,8 +26,7 @@ use whalewatcher::cri::containerd_api::{
     SubscribeRequest, TaskExit, TaskOOM, TaskStart, TaskStatus,
 };
 use whalewatcher::cri::{CriClient, EventMode};
-use whalewatcher::grpc::frame::{self, Frame, Kind};
-use whalewatcher::{EngineClient, Error, EventKind, Inspection};
+use whalewatcher::{EngineClient, EventKind, Inspection};
 
 /// How the fake answers `GetContainerEvents` (and which runtime it claims to be).
 #[derive(Clone, Copy, PartialEq)]
@@ -40,50 +41,6 @@ enum Events {
     Unimplemented,
     /// Trailers-only OK: the stream ends at once.
     EndsAtOnce,
-}
-
-fn io_err(e: std::io::Error) -> Error {
-    Error::connection("fake", &e)
-}
-
-/// HPACK literals without indexing (short strings only).
-fn block(h: &[(&str, &str)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (n, v) in h {
-        out.push(0);
-        out.push(n.len() as u8);
-        out.extend_from_slice(n.as_bytes());
-        out.push(v.len() as u8);
-        out.extend_from_slice(v.as_bytes());
-    }
-    out
-}
-
-fn headers(stream: u32, end: Option<&str>) -> Vec<u8> {
-    let mut h = vec![(":status", "200"), ("content-type", "application/grpc")];
-    let mut flags = frame::END_HEADERS;
-    if let Some(status) = end {
-        h.push(("grpc-status", status));
-        flags |= frame::END_STREAM;
-    }
-    Frame::new(Kind::Headers, flags, stream, block(&h)).encode()
-}
-
-fn trailers(stream: u32) -> Vec<u8> {
-    Frame::new(
-        Kind::Headers,
-        frame::END_HEADERS | frame::END_STREAM,
-        stream,
-        block(&[("grpc-status", "0")]),
-    )
-    .encode()
-}
-
-fn data(stream: u32, m: &[u8]) -> Vec<u8> {
-    let mut v = vec![0];
-    v.extend_from_slice(&(m.len() as u32).to_be_bytes());
-    v.extend_from_slice(m);
-    Frame::new(Kind::Data, 0, stream, v).encode()
 }
 
 fn now_nanos() -> i64 {
@@ -214,11 +171,11 @@ fn answer(
     let mode = fake.mode;
     if path.ends_with("/GetContainerEvents") {
         match mode {
-            Events::Unimplemented => s.write_all(&headers(stream, Some("12"))),
-            Events::EndsAtOnce => s.write_all(&headers(stream, Some("0"))),
+            Events::Unimplemented => s.write_all(&headers(stream, Some("12")).encode()),
+            Events::EndsAtOnce => s.write_all(&headers(stream, Some("0")).encode()),
             Events::Native => panic!("the containerd-events mode asked for CRI events"),
             Events::Script | Events::Backlog => {
-                s.write_all(&headers(stream, None))?;
+                s.write_all(&headers(stream, None).encode())?;
                 if mode == Events::Backlog {
                     // Older than the stream: a backlog the listing already reflects.
                     let old = event_at(
@@ -227,12 +184,12 @@ fn answer(
                         None,
                         now_nanos() - 60_000_000_000,
                     );
-                    s.write_all(&data(stream, &old))?;
+                    s.write_all(&data(stream, &old).encode())?;
                 }
                 for m in script() {
-                    s.write_all(&data(stream, &m))?;
+                    s.write_all(&data(stream, &m).encode())?;
                 }
-                s.write_all(&trailers(stream))
+                s.write_all(&trailers(stream, "0").encode())
             }
         }
     } else if path.ends_with("/Subscribe") {
@@ -241,11 +198,11 @@ fn answer(
             .filters
             .iter()
             .all(|f| f.contains(r#"namespace=="k8s.io""#)));
-        s.write_all(&headers(stream, None))?;
+        s.write_all(&headers(stream, None).encode())?;
         for m in native_script() {
-            s.write_all(&data(stream, &m))?;
+            s.write_all(&data(stream, &m).encode())?;
         }
-        s.write_all(&trailers(stream))
+        s.write_all(&trailers(stream, "0").encode())
     } else {
         let body = if path.ends_with("/Version") {
             let mut v = VersionResponse::new();
@@ -366,93 +323,46 @@ fn answer(
             // ListPodSandbox, ListContainers: empty responses.
             Vec::new()
         };
-        s.write_all(&headers(stream, None))?;
-        s.write_all(&data(stream, &body))?;
-        s.write_all(&trailers(stream))
+        s.write_all(&headers(stream, None).encode())?;
+        s.write_all(&data(stream, &body).encode())?;
+        s.write_all(&trailers(stream, "0").encode())
     }
 }
 
-fn connection(mut s: UnixStream, fake: Arc<Fake>) {
-    let mut pre = [0u8; 24];
-    if s.read_exact(&mut pre).is_err() {
-        return;
-    }
-    let _ = s.write_all(&frame::settings(&[]).encode());
-    let _ = s.write_all(&Frame::new(Kind::Settings, frame::ACK, 0, vec![]).encode());
-    let mut paths: HashMap<u32, String> = HashMap::new();
-    let mut bodies: HashMap<u32, Vec<u8>> = HashMap::new();
-    const METHODS: [&str; 10] = [
-        "GetContainerEvents",
-        "Version",
-        "ListPodSandbox",
-        "ListContainers",
-        "ContainerStatus",
-        "PodSandboxStatus",
-        "Subscribe",
-        "Containers/Get",
-        "Tasks/List",
-        "Tasks/Get",
-    ];
-    loop {
-        let f = match frame::read_frame(&mut s, 1 << 24, &io_err) {
-            Ok(f) => f,
-            Err(_) => return,
-        };
-        if f.kind == Kind::Headers {
-            let p = String::from_utf8_lossy(&f.payload).into_owned();
-            let m = METHODS.iter().find(|m| p.contains(*m)).unwrap_or(&"Other");
-            paths.insert(f.stream, format!("/fake/{m}"));
-        }
-        if f.kind == Kind::Data {
-            bodies
-                .entry(f.stream)
-                .or_default()
-                .extend_from_slice(&f.payload);
-        }
-        if f.kind == Kind::Data && f.has(frame::END_STREAM) {
-            let path = paths.remove(&f.stream).unwrap_or_default();
-            let body = bodies.remove(&f.stream).unwrap_or_default();
-            if answer(&mut s, f.stream, &path, &body, &fake).is_err() {
-                return;
-            }
-        }
-    }
+/// The methods the fake answers, found in a request's header block.
+const METHODS: [&str; 10] = [
+    "GetContainerEvents",
+    "Version",
+    "ListPodSandbox",
+    "ListContainers",
+    "ContainerStatus",
+    "PodSandboxStatus",
+    "Subscribe",
+    "Containers/Get",
+    "Tasks/List",
+    "Tasks/Get",
+];
+
+fn serve(mode: Events) -> (CriClient, Peer) {
+    let (cri, peer, _) = serve_fake(mode);
+    (cri, peer)
 }
 
-fn serve(mode: Events) -> (CriClient, PathBuf) {
-    let (cri, dir, _) = serve_fake(mode);
-    (cri, dir)
-}
-
-fn serve_fake(mode: Events) -> (CriClient, PathBuf, Arc<Fake>) {
+fn serve_fake(mode: Events) -> (CriClient, Peer, Arc<Fake>) {
     let fake = Arc::new(Fake {
         mode,
         looks: Mutex::new(HashMap::new()),
     });
     let f2 = fake.clone();
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("ww-cri-fake-{}-{n}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("cri.sock");
-    let _ = std::fs::remove_file(&path);
-    let l = UnixListener::bind(&path).unwrap();
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            match s {
-                Ok(s) => {
-                    let f = f2.clone();
-                    std::thread::spawn(move || connection(s, f));
-                }
-                Err(_) => return,
-            }
-        }
+    let peer = Peer::serve("cri-fake", move |s, r| {
+        let m = METHODS.iter().find(|m| r.mentions(m)).unwrap_or(&"Other");
+        answer(s, r.stream, &format!("/fake/{m}"), &r.body, &f2)
     });
     (
-        CriClient::new(path.to_str())
+        CriClient::new(peer.path().to_str())
             .unwrap()
             .with_relist_interval(Duration::from_millis(10)),
-        dir,
+        peer,
         fake,
     )
 }
@@ -496,14 +406,14 @@ fn evented_stream_maps_events_once_each() {
     // The mode is kept: the next stream is evented too.
     assert!(cri.events().is_ok());
     assert_eq!(cri.info().unwrap().mode, EventMode::Evented.as_str());
-    let _ = std::fs::remove_dir_all(dir);
+    drop(dir);
 }
 
 #[test]
 fn a_backlog_older_than_the_stream_is_dropped() {
     let (cri, dir) = serve(Events::Backlog);
     assert_eq!(collect(&cri), scripted());
-    let _ = std::fs::remove_dir_all(dir);
+    drop(dir);
 }
 
 #[test]
@@ -517,7 +427,7 @@ fn unimplemented_or_ended_events_fall_back_to_relisting() {
         assert_eq!(cri.info().unwrap().mode, EventMode::Relist.as_str());
         let _relisting = cri.events().expect("events");
         assert_eq!(cri.list().unwrap(), vec![]);
-        let _ = std::fs::remove_dir_all(dir);
+        drop(dir);
     }
 }
 
@@ -550,8 +460,8 @@ fn containerd_before_2_gets_its_native_task_events() {
     let (cri, dir2) = serve(Events::Script);
     let cri = cri.with_event_mode(EventMode::Relist);
     assert_eq!(cri.info().unwrap().mode, EventMode::Relist.as_str());
-    let _ = std::fs::remove_dir_all(dir);
-    let _ = std::fs::remove_dir_all(dir2);
+    drop(dir);
+    drop(dir2);
 }
 
 #[test]
@@ -588,6 +498,6 @@ fn containerd_events_listings_follow_the_tasks() {
     let mut ids: Vec<String> = cri.list().unwrap().into_iter().map(|c| c.id).collect();
     ids.sort();
     assert_eq!(ids, vec!["gone", "run", "s1"]);
-    let _ = std::fs::remove_dir_all(dir);
-    let _ = std::fs::remove_dir_all(dir2);
+    drop(dir);
+    drop(dir2);
 }

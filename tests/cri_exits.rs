@@ -5,15 +5,14 @@
 //! latency (printed, not asserted).
 #![cfg(feature = "cri")]
 
-mod common;
-mod cri_support;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use cri_support::{exit_truth, runtime_version, Pod, RawSubscriber};
+use support::cri::{exit_truth, runtime_version, Pod, RawSubscriber};
 use whalewatcher::cri::api::ContainerState;
 use whalewatcher::cri::{CriClient, EventMode};
 use whalewatcher::{
@@ -28,7 +27,7 @@ fn serial() -> MutexGuard<'static, ()> {
 }
 
 fn endpoint() -> Option<String> {
-    common::endpoint("WHALEWATCHER_CRI")
+    support::endpoint("WHALEWATCHER_CRI")
 }
 
 /// The mode the client must pick for this runtime.
@@ -37,7 +36,7 @@ fn expected_mode(cri: &CriClient) -> &'static str {
     EventMode::for_runtime(&name, &version).as_str()
 }
 
-use common::whalewatch_binary as binary;
+use support::whalewatch_binary as binary;
 
 /// `whalewatch --cri PATH ps --json`: the listed ids, and how long it took.
 fn ps(path: &str) -> (BTreeSet<String>, Duration) {
@@ -133,7 +132,7 @@ fn await_events(
 /// report the exit event a little before its status says so).
 fn exited_truth(ch: &whalewatcher::grpc::Channel, id: &str) -> i32 {
     let mut code = None;
-    common::wait_until(Duration::from_secs(10), "CRI status says exited", || {
+    support::wait_until(Duration::from_secs(10), "CRI status says exited", || {
         let (state, c) = exit_truth(ch, id);
         code = Some(c);
         state == ContainerState::CONTAINER_EXITED

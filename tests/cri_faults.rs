@@ -3,15 +3,13 @@
 //! runtime supports, converging to the CRI ground truth.
 #![cfg(feature = "cri")]
 
-mod common;
-mod cri_support;
-mod fault_proxy;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use cri_support::{runtime_version, Pod};
-use fault_proxy::{Fault, Proxy};
+use support::cri::{runtime_version, Pod};
+use support::fault_proxy::{Fault, Proxy};
 use whalewatcher::cri::{CriClient, EventMode, POD_NAME_LABEL};
 use whalewatcher::{
     EngineClient, EventKind, ExponentialBackoff, Health, Item, Watcher, WatcherOptions,
@@ -57,7 +55,7 @@ fn cut_and_catch_up(path: &str, mode: EventMode, exit_code: bool) {
     );
     w.wait_ready(WAIT).expect("synced through the proxy");
     assert_eq!(w.engine_info().expect("info").mode, mode.as_str());
-    common::wait_until(WAIT, "the watcher sees the pod", || {
+    support::wait_until(WAIT, "the watcher sees the pod", || {
         view(&w, &pod) == BTreeSet::from([pod.id.clone(), a.clone(), b.clone()])
     });
     let sub = w.subscribe();
@@ -66,10 +64,10 @@ fn cut_and_catch_up(path: &str, mode: EventMode, exit_code: bool) {
     proxy.set(Fault::Refuse);
     let accepted = proxy.accepted();
     proxy.cut();
-    common::wait_until(WAIT, "Reconnecting", || {
+    support::wait_until(WAIT, "Reconnecting", || {
         matches!(w.health(), Health::Reconnecting { .. })
     });
-    common::wait_until(WAIT, "two refused reconnects", || {
+    support::wait_until(WAIT, "two refused reconnects", || {
         proxy.accepted() >= accepted + 2
     });
     pod.stop(&a);
@@ -81,7 +79,7 @@ fn cut_and_catch_up(path: &str, mode: EventMode, exit_code: bool) {
 
     proxy.set(Fault::None);
     let want = BTreeSet::from([pod.id.clone(), b.clone(), c.clone()]);
-    common::wait_until(WAIT, "convergence to the CRI truth", || {
+    support::wait_until(WAIT, "convergence to the CRI truth", || {
         truth(&cri, &pod) == want && view(&w, &pod) == want
     });
     let mut got: BTreeMap<String, EventKind> = BTreeMap::new();
@@ -118,7 +116,7 @@ fn cut_and_catch_up(path: &str, mode: EventMode, exit_code: bool) {
     // And live again: the sandbox's end.
     let sandbox = pod.id.clone();
     pod.destroy();
-    common::wait_until(WAIT, "the pod's end", || view(&w, &pod).is_empty());
+    support::wait_until(WAIT, "the pod's end", || view(&w, &pod).is_empty());
     assert!(w.portfolio().get(&sandbox).is_none());
     w.close();
 }
@@ -138,7 +136,7 @@ fn modes(path: &str) -> Vec<EventMode> {
 
 #[test]
 fn a_cut_watcher_catches_up_in_every_mode() {
-    let Some(path) = common::endpoint("WHALEWATCHER_CRI") else {
+    let Some(path) = support::endpoint("WHALEWATCHER_CRI") else {
         return;
     };
     for mode in modes(&path) {
@@ -150,7 +148,7 @@ fn a_cut_watcher_catches_up_in_every_mode() {
 /// code: the watcher's resync asks the engine about each vanished container.
 #[test]
 fn exits_while_away_keep_their_exit_code() {
-    let Some(path) = common::endpoint("WHALEWATCHER_CRI") else {
+    let Some(path) = support::endpoint("WHALEWATCHER_CRI") else {
         return;
     };
     for mode in modes(&path) {

@@ -2,7 +2,7 @@
 //! the /proc scan with the right PID, dockerd's own containerd is recognised and skipped,
 //! and a containerd's CRI plugin is only listed when asked.
 
-mod common;
+mod support;
 
 use whalewatcher::discover::{self, DiscoverOptions, Found, Source};
 use whalewatcher::EngineKind as Kind;
@@ -43,9 +43,9 @@ fn find<'a>(all: &'a [Found], kind: Kind, path: &str) -> &'a Found {
 #[test]
 fn finds_every_scripted_engine_with_its_pid() {
     let (Some(docker), Some(podman), Some(containerd)) = (
-        common::endpoint("WHALEWATCHER_DOCKER"),
-        common::endpoint("WHALEWATCHER_PODMAN"),
-        common::endpoint("WHALEWATCHER_CONTAINERD"),
+        support::endpoint("WHALEWATCHER_DOCKER"),
+        support::endpoint("WHALEWATCHER_PODMAN"),
+        support::endpoint("WHALEWATCHER_CONTAINERD"),
     ) else {
         return;
     };
@@ -99,7 +99,7 @@ fn finds_every_scripted_engine_with_its_pid() {
 
 #[test]
 fn cri_of_a_standalone_containerd_only_when_asked() {
-    let Some(cri) = common::endpoint("WHALEWATCHER_CRI") else {
+    let Some(cri) = support::endpoint("WHALEWATCHER_CRI") else {
         return;
     };
     let opts = DiscoverOptions {
@@ -120,7 +120,7 @@ fn cri_of_a_standalone_containerd_only_when_asked() {
 
 #[test]
 fn a_found_engine_client_carries_the_pid() {
-    let Some(docker) = common::endpoint("WHALEWATCHER_DOCKER") else {
+    let Some(docker) = support::endpoint("WHALEWATCHER_DOCKER") else {
         return;
     };
     let all = discover::discover(&DiscoverOptions::default());
@@ -139,25 +139,16 @@ mod cli_auto {
     use std::collections::{BTreeMap, BTreeSet};
     use std::process::Command;
 
-    use super::common;
+    use super::support;
     use whalewatcher::EngineKind as Kind;
 
-    use crate::common::whalewatch_binary as binary;
+    use crate::support::whalewatch_binary as binary;
 
     /// `cmd args`, bounded: every engine discovery sees is asked, also other tests'
     /// private engines, and one that hangs (a dockerd stuck removing containers was seen
     /// to hold `docker inspect` for minutes) must fail the call, not hang the test.
     fn try_run(cmd: &str, args: &[&str]) -> Result<String, String> {
-        let out = Command::new("timeout")
-            .args(["20", cmd])
-            .args(args)
-            .output()
-            .map_err(|e| e.to_string())?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
+        support::try_run_with("timeout", &["20", cmd], args)
     }
 
     /// Alive container ids -> pid of one engine, or None while it cannot be asked.
@@ -258,9 +249,9 @@ mod cli_auto {
     #[test]
     fn auto_ps_json_is_the_union_of_the_engines_ground_truths() {
         let (Some(docker), Some(podman), Some(sock)) = (
-            common::endpoint("WHALEWATCHER_DOCKER"),
-            common::endpoint("WHALEWATCHER_PODMAN"),
-            common::endpoint("WHALEWATCHER_CONTAINERD"),
+            support::endpoint("WHALEWATCHER_DOCKER"),
+            support::endpoint("WHALEWATCHER_PODMAN"),
+            support::endpoint("WHALEWATCHER_CONTAINERD"),
         ) else {
             return;
         };
@@ -275,17 +266,17 @@ mod cli_auto {
             ctr_id: tag.clone(),
             ids: Vec::new(),
         };
-        let d = common::run(
+        let d = support::run(
             "docker",
             &["-H", &docker, "run", "-d", "--name", &tag, &image],
         );
         mine.ids.push(d.trim().to_string());
-        let p = common::run(
+        let p = support::run(
             "podman",
             &["--url", &podman, "run", "-d", "--name", &tag, &image],
         );
         mine.ids.push(p.trim().to_string());
-        common::run(
+        support::run(
             "ctr",
             &["-a", &sock, "-n", "default", "run", "-d", &ctr_image, &tag],
         );
@@ -407,9 +398,9 @@ mod cli_auto {
     #[test]
     fn auto_stats_json_reports_every_shared_engine() {
         let (Some(docker), Some(podman), Some(sock)) = (
-            common::endpoint("WHALEWATCHER_DOCKER"),
-            common::endpoint("WHALEWATCHER_PODMAN"),
-            common::endpoint("WHALEWATCHER_CONTAINERD"),
+            support::endpoint("WHALEWATCHER_DOCKER"),
+            support::endpoint("WHALEWATCHER_PODMAN"),
+            support::endpoint("WHALEWATCHER_CONTAINERD"),
         ) else {
             return;
         };
@@ -474,9 +465,9 @@ mod cli_auto {
     fn auto_events_merge_the_engines_streams() {
         use std::io::BufRead;
         let (Some(docker), Some(podman), Some(sock)) = (
-            common::endpoint("WHALEWATCHER_DOCKER"),
-            common::endpoint("WHALEWATCHER_PODMAN"),
-            common::endpoint("WHALEWATCHER_CONTAINERD"),
+            support::endpoint("WHALEWATCHER_DOCKER"),
+            support::endpoint("WHALEWATCHER_PODMAN"),
+            support::endpoint("WHALEWATCHER_CONTAINERD"),
         ) else {
             return;
         };
@@ -493,12 +484,12 @@ mod cli_auto {
             ctr_id: format!("{sentinel}-none"),
             ids: Vec::new(),
         };
-        let d = common::run(
+        let d = support::run(
             "docker",
             &["-H", &docker, "run", "-d", "--name", &sentinel, &image],
         );
         sentinels.ids.push(d.trim().to_string());
-        let p = common::run(
+        let p = support::run(
             "podman",
             &["--url", &podman, "run", "-d", "--name", &sentinel, &image],
         );
@@ -547,12 +538,12 @@ mod cli_auto {
             ctr_id: format!("{tag}-none"),
             ids: Vec::new(),
         };
-        let d = common::run(
+        let d = support::run(
             "docker",
             &["-H", &docker, "run", "-d", "--name", &tag, &image],
         );
         mine.ids.push(d.trim().to_string());
-        let p = common::run(
+        let p = support::run(
             "podman",
             &["--url", &podman, "run", "-d", "--name", &tag, &image],
         );
@@ -564,7 +555,7 @@ mod cli_auto {
             ("docker.com", "docker", "-H", &docker, &mine.ids[0]),
             ("podman.io", "podman", "--url", &podman, &mine.ids[1]),
         ] {
-            let pid = common::run(cli, &[flag, url, "inspect", "-f", "{{.State.Pid}}", id]);
+            let pid = support::run(cli, &[flag, url, "inspect", "-f", "{{.State.Pid}}", id]);
             want.insert(kind.to_string(), (id.clone(), pid.trim().parse().unwrap()));
         }
         while !want.is_empty() {

@@ -1,59 +1,53 @@
 //! DockerClient against the real dockerd from tests/engines (WHALEWATCHER_DOCKER).
 #![cfg(feature = "docker")]
 
-mod common;
-mod docker_shared;
+mod support;
 
-use docker_shared::Engine;
+use support::cli::Cli;
 
-fn docker() -> Option<Engine> {
-    Engine::from_env(
-        "WHALEWATCHER_DOCKER",
-        "docker",
-        "-H",
-        whalewatcher::EngineKind::Docker,
-    )
+fn docker() -> Option<Cli> {
+    Cli::shared_docker()
 }
 
 #[test]
 fn list_equals_ground_truth() {
     if let Some(e) = docker() {
-        docker_shared::list_equals_ground_truth(&e);
+        support::docker_api::list_equals_ground_truth(&e);
     }
 }
 
 #[test]
 fn inspect_found_not_found_processless() {
     if let Some(e) = docker() {
-        docker_shared::inspect_cases(&e);
+        support::docker_api::inspect_cases(&e);
     }
 }
 
 #[test]
 fn inspect_of_exited_containers_says_how_they_ended() {
     if let Some(e) = docker() {
-        docker_shared::inspect_exits(&e);
+        support::docker_api::inspect_exits(&e);
     }
 }
 
 #[test]
 fn info_matches_docker_info() {
     if let Some(e) = docker() {
-        docker_shared::info_matches(&e);
+        support::docker_api::info_matches(&e);
     }
 }
 
 #[test]
 fn lifecycle_events_each_once_in_order() {
     if let Some(e) = docker() {
-        docker_shared::lifecycle_events(&e);
+        support::docker_api::lifecycle_events(&e);
     }
 }
 
 #[test]
 fn an_oom_kill_is_flagged_on_the_exit() {
     if let Some(e) = docker() {
-        docker_shared::oom_exit_is_flagged(&e);
+        support::docker_api::oom_exit_is_flagged(&e);
     }
 }
 

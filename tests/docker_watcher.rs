@@ -3,15 +3,15 @@
 //! during the initial sync. Tests run one at a time (they compare the whole engine).
 #![cfg(feature = "docker")]
 
-mod common;
-mod fault_proxy;
-mod watcher_shared;
+mod support;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use watcher_shared::{collect, collect_exits, converge, drain, kinds, replay, view, Cli};
+use support::cli::Cli;
+use support::replay::replay;
+use support::watch::{collect, collect_exits, converge, drain, kinds, view};
 use whalewatcher::docker::DockerClient;
 use whalewatcher::{EventKind, Watcher, WatcherOptions};
 
@@ -24,11 +24,11 @@ fn serial() -> MutexGuard<'static, ()> {
 }
 
 fn docker() -> Option<Cli> {
-    common::endpoint("WHALEWATCHER_DOCKER").map(|u| Cli::new("docker", "-H", u))
+    Cli::shared_docker()
 }
 
 fn podman() -> Option<Cli> {
-    common::endpoint("WHALEWATCHER_PODMAN").map(|u| Cli::new("podman", "--url", u))
+    Cli::shared_podman()
 }
 
 fn watch(e: &Cli) -> Watcher {
@@ -274,11 +274,11 @@ fn docker_churn_during_initial_sync() {
 #[test]
 fn dockerd_killed_and_restarted() {
     let _s = serial();
-    if common::endpoint("WHALEWATCHER_DOCKER").is_none() {
+    if support::endpoint("WHALEWATCHER_DOCKER").is_none() {
         return; // no engines set up here: no busybox tarball either
     }
-    let mut d = watcher_shared::dockerd::PrivateDockerd::start();
-    let e = Cli::new("docker", "-H", d.url.clone());
+    let mut d = support::dockerd::PrivateDockerd::start();
+    let e = Cli::docker(d.url.clone());
     let plain = e.start(&e.name("plain"), &[]);
     let always = e.start(&e.name("always"), &["--restart", "always"]);
     let old_pid = e.truth().unwrap()[&always].pid;
@@ -293,7 +293,7 @@ fn dockerd_killed_and_restarted() {
     converge(WAIT, || e.truth(), || view(&w));
 
     d.kill9();
-    common::wait_until(WAIT, "Health::Reconnecting", || {
+    support::wait_until(WAIT, "Health::Reconnecting", || {
         matches!(w.health(), whalewatcher::Health::Reconnecting { .. })
     });
     d.launch();
@@ -352,7 +352,7 @@ fn short_lived(e: &Arc<Cli>) {
     let tag = e.name("sl");
     let spy = {
         let tag = tag.clone();
-        watcher_shared::PortfolioSpy::start(w.reader(), move |c| c.name.starts_with(&tag))
+        support::watch::PortfolioSpy::start(w.reader(), move |c| c.name.starts_with(&tag))
     };
     let per_project = 3;
     let handles: Vec<_> = ["a", "b"]
@@ -393,11 +393,11 @@ fn short_lived(e: &Arc<Cli>) {
     let held = spy.finish();
     let mut args = vec!["inspect"];
     args.extend(names.iter().map(String::as_str));
-    let truths: Vec<watcher_shared::ExitTruth> =
+    let truths: Vec<support::watch::ExitTruth> =
         serde_json::from_str::<Vec<serde_json::Value>>(&e.run(&args))
             .unwrap()
             .iter()
-            .map(watcher_shared::ExitTruth::from_inspect)
+            .map(support::watch::ExitTruth::from_inspect)
             .collect();
     assert_eq!(truths.len(), 2 * per_project + 1);
     for t in &truths {
@@ -411,7 +411,7 @@ fn short_lived(e: &Arc<Cli>) {
         // Podman 4.3 sends no `oom` event (crate docs, Known problems): its OOM flag reaches
         // the stream only when the watcher's inspect came after the exit.
         let oom_in_events = !(e.cli == "podman" && t.oom);
-        watcher_shared::check_short_lived_with(&events, t, oom_in_events);
+        support::watch::check_short_lived_with(&events, t, oom_in_events);
     }
     assert!(
         held.iter().all(|c| c.pid != 0),
@@ -484,7 +484,7 @@ fn short_lived_rm(e: &Cli, names_too: bool) {
         ("com.docker.compose.service".to_string(), "once".to_string()),
     ]);
     for (n, id) in names.iter().zip(&ids) {
-        let truth = watcher_shared::ExitTruth {
+        let truth = support::watch::ExitTruth {
             id: id.clone(),
             name: n.clone(),
             project: project.clone(),
@@ -499,7 +499,7 @@ fn short_lived_rm(e: &Cli, names_too: bool) {
             oom: false,
         };
         if names_too {
-            watcher_shared::check_short_lived(&events, &truth);
+            support::watch::check_short_lived(&events, &truth);
         } else {
             let mine: Vec<_> = events.iter().filter(|ev| &ev.container.id == id).collect();
             assert_eq!(
@@ -588,12 +588,12 @@ fn exits_while_away(
         TRAP_OOM,
     );
     let ids = [killed.clone(), termed.clone(), oomed.clone()];
-    common::wait_until(WAIT, "the watcher has the containers", || {
+    support::wait_until(WAIT, "the watcher has the containers", || {
         let pf = w.portfolio();
         ids.iter().all(|id| pf.get(id).is_some())
     });
     break_engine();
-    common::wait_until(WAIT, "Health::Reconnecting", || {
+    support::wait_until(WAIT, "Health::Reconnecting", || {
         matches!(w.health(), whalewatcher::Health::Reconnecting { .. })
     });
     e.run(&["kill", &killed]);
@@ -604,7 +604,7 @@ fn exits_while_away(
         args.extend(ids.iter().map(String::as_str));
         serde_json::from_str(&e.run(&args)).unwrap()
     };
-    common::wait_until(WAIT, "all exited", || {
+    support::wait_until(WAIT, "all exited", || {
         inspect()
             .iter()
             .all(|c| c["State"]["Pid"].as_u64() == Some(0))
@@ -623,9 +623,9 @@ fn exits_while_away(
         .filter(|ev| ids.contains(&ev.container.id))
         .collect();
     replay(&events);
-    let truths: Vec<watcher_shared::ExitTruth> = inspect()
+    let truths: Vec<support::watch::ExitTruth> = inspect()
         .iter()
-        .map(watcher_shared::ExitTruth::from_inspect)
+        .map(support::watch::ExitTruth::from_inspect)
         .collect();
     assert_eq!(truths[0].exit_code, Some(137));
     assert_eq!(truths[1].exit_code, Some(3));
@@ -660,7 +660,7 @@ fn exits_while_away(
 fn podman_exit_codes_survive_a_service_restart() {
     let _s = serial();
     let Some(e) = podman() else { return };
-    let mut p = watcher_shared::podman::PrivatePodman::start();
+    let mut p = support::podman::PrivatePodman::start();
     let w = Watcher::new(
         DockerClient::new(Some(&p.url)).unwrap(),
         WatcherOptions::default().with_retry(|| {
@@ -691,7 +691,7 @@ fn podman_exit_codes_survive_a_service_restart() {
 fn docker_exit_codes_survive_a_lost_connection() {
     let _s = serial();
     let Some(e) = docker() else { return };
-    let proxy = fault_proxy::Proxy::start(&e.url);
+    let proxy = support::fault_proxy::Proxy::start(&e.url);
     let w = Watcher::new(
         DockerClient::new(Some(&proxy.url()))
             .unwrap()
@@ -711,10 +711,10 @@ fn docker_exit_codes_survive_a_lost_connection() {
         &w,
         &sub,
         || {
-            proxy.set(fault_proxy::Fault::Refuse);
+            proxy.set(support::fault_proxy::Fault::Refuse);
             proxy.cut();
         },
-        || proxy.set(fault_proxy::Fault::None),
+        || proxy.set(support::fault_proxy::Fault::None),
     );
     w.close();
 }

@@ -5,98 +5,42 @@
 //! made, including changes made meanwhile.
 #![cfg(feature = "containerd")]
 
-mod common;
-mod fault_proxy;
+mod support;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use fault_proxy::{Fault, Proxy};
+use support::containerd::Ctr;
+use support::fault_proxy::{Fault, Proxy};
 use whalewatcher::containerd::ContainerdClient;
 use whalewatcher::{Error, EventKind, ExponentialBackoff, Health, Item, Watcher, WatcherOptions};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// `ctr` on the default namespace; removes the containers it made on drop.
-struct Ctr {
-    sock: String,
-    image: String,
-    made: Mutex<Vec<String>>,
+/// Runs a detached container with a unique id; returns the id.
+fn start(ctr: &Ctr, what: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let id = format!(
+        "wwf-{}-{}-{what}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    );
+    ctr.start(&id, &[]);
+    id
 }
 
-impl Ctr {
-    fn try_run(&self, args: &[&str]) -> Result<String, String> {
-        let out = std::process::Command::new("ctr")
-            .args(["-a", &self.sock, "-n", "default"])
-            .args(args)
-            .output()
-            .map_err(|e| e.to_string())?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> String {
-        self.try_run(args)
-            .unwrap_or_else(|e| panic!("ctr {args:?} failed: {e}"))
-    }
-
-    /// Runs a detached container with a unique id; returns the id.
-    fn start(&self, what: &str) -> String {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let id = format!(
-            "wwf-{}-{}-{what}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        );
-        self.made.lock().unwrap().push(id.clone());
-        let mut args = vec!["run", "-d"];
-        let root = std::env::var("WHALEWATCHER_CTR_RUNC_ROOT").ok();
-        if let Some(r) = &root {
-            args.extend(["--runc-root", r.as_str()]);
-        }
-        args.extend([self.image.as_str(), id.as_str()]);
-        self.run(&args);
-        id
-    }
-
-    /// id → (pid, paused) of the RUNNING or PAUSED tasks among `ids`.
-    fn truth(&self, ids: &[String]) -> Option<BTreeMap<String, (u32, bool)>> {
-        let mut out = BTreeMap::new();
-        for line in self.try_run(&["tasks", "ls"]).ok()?.lines().skip(1) {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            let (Some(id), Some(pid), Some(status)) = (f.first(), f.get(1), f.get(2)) else {
-                continue;
-            };
-            if ids.iter().any(|i| i == id) && (*status == "RUNNING" || *status == "PAUSED") {
-                out.insert(id.to_string(), (pid.parse().ok()?, *status == "PAUSED"));
-            }
-        }
-        Some(out)
-    }
-}
-
-impl Drop for Ctr {
-    fn drop(&mut self) {
-        for id in self.made.lock().unwrap().iter() {
-            let _ = self.try_run(&["tasks", "resume", id]);
-            let _ = self.try_run(&["tasks", "kill", "-s", "KILL", id]);
-            let end = Instant::now() + Duration::from_secs(5);
-            while self.try_run(&["tasks", "rm", id]).is_err()
-                && self
-                    .try_run(&["tasks", "ls", "-q"])
-                    .is_ok_and(|l| l.lines().any(|t| t == id))
-                && Instant::now() < end
-            {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = self.try_run(&["containers", "rm", id]);
-        }
-    }
+/// id → (pid, paused) of the RUNNING or PAUSED tasks among `ids`.
+fn truth(ctr: &Ctr, ids: &[String]) -> Option<BTreeMap<String, (u32, bool)>> {
+    Some(
+        ctr.tasks()?
+            .into_iter()
+            .filter(|(id, (_, status))| {
+                ids.contains(id) && (status == "RUNNING" || status == "PAUSED")
+            })
+            .map(|(id, (pid, status))| (id, (pid, status == "PAUSED")))
+            .collect(),
+    )
 }
 
 struct Setup {
@@ -106,7 +50,7 @@ struct Setup {
 }
 
 fn setup() -> Option<Setup> {
-    let sock = common::endpoint("WHALEWATCHER_CONTAINERD")?;
+    let sock = support::endpoint("WHALEWATCHER_CONTAINERD")?;
     let proxy = Proxy::start(&sock);
     let opts = WatcherOptions::default().with_retry(|| {
         ExponentialBackoff::new(Duration::from_millis(150), Duration::from_millis(600))
@@ -116,12 +60,7 @@ fn setup() -> Option<Setup> {
         .wait_ready(WAIT)
         .expect("watcher syncs through the proxy");
     Some(Setup {
-        ctr: Ctr {
-            sock,
-            image: std::env::var("WHALEWATCHER_CTR_IMAGE")
-                .unwrap_or_else(|_| "docker.io/library/busybox:sleep".into()),
-            made: Default::default(),
-        },
+        ctr: Ctr::shared(&sock),
         proxy,
         watcher,
     })
@@ -147,7 +86,7 @@ fn converge_until(
 ) -> BTreeMap<String, (u32, bool)> {
     let end = Instant::now() + WAIT;
     loop {
-        let t = s.ctr.truth(ids);
+        let t = truth(&s.ctr, ids);
         let v = view(&s.watcher, ids);
         if t.as_ref() == Some(&v) && done(&v) {
             return v;
@@ -204,8 +143,8 @@ fn typed(e: &Error) -> bool {
 #[test]
 fn cut_mid_stream_reconnects_and_catches_up_with_changes_made_while_cut() {
     let Some(s) = setup() else { return };
-    let a = s.ctr.start("cut-a");
-    let b = s.ctr.start("cut-b");
+    let a = start(&s.ctr, "cut-a");
+    let b = start(&s.ctr, "cut-b");
     let mut ids = vec![a.clone(), b.clone()];
     converge(&s, &ids);
     let sub = s.watcher.subscribe();
@@ -224,12 +163,12 @@ fn cut_mid_stream_reconnects_and_catches_up_with_changes_made_while_cut() {
             .contains(&s.proxy.path().display().to_string()),
         "{e}"
     );
-    common::wait_until(WAIT, "three reconnect attempts", || {
+    support::wait_until(WAIT, "three reconnect attempts", || {
         s.proxy.accepted() >= accepted + 3
     });
     s.ctr.run(&["tasks", "kill", "-s", "KILL", &a]);
     s.ctr.run(&["tasks", "pause", &b]);
-    let c = s.ctr.start("cut-c");
+    let c = start(&s.ctr, "cut-c");
     ids.push(c.clone());
     assert!(s.watcher.portfolio().get(&a).is_some(), "stale view kept");
 
@@ -256,7 +195,7 @@ fn cut_mid_stream_reconnects_and_catches_up_with_changes_made_while_cut() {
 #[test]
 fn a_stalled_handshake_times_out_and_heals() {
     let Some(s) = setup() else { return };
-    let a = s.ctr.start("stall-a");
+    let a = start(&s.ctr, "stall-a");
     let ids = vec![a.clone()];
     converge(&s, &ids);
     s.proxy.set(Fault::Stall);
@@ -284,7 +223,7 @@ fn truncated_frames_are_protocol_errors_and_heal() {
         });
         assert!(e.to_string().contains("middle of a frame"), "{e}");
         eprintln!("truncated at {n}: {e}");
-        ids.push(s.ctr.start("trunc"));
+        ids.push(start(&s.ctr, "trunc"));
         s.proxy.set(Fault::None);
         converge(&s, &ids);
     }
@@ -297,14 +236,14 @@ fn garbage_in_the_event_stream_is_an_http2_protocol_error_and_heals() {
     s.proxy.cut();
     wait_error(&s.watcher, "the cut", is_the_cut);
     s.watcher.wait_ready(WAIT).unwrap();
-    common::wait_until(WAIT, "an open connection", || s.proxy.open() >= 1);
+    support::wait_until(WAIT, "an open connection", || s.proxy.open() >= 1);
     assert!(
         s.proxy
             .inject_garbage(b"\x00\x00\x05\xee\x00\x00\x00\x00\x01GARBAGE")
             >= 1
     );
     // The next event (and any call on a pooled connection) pushes the garbage out.
-    let a = s.ctr.start("garbage-a");
+    let a = start(&s.ctr, "garbage-a");
     let e = wait_error(&s.watcher, "an http2 protocol error", |e| {
         matches!(e, Error::Protocol { layer: "http2", .. })
     });
@@ -317,7 +256,7 @@ fn garbage_in_the_event_stream_is_an_http2_protocol_error_and_heals() {
 #[test]
 fn close_before_any_answer_is_reported_and_heals() {
     let Some(s) = setup() else { return };
-    let a = s.ctr.start("cbh-a");
+    let a = start(&s.ctr, "cbh-a");
     let ids = vec![a.clone()];
     converge(&s, &ids);
     s.proxy.set(Fault::CloseBeforeHead);
@@ -334,7 +273,7 @@ fn close_before_any_answer_is_reported_and_heals() {
 
 #[test]
 fn close_returns_promptly_while_the_engine_stalls() {
-    let Some(sock) = common::endpoint("WHALEWATCHER_CONTAINERD") else {
+    let Some(sock) = support::endpoint("WHALEWATCHER_CONTAINERD") else {
         return;
     };
     let proxy = Proxy::start(&sock);
@@ -346,7 +285,7 @@ fn close_returns_promptly_while_the_engine_stalls() {
     proxy.set(Fault::Stall);
     let before = proxy.accepted();
     proxy.cut();
-    common::wait_until(WAIT, "a stalled reconnect", || proxy.accepted() > before);
+    support::wait_until(WAIT, "a stalled reconnect", || proxy.accepted() > before);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         w.close();

@@ -6,18 +6,16 @@
 //! made while the proxy was broken.
 #![cfg(feature = "docker")]
 
-mod common;
-mod fault_proxy;
-mod watcher_shared;
+mod support;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use fault_proxy::{Fault, Proxy};
 use serde_json::Value;
-use watcher_shared::{Cli, Snap};
+use support::cli::{Cli, Snap};
+use support::fault_proxy::{Fault, Proxy};
 use whalewatcher::docker::DockerClient;
 use whalewatcher::{Error, EventKind, ExponentialBackoff, Health, Item, Watcher, WatcherOptions};
 
@@ -30,7 +28,7 @@ struct Setup {
 }
 
 fn setup(timeout: Duration) -> Option<Setup> {
-    let url = common::endpoint("WHALEWATCHER_DOCKER")?;
+    let url = support::endpoint("WHALEWATCHER_DOCKER")?;
     let proxy = Proxy::start(&url);
     let client = DockerClient::new(Some(&proxy.url()))
         .unwrap()
@@ -43,7 +41,7 @@ fn setup(timeout: Duration) -> Option<Setup> {
         .wait_ready(WAIT)
         .expect("watcher syncs through the proxy");
     Some(Setup {
-        cli: Cli::new("docker", "-H", url),
+        cli: Cli::docker(url),
         proxy,
         watcher,
     })
@@ -60,7 +58,7 @@ fn truth(cli: &Cli, ids: &[String]) -> Option<BTreeMap<String, Snap>> {
         if pid == 0 {
             continue;
         }
-        let labels = common::inspect::docker_labels(v);
+        let labels = support::cli::docker_labels(v);
         out.insert(
             v["Id"].as_str()?.to_string(),
             Snap {
@@ -80,7 +78,7 @@ fn truth(cli: &Cli, ids: &[String]) -> Option<BTreeMap<String, Snap>> {
 
 /// The watcher's view of `ids`.
 fn view(w: &Watcher, ids: &[String]) -> BTreeMap<String, Snap> {
-    watcher_shared::view(w)
+    support::watch::view(w)
         .into_iter()
         .filter(|(id, _)| ids.contains(id))
         .collect()
@@ -97,7 +95,7 @@ fn converge_until(
     ids: &[String],
     done: impl Fn(&BTreeMap<String, Snap>) -> bool,
 ) -> BTreeMap<String, Snap> {
-    watcher_shared::converge(
+    support::watch::converge(
         WAIT,
         || truth(&s.cli, ids).filter(|t| done(t)),
         || view(&s.watcher, ids),
@@ -195,7 +193,7 @@ fn cut_mid_stream_reconnects_and_catches_up_with_changes_made_while_cut() {
     eprintln!("refused: {e}");
     assert!(e.to_string().contains(&s.proxy.url()), "{e}");
     // it keeps retrying, with backoff
-    common::wait_until(WAIT, "three reconnect attempts", || {
+    support::wait_until(WAIT, "three reconnect attempts", || {
         s.proxy.accepted() >= accepted + 3
     });
     // Changes while cut.
@@ -334,7 +332,7 @@ fn garbage_before_the_response_head_is_an_http_protocol_error() {
     };
     s.proxy.set(Fault::Stall); // hold the reconnect's first response ...
     s.proxy.cut();
-    common::wait_until(WAIT, "a reconnect attempt", || s.proxy.open() >= 1);
+    support::wait_until(WAIT, "a reconnect attempt", || s.proxy.open() >= 1);
     assert!(s.proxy.inject_garbage(b"SSH-2.0-OpenSSH\r\n\r\n") >= 1); // ... and garble it
     s.proxy.set(Fault::None);
     let e = wait_error(&s.watcher, "a malformed head", |e| {
@@ -369,7 +367,7 @@ fn close_before_the_response_head_is_reported_and_heals() {
 #[test]
 fn close_returns_promptly_while_the_engine_stalls() {
     // Default request timeout (30 s): only cancellation can end the stalled reads.
-    let Some(url) = common::endpoint("WHALEWATCHER_DOCKER") else {
+    let Some(url) = support::endpoint("WHALEWATCHER_DOCKER") else {
         return;
     };
     let proxy = Proxy::start(&url);
@@ -381,7 +379,7 @@ fn close_returns_promptly_while_the_engine_stalls() {
     proxy.set(Fault::Stall);
     let before = proxy.accepted();
     proxy.cut();
-    common::wait_until(WAIT, "a stalled reconnect", || proxy.accepted() > before);
+    support::wait_until(WAIT, "a stalled reconnect", || proxy.accepted() > before);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         w.close();

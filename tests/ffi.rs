@@ -1,14 +1,14 @@
 //! The C ABI (src/ffi), called as C would call it: argument errors, the last-error
 //! message, and a watcher of the real dockerd checked against `docker inspect`.
 
-mod common;
-mod ffi_support;
+mod support;
 
 use std::ffi::{c_char, CStr};
 use std::time::Duration;
 
-use ffi_support::{c, last_error, take, Docker, W};
 use serde_json::Value;
+use support::cli::Cli;
+use support::ffi::{c, last_error, take, W};
 use whalewatcher::ffi::*;
 
 #[test]
@@ -101,7 +101,7 @@ fn unreachable_engine_times_out_and_reports_why() {
         "{}",
         last_error()
     );
-    common::wait_until(Duration::from_secs(10), "reconnecting health", || {
+    support::wait_until(Duration::from_secs(10), "reconnecting health", || {
         w.health().0 == WW_HEALTH_RECONNECTING
     });
     let (_, h) = w.health();
@@ -132,10 +132,10 @@ fn find<'a>(p: &'a [Value], id: &str) -> Option<&'a Value> {
 /// Portfolio, lookup and events from the real dockerd, against `docker inspect`.
 #[test]
 fn docker_portfolio_lookup_and_events() {
-    let Some(docker) = Docker::from_env() else {
+    let Some(docker) = Cli::shared_docker() else {
         return;
     };
-    let (id1, name1) = docker.start("a");
+    let (id1, name1) = docker.start_new("a");
     let w = W::new("docker", Some(&docker.url)).unwrap();
     assert_eq!(w.wait_ready(30_000), WW_OK, "{}", last_error());
     assert_eq!(w.health().0, WW_HEALTH_SYNCED);
@@ -148,24 +148,24 @@ fn docker_portfolio_lookup_and_events() {
     );
     let info: Value = serde_json::from_str(&take(info).unwrap()).unwrap();
     assert_eq!(info["type"], "docker.com");
-    let daemon_id = docker.cli(&["info", "-f", "{{.ID}}"]);
+    let daemon_id = docker.run(&["info", "-f", "{{.ID}}"]);
     assert_eq!(info["id"], daemon_id.trim());
 
-    common::wait_until(
+    support::wait_until(
         Duration::from_secs(20),
         "own container in the portfolio",
         || find(&w.portfolio_value(), &id1).is_some(),
     );
     let p = w.portfolio_value();
     let c1 = find(&p, &id1).unwrap();
-    let truth = docker.inspect(&id1);
+    let truth = docker.inspect_one(&id1);
     assert_eq!(c1["pid"].as_u64(), Some(docker.pid(&id1)));
     assert_eq!(c1["name"], name1.as_str());
     assert_eq!(c1["engine"], "docker.com");
     assert_eq!(c1["paused"], false);
     assert_eq!(c1["image"], truth["Config"]["Image"]);
     assert_eq!(
-        serde_json::to_value(common::inspect::docker_labels(&truth)).unwrap(),
+        serde_json::to_value(support::cli::docker_labels(&truth)).unwrap(),
         c1["labels"]
     );
 
@@ -202,7 +202,7 @@ fn docker_portfolio_lookup_and_events() {
     assert!(saw_ours, "no synthetic started event for our container");
 
     // Live events: a new container starts; the first one is stopped.
-    let (id2, _) = docker.start("b");
+    let (id2, _) = docker.start_new("b");
     let pid2 = docker.pid(&id2);
     let ev = next_for(&s, &id2);
     assert_eq!(ev["type"], "started");
@@ -211,19 +211,21 @@ fn docker_portfolio_lookup_and_events() {
     assert!(ev["seq"].as_u64().unwrap() > 0);
     assert!(ev["time"].as_str().unwrap().ends_with('Z'));
 
-    docker.cli(&["kill", "-s", "KILL", &id1]);
+    docker.run(&["kill", "-s", "KILL", &id1]);
     let ev = next_for(&s, &id1);
     assert_eq!(ev["type"], "exited");
-    let code = docker.inspect(&id1)["State"]["ExitCode"].as_i64().unwrap();
+    let code = docker.inspect_one(&id1)["State"]["ExitCode"]
+        .as_i64()
+        .unwrap();
     assert_eq!(ev["exit_code"].as_i64(), Some(code));
     assert_eq!(ev["oom"], false);
-    common::wait_until(Duration::from_secs(10), "exited container leaves", || {
+    support::wait_until(Duration::from_secs(10), "exited container leaves", || {
         w.lookup(&id1).0 == WW_NOT_FOUND
     });
 }
 
 /// The next event of container `id` (others, from foreign tests, are skipped).
-fn next_for(s: &ffi_support::S, id: &str) -> Value {
+fn next_for(s: &support::ffi::S, id: &str) -> Value {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while std::time::Instant::now() < deadline {
         match s.next(500) {
@@ -244,7 +246,7 @@ fn next_for(s: &ffi_support::S, id: &str) -> Value {
 /// thread closes the watcher: it returns WW_ENDED promptly.
 #[test]
 fn concurrent_use_and_close_ends_blocked_subscribers() {
-    let Some(docker) = Docker::from_env() else {
+    let Some(docker) = Cli::shared_docker() else {
         return;
     };
     let w = W::new("docker", Some(&docker.url)).unwrap();
@@ -305,7 +307,7 @@ fn ctr(sock: &str, args: &[&str]) -> std::process::Output {
 #[cfg(feature = "containerd")]
 #[test]
 fn containerd_portfolio_matches_ctr() {
-    let Some(sock) = common::endpoint("WHALEWATCHER_CONTAINERD") else {
+    let Some(sock) = support::endpoint("WHALEWATCHER_CONTAINERD") else {
         return;
     };
     let image = std::env::var("WHALEWATCHER_CTR_IMAGE")
@@ -336,7 +338,7 @@ fn containerd_portfolio_matches_ctr() {
     }
     args.extend([image.as_str(), id.as_str()]);
     let _cleanup = Cleanup(&sock, &id);
-    common::run(
+    support::run(
         "ctr",
         &[&["-a", sock.as_str(), "-n", "default"][..], &args].concat(),
     );
@@ -351,7 +353,7 @@ fn containerd_portfolio_matches_ctr() {
 
     let w = W::new("containerd", Some(&sock)).unwrap();
     assert_eq!(w.wait_ready(30_000), WW_OK, "{}", last_error());
-    common::wait_until(
+    support::wait_until(
         Duration::from_secs(20),
         "own container in the portfolio",
         || w.lookup(&id).0 == WW_OK,
@@ -373,7 +375,7 @@ fn containerd_portfolio_matches_ctr() {
 #[cfg(feature = "cri")]
 #[test]
 fn cri_watcher_syncs() {
-    let Some(sock) = common::endpoint("WHALEWATCHER_CRI") else {
+    let Some(sock) = support::endpoint("WHALEWATCHER_CRI") else {
         return;
     };
     let w = W::new("cri", Some(&sock)).unwrap();
@@ -394,7 +396,7 @@ fn cri_watcher_syncs() {
 /// health, engine info and events come through the fleet, checked against `docker`.
 #[test]
 fn auto_watches_the_discovered_dockerd() {
-    let Some(docker) = Docker::from_env() else {
+    let Some(docker) = Cli::shared_docker() else {
         return;
     };
     let sock = docker.url.strip_prefix("unix://").unwrap().to_string();
@@ -402,10 +404,10 @@ fn auto_watches_the_discovered_dockerd() {
     assert_eq!(st, WW_ERR_INVALID_ARGUMENT);
     assert!(msg.contains("with-cri"), "{msg}");
 
-    let (id1, name1) = docker.start("auto");
+    let (id1, name1) = docker.start_new("auto");
     let w = W::new("auto", None).unwrap();
     assert_eq!(w.wait_ready(60_000), WW_OK, "{}", last_error());
-    common::wait_until(Duration::from_secs(30), "own container via auto", || {
+    support::wait_until(Duration::from_secs(30), "own container via auto", || {
         find(&w.portfolio_value(), &id1).is_some()
     });
     let p = w.portfolio_value();
@@ -450,7 +452,7 @@ fn auto_watches_the_discovered_dockerd() {
     assert_eq!(ours["info"]["type"], "docker.com");
     assert_eq!(
         ours["info"]["id"],
-        docker.cli(&["info", "-f", "{{.ID}}"]).trim()
+        docker.run(&["info", "-f", "{{.ID}}"]).trim()
     );
 
     // No journal across engines.
@@ -468,16 +470,16 @@ fn auto_watches_the_discovered_dockerd() {
     assert_eq!(ev["type"], "started");
     assert_eq!(ev["synthetic"], true);
     assert_eq!(&ev["container"], c1);
-    docker.cli(&["pause", &id1]);
+    docker.run(&["pause", &id1]);
     let ev = next_for(&s, &id1);
     assert_eq!(ev["type"], "paused");
     assert_eq!(ev["synthetic"], false);
     assert_eq!(
-        docker.inspect(&id1)["State"]["Status"],
+        docker.inspect_one(&id1)["State"]["Status"],
         "paused",
         "ground truth"
     );
-    docker.cli(&["unpause", &id1]);
+    docker.run(&["unpause", &id1]);
 
     // Closing the fleet ends the subscription.
     drop(w);

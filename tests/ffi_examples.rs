@@ -2,14 +2,14 @@
 //! example (examples/python, ctypes) against the real dockerd, checked against
 //! `docker inspect`.
 
-mod common;
-mod ffi_support;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use ffi_support::{lib_dir, root, Docker};
 use serde_json::Value;
+use support::cli::Cli;
+use support::ffi::{lib_dir, root};
 
 const EVENTS: usize = 5;
 
@@ -63,8 +63,8 @@ fn build(lib: &Path, source: &Path, name: &str, static_link: bool) -> PathBuf {
 }
 
 /// Starts enough containers of our own that the synthetic events alone fill the count.
-fn own_containers(docker: &Docker, tag: &str) -> Vec<(String, String)> {
-    (0..EVENTS).map(|_| docker.start(tag)).collect()
+fn own_containers(docker: &Cli, tag: &str) -> Vec<(String, String)> {
+    (0..EVENTS).map(|_| docker.start_new(tag)).collect()
 }
 
 fn keys(v: &Value) -> Vec<&str> {
@@ -76,11 +76,11 @@ fn keys(v: &Value) -> Vec<&str> {
 /// Checks an example's output: the portfolio line against `docker inspect` for our
 /// containers, then exactly EVENTS well-formed event lines (for one engine: all of them
 /// the synthetic picture).
-fn check_output(out: &Output, docker: &Docker, own: &[(String, String)]) {
+fn check_output(out: &Output, docker: &Cli, own: &[(String, String)]) {
     check_output_of(out, docker, own, true)
 }
 
-fn check_output_of(out: &Output, docker: &Docker, own: &[(String, String)], one_engine: bool) {
+fn check_output_of(out: &Output, docker: &Cli, own: &[(String, String)], one_engine: bool) {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -152,7 +152,7 @@ fn have_valgrind() -> bool {
         return true;
     }
     let msg = "valgrind is not installed (apt-get install -y valgrind)";
-    assert!(!common::engines_required(), "{msg}");
+    assert!(!support::engines_required(), "{msg}");
     eprintln!("\n*** SKIPPING: {msg} ***\n");
     false
 }
@@ -192,7 +192,7 @@ fn c_example_auto_under_valgrind() {
 /// Runs the C example (shared library, its own executable: the tests run in parallel)
 /// under valgrind for `engine` "docker" (the test dockerd) or "auto", and checks its output.
 fn c_example_valgrind(engine: &str) {
-    let (Some(docker), Some(lib)) = (Docker::from_env(), lib_dir()) else {
+    let (Some(docker), Some(lib)) = (Cli::shared_docker(), lib_dir()) else {
         return;
     };
     if !have_valgrind() {
@@ -214,16 +214,16 @@ fn c_example_valgrind(engine: &str) {
     check_output_of(&out, &docker, &own, engine == "docker");
 }
 
-/// The ABI's edge paths from C (tests/ffi_support/abi.c), under valgrind.
+/// The ABI's edge paths from C (tests/support/abi.c), under valgrind.
 #[test]
 fn c_abi_edges_under_valgrind() {
-    let (Some(docker), Some(lib)) = (Docker::from_env(), lib_dir()) else {
+    let (Some(docker), Some(lib)) = (Cli::shared_docker(), lib_dir()) else {
         return;
     };
     if !have_valgrind() {
         return;
     }
-    let exe = build(&lib, &root().join("tests/ffi_support/abi.c"), "abi", false);
+    let exe = build(&lib, &root().join("tests/support/abi.c"), "abi", false);
     let out = valgrind(&exe, &[&docker.url]);
     assert!(
         out.status.success(),
@@ -236,7 +236,7 @@ fn c_abi_edges_under_valgrind() {
 
 #[test]
 fn c_example_linked_statically() {
-    let (Some(docker), Some(lib)) = (Docker::from_env(), lib_dir()) else {
+    let (Some(docker), Some(lib)) = (Cli::shared_docker(), lib_dir()) else {
         return;
     };
     let exe = build_c(&lib, true);
@@ -253,7 +253,7 @@ fn python(lib: &Path) -> Command {
 
 #[test]
 fn python_example() {
-    let (Some(docker), Some(lib)) = (Docker::from_env(), lib_dir()) else {
+    let (Some(docker), Some(lib)) = (Cli::shared_docker(), lib_dir()) else {
         return;
     };
     let own = own_containers(&docker, "py");
@@ -266,10 +266,10 @@ fn python_example() {
 /// The wrapper's lookup, health and errors.
 #[test]
 fn python_wrapper_lookup_health_and_errors() {
-    let (Some(docker), Some(lib)) = (Docker::from_env(), lib_dir()) else {
+    let (Some(docker), Some(lib)) = (Cli::shared_docker(), lib_dir()) else {
         return;
     };
-    let (id, name) = docker.start("pyw");
+    let (id, name) = docker.start_new("pyw");
     let script = r#"
 import json, sys
 sys.path.insert(0, sys.argv[1])

@@ -2,13 +2,12 @@
 //! and the same constants as src/ffi, exactly the symbols the built libraries export, and
 //! it compiles as C99 and as C++ without warnings.
 
-mod common;
-mod ffi_support;
+mod support;
 
 use std::collections::BTreeMap;
 use std::process::Command;
 
-use ffi_support::{lib_dir, root};
+use support::ffi::{lib_dir, root};
 
 fn header() -> String {
     std::fs::read_to_string(root().join("include/whalewatcher.h")).unwrap()

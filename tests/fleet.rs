@@ -3,17 +3,16 @@
 //! returning them. Each test replays the merged stream into the subscriber's view and
 //! checks it against the engine's truth.
 
-mod common;
-mod scripted;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use scripted::Script;
 use whalewatcher::discover::{Found, Source};
 use whalewatcher::fleet::{Fleet, FleetItem, FleetOptions, FleetSubscription};
+use whalewatcher::scripted::Script;
 use whalewatcher::EngineKind as Kind;
 use whalewatcher::{EngineClient, EventKind, WatcherOptions};
 
@@ -302,12 +301,12 @@ fn engine_vanishing_while_the_subscriber_lags_is_told() {
         for i in 0..10 {
             script.start(&format!("n{i}"), "p");
         }
-        common::wait_until(WAIT, "the 10 starts applied", || w.portfolio().len() == 12);
+        support::wait_until(WAIT, "the 10 starts applied", || w.portfolio().len() == 12);
         for i in 0..5 {
             script.exit(&format!("n{i}"), i);
         }
         script.set_paused("n7", true);
-        common::wait_until(WAIT, "the watcher applied the 16 events", || {
+        support::wait_until(WAIT, "the watcher applied the 16 events", || {
             w.portfolio().seq() == first + 15
         });
         let last = w.portfolio().seq();
@@ -353,9 +352,9 @@ fn fleet_closing_while_the_subscriber_lags_tells_the_gap() {
     for i in 0..12 {
         script.start(&format!("k{i}"), "");
     }
-    script.wait_delivered();
+    assert!(script.wait_delivered(), "events not delivered");
     let w = rig.fleet.watchers()[0].1.clone();
-    common::wait_until(WAIT, "the watcher applied the 12 events", || {
+    support::wait_until(WAIT, "the watcher applied the 12 events", || {
         w.portfolio().len() == 12
     });
     let last = w.portfolio().seq();
@@ -396,11 +395,11 @@ fn lag_on_a_live_engine_is_resumed_exactly() {
     for i in 0..20 {
         script.start(&format!("r{}", i + 1), "");
     }
-    common::wait_until(WAIT, "the 20 starts applied", || w.portfolio().len() == 21);
+    support::wait_until(WAIT, "the 20 starts applied", || w.portfolio().len() == 21);
     for i in 0..5 {
         script.exit(&format!("r{}", i + 1), 0);
     }
-    common::wait_until(WAIT, "the 5 exits applied", || w.portfolio().len() == 16);
+    support::wait_until(WAIT, "the 5 exits applied", || w.portfolio().len() == 16);
     let last = w.portfolio().seq();
     let mut view = View::default();
     view.until(&mut sub, "the truth", |v| {

@@ -1,7 +1,7 @@
 //! The gRPC client against the real containerd (WHALEWATCHER_CONTAINERD, a socket path).
 #![cfg(feature = "grpc")]
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use whalewatcher::Error;
 const NS: (&str, &str) = ("containerd-namespace", "default");
 
 fn channel() -> Option<Channel> {
-    let path = common::endpoint("WHALEWATCHER_CONTAINERD")?;
+    let path = support::endpoint("WHALEWATCHER_CONTAINERD")?;
     Some(Channel::new(path, CancelSet::new()))
 }
 
@@ -48,7 +48,7 @@ fn version_matches_ctr() {
         )
         .unwrap();
     let version = string_field(&resp, 1).expect("version field");
-    let out = common::run("ctr", &["-a", &ch.endpoint()[7..], "version"]);
+    let out = support::run("ctr", &["-a", &ch.endpoint()[7..], "version"]);
     assert!(
         out.contains(&version),
         "ctr says {out:?}, we got {version:?}"
@@ -122,7 +122,7 @@ fn events_stream_and_cancel() {
             .unwrap()
             .as_nanos()
     );
-    common::run(
+    support::run(
         "ctr",
         &[
             "-a",
@@ -162,7 +162,7 @@ fn events_stream_and_cancel() {
 
 #[test]
 fn docker_socket_is_not_http2() {
-    let Some(d) = common::endpoint("WHALEWATCHER_DOCKER") else {
+    let Some(d) = support::endpoint("WHALEWATCHER_DOCKER") else {
         return;
     };
     let ch = Channel::new(d.trim_start_matches("unix://"), CancelSet::new());

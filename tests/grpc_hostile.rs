@@ -1,10 +1,12 @@
 //! The gRPC client against hand-scripted, hostile HTTP/2 peers on a Unix socket.
 #![cfg(feature = "grpc")]
 
+mod support;
+
 use std::io::{Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+use support::grpc_peer::{block, cat, headers, message, trailers, Peer};
 
 use whalewatcher::cancel::CancelSet;
 use whalewatcher::error::GrpcCode;
@@ -14,86 +16,10 @@ use whalewatcher::Error;
 
 const T: Option<Duration> = Some(Duration::from_secs(5));
 
-fn io_err(e: std::io::Error) -> Error {
-    Error::connection("fake", &e)
-}
-
-/// HPACK literals without indexing (short strings only).
-fn block(h: &[(&str, &str)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (n, v) in h {
-        out.push(0);
-        out.push(n.len() as u8);
-        out.extend_from_slice(n.as_bytes());
-        out.push(v.len() as u8);
-        out.extend_from_slice(v.as_bytes());
-    }
-    out
-}
-
-fn ok_headers() -> Frame {
-    Frame::new(
-        Kind::Headers,
-        frame::END_HEADERS,
-        1,
-        block(&[(":status", "200"), ("content-type", "application/grpc")]),
-    )
-}
-
-fn trailers(status: &str) -> Frame {
-    Frame::new(
-        Kind::Headers,
-        frame::END_HEADERS | frame::END_STREAM,
-        1,
-        block(&[("grpc-status", status)]),
-    )
-}
-
-fn msg(m: &[u8]) -> Vec<u8> {
-    let mut v = vec![0];
-    v.extend_from_slice(&(m.len() as u32).to_be_bytes());
-    v.extend_from_slice(m);
-    v
-}
-
-/// A one-connection fake server: sends `settings`, waits for the client's complete
-/// request, then writes `script` and holds the connection until the client leaves.
-fn serve(settings: Frame, script: Vec<u8>) -> (Channel, PathBuf) {
-    let dir = std::env::temp_dir().join(format!("ww-grpc-{}-{}", std::process::id(), rand_ish()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("s.sock");
-    let _ = std::fs::remove_file(&path);
-    let l = UnixListener::bind(&path).unwrap();
-    std::thread::spawn(move || {
-        let (mut s, _) = l.accept().unwrap();
-        let mut pre = [0u8; 24];
-        if s.read_exact(&mut pre).is_err() {
-            return;
-        }
-        let _ = s.write_all(&settings.encode());
-        let _ = s.write_all(&Frame::new(Kind::Settings, frame::ACK, 0, vec![]).encode());
-        loop {
-            match frame::read_frame(&mut s, 1 << 24, &io_err) {
-                Ok(f) if f.kind == Kind::Data && f.has(frame::END_STREAM) => break,
-                Ok(_) => {}
-                Err(_) => return,
-            }
-        }
-        let _ = s.write_all(&script);
-        // Hold the connection open; drain until the client closes it.
-        let _ = std::io::copy(&mut s, &mut std::io::sink());
-    });
-    (Channel::new(&path, CancelSet::new()), dir)
-}
-
-fn rand_ish() -> u128 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::Relaxed) as u128
-}
-
-fn cat(frames: &[Frame]) -> Vec<u8> {
-    frames.iter().flat_map(|f| f.encode()).collect()
+/// A one-connection peer ([`Peer::once`]) and a channel to it.
+fn serve(settings: Frame, script: Vec<u8>) -> (Channel, Peer) {
+    let peer = Peer::once(settings, script);
+    (Channel::new(peer.path(), CancelSet::new()), peer)
 }
 
 fn no_settings() -> Frame {
@@ -113,12 +39,12 @@ fn protocol(e: &Error, layer: &str, needle: &str) {
 #[test]
 fn good_response_split_across_many_data_frames() {
     let body: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
-    let framed = msg(&body);
-    let mut fs = vec![ok_headers()];
+    let framed = message(&body);
+    let mut fs = vec![headers(1, None)];
     for c in framed.chunks(97) {
         fs.push(Frame::new(Kind::Data, 0, 1, c.to_vec()));
     }
-    fs.push(trailers("0"));
+    fs.push(trailers(1, "0"));
     let (ch, _d) = serve(no_settings(), cat(&fs));
     assert_eq!(ch.unary("/a.B/C", &[], b"req", T).unwrap(), body);
 }
@@ -138,7 +64,7 @@ fn bad_frame_length() {
 
 #[test]
 fn oversize_frame() {
-    let mut f = ok_headers().encode();
+    let mut f = headers(1, None).encode();
     f.extend(Frame::new(Kind::Data, 0, 1, vec![0; 20_000]).encode());
     let (ch, _d) = serve(no_settings(), f);
     protocol(
@@ -165,7 +91,10 @@ fn bad_hpack_block() {
 
 #[test]
 fn data_on_unknown_stream() {
-    let f = cat(&[ok_headers(), Frame::new(Kind::Data, 0, 7, msg(b"x"))]);
+    let f = cat(&[
+        headers(1, None),
+        Frame::new(Kind::Data, 0, 7, message(b"x")),
+    ]);
     let (ch, _d) = serve(no_settings(), f);
     protocol(
         &ch.unary("/a.B/C", &[], b"", T).unwrap_err(),
@@ -188,7 +117,7 @@ fn continuation_out_of_order() {
 #[test]
 fn bad_padding() {
     let f = cat(&[
-        ok_headers(),
+        headers(1, None),
         Frame::new(Kind::Data, frame::PADDED, 1, vec![200, 1, 2]),
     ]);
     let (ch, _d) = serve(no_settings(), f);
@@ -236,8 +165,8 @@ fn goaway_mid_stream() {
     ga.extend(0u32.to_be_bytes());
     ga.extend(b"bye");
     let f = cat(&[
-        ok_headers(),
-        Frame::new(Kind::Data, 0, 1, msg(b"one")),
+        headers(1, None),
+        Frame::new(Kind::Data, 0, 1, message(b"one")),
         Frame::new(Kind::GoAway, 0, 0, ga),
     ]);
     let (ch, _d) = serve(no_settings(), f);
@@ -253,7 +182,7 @@ fn goaway_mid_stream() {
 #[test]
 fn rst_stream() {
     let f = cat(&[
-        ok_headers(),
+        headers(1, None),
         Frame::new(Kind::RstStream, 0, 1, 2u32.to_be_bytes().to_vec()),
     ]);
     let (ch, _d) = serve(no_settings(), f);
@@ -297,11 +226,11 @@ fn trailers_only_error() {
 #[test]
 fn stream_ends_ok() {
     let f = cat(&[
-        ok_headers(),
-        Frame::new(Kind::Data, 0, 1, msg(b"a")),
+        headers(1, None),
+        Frame::new(Kind::Data, 0, 1, message(b"a")),
         Frame::new(Kind::Ping, 0, 0, vec![1; 8]),
-        Frame::new(Kind::Data, 0, 1, msg(b"b")),
-        trailers("0"),
+        Frame::new(Kind::Data, 0, 1, message(b"b")),
+        trailers(1, "0"),
     ]);
     let (ch, _d) = serve(no_settings(), f);
     let mut s = ch.server_streaming("/a.B/C", &[], b"", T).unwrap();
@@ -312,7 +241,10 @@ fn stream_ends_ok() {
 
 #[test]
 fn oversize_message_is_refused() {
-    let f = cat(&[ok_headers(), Frame::new(Kind::Data, 0, 1, msg(&[0; 2000]))]);
+    let f = cat(&[
+        headers(1, None),
+        Frame::new(Kind::Data, 0, 1, message(&[0; 2000])),
+    ]);
     let (ch, _d) = serve(no_settings(), f);
     let ch = ch.with_options(ChannelOptions {
         max_message_size: 1000,
@@ -327,20 +259,14 @@ fn oversize_message_is_refused() {
 
 #[test]
 fn http1_peer() {
-    let dir = std::env::temp_dir().join(format!("ww-grpc-h1-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("h1.sock");
-    let _ = std::fs::remove_file(&path);
-    let l = UnixListener::bind(&path).unwrap();
-    std::thread::spawn(move || {
-        let (mut s, _) = l.accept().unwrap();
+    let peer = Peer::raw(|mut s| {
         let mut buf = [0u8; 64];
         let _ = s.read(&mut buf);
         let _ = s.write_all(
             b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
         );
     });
-    let ch = Channel::new(&path, CancelSet::new());
+    let ch = Channel::new(peer.path(), CancelSet::new());
     let e = ch.unary("/a.B/C", &[], b"", T).unwrap_err();
     assert!(
         e.to_string()
@@ -351,7 +277,7 @@ fn http1_peer() {
 
 #[test]
 fn cancel_aborts_a_blocked_stream_read() {
-    let (ch, _d) = serve(no_settings(), ok_headers().encode());
+    let (ch, _d) = serve(no_settings(), headers(1, None).encode());
     let path = ch.endpoint()[7..].to_string();
     let cancel = CancelSet::new();
     let ch = Channel::new(path, cancel.clone());
@@ -367,6 +293,3 @@ fn cancel_aborts_a_blocked_stream_read() {
     assert_eq!(r, Err(Error::Cancelled));
     assert!(c0.elapsed() < Duration::from_secs(5));
 }
-
-#[allow(dead_code)]
-fn _unused(_: UnixStream) {}

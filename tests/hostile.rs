@@ -6,46 +6,21 @@
 //! `close()` returns promptly.
 #![cfg(all(feature = "docker", feature = "containerd"))]
 
-mod common;
+mod support;
 
 use std::io::{Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use support::http_peer::{answer_all, read_head, response, Server};
+use support::TempDir;
 use whalewatcher::containerd::ContainerdClient;
 use whalewatcher::docker::DockerClient;
 use whalewatcher::{EngineClient, Error, ExponentialBackoff, Health, Watcher, WatcherOptions};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// A private temp dir, removed on drop.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(what: &str) -> Dir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let d = std::env::temp_dir().join(format!(
-            "ww-hostile-{}-{what}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        Dir(d)
-    }
-    fn join(&self, p: &str) -> PathBuf {
-        self.0.join(p)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn url(p: &Path) -> String {
     format!("unix://{}", p.display())
@@ -61,58 +36,6 @@ fn fast() -> WatcherOptions {
     WatcherOptions::default().with_retry(|| {
         ExponentialBackoff::new(Duration::from_millis(50), Duration::from_millis(300))
     })
-}
-
-/// A server on a fresh socket; `handler(stream)` runs per accepted connection (in its own
-/// thread). Counts the connections.
-struct Server {
-    _dir: Dir,
-    path: PathBuf,
-    accepted: Arc<AtomicUsize>,
-}
-
-fn server(handler: impl Fn(UnixStream) + Send + Sync + 'static) -> Server {
-    let dir = Dir::new("srv");
-    let path = dir.join("s.sock");
-    let l = UnixListener::bind(&path).unwrap();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let acc = accepted.clone();
-    let handler = Arc::new(handler);
-    std::thread::spawn(move || {
-        for s in l.incoming().flatten() {
-            acc.fetch_add(1, Ordering::SeqCst);
-            let h = handler.clone();
-            std::thread::spawn(move || h(s));
-        }
-    });
-    Server {
-        _dir: dir,
-        path,
-        accepted,
-    }
-}
-
-/// Answers the connection's first HTTP request head with `response`, then closes it (so
-/// that every request is a connection of its own and the server's count counts requests).
-fn answer_all(response: String) -> impl Fn(UnixStream) + Send + Sync + 'static {
-    move |mut s: UnixStream| {
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-            match s.read(&mut chunk) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-        let _ = s.write_all(response.as_bytes());
-    }
-}
-
-fn http_response(status: &str, ctype: &str, body: &str) -> String {
-    format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
 }
 
 /// Runs a watcher on `engine` until its health shows an error `pred` accepts, checks that
@@ -140,7 +63,7 @@ fn watch_fails(
     };
     if let Some(n) = attempts {
         let before = n();
-        common::wait_until(WAIT, &format!("{what}: retries"), || n() >= before + 2);
+        support::wait_until(WAIT, &format!("{what}: retries"), || n() >= before + 2);
     }
     assert!(matches!(w.health(), Health::Reconnecting { .. }));
     close_promptly(w, what);
@@ -163,7 +86,7 @@ fn connection(e: &Error, kind: std::io::ErrorKind) -> bool {
 
 #[test]
 fn missing_socket_is_a_connection_error_and_the_watcher_attaches_when_it_appears() {
-    let dir = Dir::new("missing");
+    let dir = TempDir::new("hostile-missing");
     let path = dir.join("nope.sock");
     let e = docker(&path, Duration::from_secs(2)).list().unwrap_err();
     assert!(connection(&e, std::io::ErrorKind::NotFound), "{e:?}");
@@ -187,11 +110,11 @@ fn missing_socket_is_a_connection_error_and_the_watcher_attaches_when_it_appears
         None,
     );
     // Started before its engine: attaches as soon as the socket appears.
-    let Some(real) = common::endpoint("WHALEWATCHER_DOCKER") else {
+    let Some(real) = support::endpoint("WHALEWATCHER_DOCKER") else {
         return;
     };
     let w = Watcher::new(docker(&path, Duration::from_secs(5)), fast());
-    common::wait_until(WAIT, "Reconnecting", || {
+    support::wait_until(WAIT, "Reconnecting", || {
         matches!(w.health(), Health::Reconnecting { .. })
     });
     std::os::unix::fs::symlink(real.trim_start_matches("unix://"), &path).unwrap();
@@ -201,7 +124,7 @@ fn missing_socket_is_a_connection_error_and_the_watcher_attaches_when_it_appears
 
 #[test]
 fn a_regular_file_or_a_directory_is_refused() {
-    let dir = Dir::new("notsock");
+    let dir = TempDir::new("hostile-notsock");
     let file = dir.join("file");
     std::fs::write(&file, b"not a socket").unwrap();
     let sub = dir.join("subdir");
@@ -273,17 +196,17 @@ fn permission_denied_as_an_unprivileged_user() {
         .output()
         .is_err()
     {
-        if common::engines_required() {
+        if support::engines_required() {
             panic!("setpriv is missing");
         }
         eprintln!("*** SKIPPING: no setpriv ***");
         return;
     }
-    let s = server(answer_all(http_response("200 OK", "text/plain", "OK")));
-    std::fs::set_permissions(&s._dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let s = Server::start(answer_all(response("200 OK", "text/plain", "OK")));
+    std::fs::set_permissions(s.dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&s.path, std::fs::Permissions::from_mode(0o600)).unwrap();
     // A copy of this test binary that nobody can run wherever the target dir lives.
-    let exe = s._dir.join("hostile-test");
+    let exe = s.dir().join("hostile-test");
     std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
     std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
     let out = std::process::Command::new("setpriv")
@@ -304,7 +227,7 @@ fn permission_denied_as_an_unprivileged_user() {
 
 #[test]
 fn a_socket_that_never_answers_times_out() {
-    let s = server(|mut st: UnixStream| {
+    let s = Server::start(|mut st: UnixStream, _| {
         let mut sink = [0u8; 4096];
         while matches!(st.read(&mut sink), Ok(n) if n > 0) {} // reads, never answers
     });
@@ -337,7 +260,7 @@ fn a_socket_that_never_answers_times_out() {
 
 #[test]
 fn docker_client_on_the_containerd_socket() {
-    let Some(p) = common::endpoint("WHALEWATCHER_CONTAINERD") else {
+    let Some(p) = support::endpoint("WHALEWATCHER_CONTAINERD") else {
         return;
     };
     let path = PathBuf::from(p);
@@ -361,7 +284,7 @@ fn docker_client_on_the_containerd_socket() {
 
 #[test]
 fn containerd_client_on_the_docker_socket() {
-    let Some(u) = common::endpoint("WHALEWATCHER_DOCKER") else {
+    let Some(u) = support::endpoint("WHALEWATCHER_DOCKER") else {
         return;
     };
     let path = PathBuf::from(u.trim_start_matches("unix://"));
@@ -380,20 +303,15 @@ fn containerd_client_on_the_docker_socket() {
 }
 
 /// Answers `/_ping` like a Docker engine and every other request with `other`.
-fn engine_answering(other: String) -> impl Fn(UnixStream) + Send + Sync + 'static {
+fn engine_answering(other: String) -> impl Fn(UnixStream, usize) + Send + Sync + 'static {
     let ping = "HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nContent-Type: text/plain\r\n\
                 Content-Length: 2\r\nConnection: close\r\n\r\nOK"
         .to_string();
-    move |mut s: UnixStream| {
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-            match s.read(&mut chunk) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-        let r = if buf.starts_with(b"GET /_ping") {
+    move |mut s: UnixStream, _| {
+        let Some(head) = read_head(&mut s) else {
+            return;
+        };
+        let r = if head.starts_with("GET /_ping") {
             &ping
         } else {
             &other
@@ -405,7 +323,7 @@ fn engine_answering(other: String) -> impl Fn(UnixStream) + Send + Sync + 'stati
 #[test]
 fn an_engine_answering_500_is_a_status_error_with_its_message() {
     let body = r#"{"message":"engine on fire"}"#;
-    let s = server(engine_answering(http_response(
+    let s = Server::start(engine_answering(response(
         "500 Internal Server Error",
         "application/json",
         body,
@@ -428,7 +346,7 @@ fn an_engine_answering_500_is_a_status_error_with_its_message() {
         Some(&|| acc.load(Ordering::SeqCst)),
     );
     // A 500 already on /_ping: not a Docker API at all.
-    let s = server(answer_all(http_response(
+    let s = Server::start(answer_all(response(
         "500 Internal Server Error",
         "application/json",
         body,
@@ -451,7 +369,7 @@ fn an_engine_answering_500_is_a_status_error_with_its_message() {
 fn an_html_502_shows_a_readable_excerpt() {
     let html =
         "<html><head><title>502 Bad Gateway</title></head><body><h1>Bad Gateway</h1></body></html>";
-    let s = server(engine_answering(http_response(
+    let s = Server::start(engine_answering(response(
         "502 Bad Gateway",
         "text/html",
         html,
@@ -460,11 +378,7 @@ fn an_html_502_shows_a_readable_excerpt() {
     eprintln!("html 502: {e}");
     assert!(matches!(e, Error::Status { code: 502, .. }), "{e:?}");
     assert!(e.to_string().contains("<h1>Bad Gateway</h1>"), "{e}");
-    let s = server(answer_all(http_response(
-        "502 Bad Gateway",
-        "text/html",
-        html,
-    )));
+    let s = Server::start(answer_all(response("502 Bad Gateway", "text/html", html)));
     let e = docker(&s.path, Duration::from_secs(2)).list().unwrap_err();
     eprintln!("html 502 on ping: {e}");
     assert!(
@@ -482,7 +396,7 @@ fn an_html_502_shows_a_readable_excerpt() {
 
 #[test]
 fn an_html_200_is_a_json_protocol_error_with_the_body_excerpt() {
-    let s = server(engine_answering(http_response(
+    let s = Server::start(engine_answering(response(
         "200 OK",
         "text/html",
         "<html><body>Welcome to nginx!</body></html>",

@@ -1,65 +1,18 @@
 //! The HTTP/1.1 client against in-process fake servers on Unix sockets.
 #![cfg(feature = "docker")]
 
+mod support;
+
 use std::io::{Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use support::http_peer::{read_head, Server};
 use whalewatcher::http::{Endpoint, HttpClient, HttpOptions};
 use whalewatcher::Error;
 
-/// A fake server: `handler(stream, connection_index)` runs per accepted connection.
-struct Fake {
-    path: PathBuf,
-    accepted: Arc<AtomicUsize>,
-}
-
-impl Drop for Fake {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-fn fake(handler: impl Fn(UnixStream, usize) + Send + Sync + 'static) -> Fake {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let path = std::env::temp_dir().join(format!(
-        "ww-http-{}-{}.sock",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    ));
-    let _ = std::fs::remove_file(&path);
-    let listener = UnixListener::bind(&path).unwrap();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let acc = accepted.clone();
-    let handler = Arc::new(handler);
-    std::thread::spawn(move || {
-        for s in listener.incoming() {
-            let Ok(s) = s else { return };
-            let i = acc.fetch_add(1, Ordering::SeqCst);
-            let h = handler.clone();
-            std::thread::spawn(move || h(s, i));
-        }
-    });
-    Fake { path, accepted }
-}
-
-/// Reads one request head; `None` at EOF.
-fn read_request(s: &mut UnixStream) -> Option<String> {
-    let mut buf = Vec::new();
-    let mut b = [0u8; 1];
-    while !buf.ends_with(b"\r\n\r\n") {
-        match s.read(&mut b) {
-            Ok(1) => buf.push(b[0]),
-            _ => return None,
-        }
-    }
-    Some(String::from_utf8_lossy(&buf).into_owned())
-}
-
-fn client(f: &Fake, timeout: Duration) -> HttpClient {
+fn client(f: &Server, timeout: Duration) -> HttpClient {
     HttpClient::new(
         Endpoint::Unix(f.path.clone()),
         HttpOptions {
@@ -78,8 +31,8 @@ fn ok(body: &str) -> String {
 
 #[test]
 fn keep_alive_connections_are_reused() {
-    let f = fake(|mut s, _| {
-        while let Some(req) = read_request(&mut s) {
+    let f = Server::start(|mut s, _| {
+        while let Some(req) = read_head(&mut s) {
             let path = req.split(' ').nth(1).unwrap_or("").to_string();
             s.write_all(ok(&path).as_bytes()).unwrap();
         }
@@ -96,8 +49,8 @@ fn keep_alive_connections_are_reused() {
 
 #[test]
 fn connection_close_and_close_delimited_bodies_are_not_reused() {
-    let f = fake(|mut s, i| {
-        if read_request(&mut s).is_some() {
+    let f = Server::start(|mut s, i| {
+        if read_head(&mut s).is_some() {
             if i % 2 == 0 {
                 s.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nhi")
                     .unwrap();
@@ -118,8 +71,8 @@ fn connection_close_and_close_delimited_bodies_are_not_reused() {
 #[test]
 fn a_stale_pooled_connection_is_replaced_transparently() {
     // Answers one request per connection, then closes without saying so.
-    let f = fake(|mut s, i| {
-        if read_request(&mut s).is_some() {
+    let f = Server::start(|mut s, i| {
+        if read_head(&mut s).is_some() {
             s.write_all(ok(&format!("conn{i}")).as_bytes()).unwrap();
         }
     });
@@ -131,8 +84,8 @@ fn a_stale_pooled_connection_is_replaced_transparently() {
 
 #[test]
 fn chunked_bodies_split_byte_by_byte() {
-    let f = fake(|mut s, _| {
-        while read_request(&mut s).is_some() {
+    let f = Server::start(|mut s, _| {
+        while read_head(&mut s).is_some() {
             let resp = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4;x=y\r\nWiki\r\n5\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nX-Trailer: 1\r\n\r\n";
             for b in resp.iter() {
                 s.write_all(&[*b]).unwrap();
@@ -152,9 +105,9 @@ fn chunked_bodies_split_byte_by_byte() {
     );
 }
 
-fn one_shot(resp: &'static [u8]) -> Fake {
-    fake(move |mut s, _| {
-        if read_request(&mut s).is_some() {
+fn one_shot(resp: &'static [u8]) -> Server {
+    Server::start(move |mut s, _| {
+        if read_head(&mut s).is_some() {
             let _ = s.write_all(resp);
         }
     })
@@ -194,8 +147,8 @@ fn bad_chunking_and_truncated_bodies_are_protocol_errors() {
 
 #[test]
 fn oversize_heads_and_bodies_are_refused() {
-    let f = fake(|mut s, _| {
-        if read_request(&mut s).is_some() {
+    let f = Server::start(|mut s, _| {
+        if read_head(&mut s).is_some() {
             let _ = s.write_all(b"HTTP/1.1 200 OK\r\nX-Big: ");
             let junk = vec![b'a'; 1024];
             for _ in 0..100 {
@@ -208,8 +161,8 @@ fn oversize_heads_and_bodies_are_refused() {
     let c = client(&f, Duration::from_secs(5));
     assert!(matches!(c.get("/"), Err(Error::Protocol { .. })));
 
-    let f = fake(|mut s, _| {
-        if read_request(&mut s).is_some() {
+    let f = Server::start(|mut s, _| {
+        if read_head(&mut s).is_some() {
             let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2000\r\n\r\n");
         }
     });
@@ -237,8 +190,8 @@ fn an_html_500_is_a_response_with_a_readable_message() {
 
 #[test]
 fn a_server_that_never_answers_times_out() {
-    let f = fake(|mut s, _| {
-        let _ = read_request(&mut s);
+    let f = Server::start(|mut s, _| {
+        let _ = read_head(&mut s);
         let mut b = [0u8; 1];
         let _ = s.read(&mut b); // hold the connection open, say nothing
     });
@@ -266,8 +219,8 @@ fn a_missing_socket_is_a_connection_error() {
 
 #[test]
 fn a_stream_delivers_chunks_as_they_come_and_cancel_unblocks_it() {
-    let f = fake(|mut s, _| {
-        if read_request(&mut s).is_some() {
+    let f = Server::start(|mut s, _| {
+        if read_head(&mut s).is_some() {
             s.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
                 .unwrap();
             s.write_all(b"6\r\n{\"a\":1\r\n").unwrap();
@@ -310,8 +263,8 @@ fn a_stream_delivers_chunks_as_they_come_and_cancel_unblocks_it() {
 
 #[test]
 fn cancel_unblocks_a_request_waiting_for_its_response() {
-    let f = fake(|mut s, _| {
-        let _ = read_request(&mut s);
+    let f = Server::start(|mut s, _| {
+        let _ = read_head(&mut s);
         let mut b = [0u8; 1];
         let _ = s.read(&mut b);
     });

@@ -1,9 +1,6 @@
 //! Thread and fd leak checks (a test binary of its own, with a single test, so nothing
 //! else runs in this process meanwhile).
 
-mod common;
-mod scripted;
-
 use std::time::Duration;
 
 use whalewatcher::{Watcher, WatcherOptions};
@@ -14,7 +11,7 @@ fn count(dir: &str) -> usize {
 
 #[test]
 fn thousand_open_close_cycles_leak_nothing() {
-    let s = scripted::Script::new();
+    let s = whalewatcher::scripted::Script::new();
     s.start("a", "p");
     // warm up (lazy statics, allocator threads)
     Watcher::new(s.client(), WatcherOptions::default())

@@ -2,7 +2,7 @@
 //! behind (a test binary of its own, so nothing else runs in this process meanwhile).
 #![cfg(feature = "docker")]
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ fn count(dir: &str) -> usize {
 
 #[test]
 fn fifty_cycles_on_dockerd_leak_nothing() {
-    let Some(ep) = common::endpoint("WHALEWATCHER_DOCKER") else {
+    let Some(ep) = support::endpoint("WHALEWATCHER_DOCKER") else {
         return;
     };
     let cycle = || {

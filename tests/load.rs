@@ -8,8 +8,7 @@
 //! 180 s (override with `WHALEWATCHER_LOAD_N` and `WHALEWATCHER_LOAD_SECS`).
 #![cfg(feature = "docker")]
 
-mod common;
-mod watcher_shared;
+mod support;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -17,7 +16,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use watcher_shared::{replay, Cli};
+use support::cli::Cli;
+use support::replay::replay;
 use whalewatcher::docker::DockerClient;
 use whalewatcher::{ContainerEvent, Item, Watcher, WatcherOptions};
 
@@ -76,7 +76,7 @@ impl Rng {
 
 #[test]
 fn churned_containers_converge_with_valid_event_sequences() {
-    let Some(url) = common::endpoint("WHALEWATCHER_DOCKER") else {
+    let Some(url) = support::endpoint("WHALEWATCHER_DOCKER") else {
         return;
     };
     let long = std::env::var("WHALEWATCHER_LONG").is_ok_and(|v| v == "1");
@@ -164,7 +164,7 @@ fn churned_containers_converge_with_valid_event_sequences() {
         // Convergence: portfolio, project and replayed events all equal one ground truth
         // (a `docker kill` may return before the container is dead: retry until stable).
         let mut last = String::new();
-        common::wait_until(
+        support::wait_until(
             WAIT,
             "portfolio, project and events equal the ground truth",
             || {

@@ -1,13 +1,12 @@
 //! Watcher metrics against the scripted engine: every counter checked against what the
 //! script made the engine do.
 
-mod common;
-mod scripted;
+mod support;
 
 use std::time::Duration;
 
-use common::wait_until;
-use scripted::Script;
+use support::wait_until;
+use whalewatcher::scripted::Script;
 use whalewatcher::{ExponentialBackoff, Health, Item, Watcher, WatcherOptions};
 
 const T: Duration = Duration::from_secs(10);

@@ -5,9 +5,7 @@
 //! touched.
 #![cfg(all(feature = "docker", feature = "serde"))]
 
-mod common;
-#[path = "watcher_shared/dockerd.rs"]
-mod dockerd;
+mod support;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -49,7 +47,7 @@ fn until(
 
 #[test]
 fn engine_started_later_is_attached_vanishes_and_returns() {
-    if common::endpoint("WHALEWATCHER_DOCKER").is_none() {
+    if support::endpoint("WHALEWATCHER_DOCKER").is_none() {
         return; // the engines script provides the images the private dockerd imports
     }
     let dir = std::path::PathBuf::from(format!("/tmp/ww-restart-{}", std::process::id()));
@@ -79,7 +77,7 @@ fn engine_started_later_is_attached_vanishes_and_returns() {
     let mut sub = fleet.subscribe();
 
     // The engine appears after the fleet (and its subscription) started.
-    let mut d = dockerd::PrivateDockerd::start();
+    let mut d = support::dockerd::PrivateDockerd::start();
     let pid = pidfile(&d.dir);
     until(
         &mut sub,
@@ -139,7 +137,7 @@ fn engine_started_later_is_attached_vanishes_and_returns() {
             && matches!(e.kind, EventKind::Exited { .. }))),
         "no Exited for {id}: {seen:#?}"
     );
-    common::wait_until(WAIT, "fleet shows the engine as vanished", || {
+    support::wait_until(WAIT, "fleet shows the engine as vanished", || {
         let e = fleet.engines();
         e.len() == 1 && matches!(e[0].state, EngineState::Vanished { .. })
     });
@@ -155,11 +153,11 @@ fn engine_started_later_is_attached_vanishes_and_returns() {
         |i| matches!(i, FleetItem::Attached(f) if f.pid == Some(pid2)),
     );
     assert_eq!(fleet.attached_total(), 2);
-    common::wait_until(WAIT, "fleet synced with the restarted dockerd", || {
+    support::wait_until(WAIT, "fleet synced with the restarted dockerd", || {
         let e = fleet.engines();
         e.len() == 1 && e[0].state == EngineState::Attached(Health::Synced)
     });
-    common::wait_until(WAIT, "fleet view equals docker ps", || {
+    support::wait_until(WAIT, "fleet view equals docker ps", || {
         let truth: Vec<String> = d
             .docker(&["ps", "-q", "--no-trunc"])
             .unwrap_or_default()

@@ -19,6 +19,8 @@
 //!     WHALEWATCHER_NESTED=1 cargo test --test nested -- --nocapture
 #![cfg(all(feature = "containerd", feature = "serde"))]
 
+mod support;
+
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -222,16 +224,7 @@ impl Nested {
         } else {
             cmd.args(["ctr", "-a", &self.address, "-n", NS]);
         }
-        let out = cmd
-            .args(args)
-            .current_dir("/")
-            .output()
-            .map_err(|e| e.to_string())?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
+        support::result_of(cmd.args(args).current_dir("/"))
     }
 
     /// Starts a sleeping container: its id as the engine lists it and its PID as the

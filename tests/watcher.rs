@@ -1,15 +1,15 @@
 //! The sync algorithm against the scripted engine: every race of the issue, a randomized
 //! test over many seeds, the subscriber policy, the journal and leak checks.
 
-mod common;
-mod scripted;
+mod support;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::wait_until;
-use scripted::Script;
+use support::replay::Replay;
+use support::wait_until;
+use whalewatcher::scripted::Script;
 use whalewatcher::{EventKind, ExponentialBackoff, Health, Item, Watcher, WatcherOptions};
 
 const T: Duration = Duration::from_secs(10);
@@ -17,67 +17,6 @@ const T: Duration = Duration::from_secs(10);
 fn options() -> WatcherOptions {
     WatcherOptions::default()
         .with_retry(|| ExponentialBackoff::new(Duration::from_millis(5), Duration::from_millis(50)))
-}
-
-/// Replays a subscriber's items, checking each container's sequence is valid; returns the
-/// alive set (id → (pid, paused)) the stream describes.
-#[derive(Default)]
-struct Replay {
-    alive: HashMap<String, (u32, bool)>,
-    last_seq: u64,
-    events: Vec<(String, &'static str)>,
-    full: Vec<whalewatcher::ContainerEvent>,
-}
-
-impl Replay {
-    fn apply(&mut self, item: Item) {
-        let Item::Event(ev) = item else {
-            panic!("unexpected {item:?}")
-        };
-        if !ev.synthetic {
-            assert!(
-                ev.seq > self.last_seq,
-                "seq not increasing: {} after {}",
-                ev.seq,
-                self.last_seq
-            );
-            self.last_seq = ev.seq;
-        }
-        let id = ev.container.id.clone();
-        self.events.push((id.clone(), ev.kind.as_str()));
-        self.full.push(ev.clone());
-        match ev.kind {
-            EventKind::Started => {
-                assert!(
-                    self.alive
-                        .insert(id.clone(), (ev.container.pid, ev.container.paused))
-                        .is_none(),
-                    "double Started for {id}"
-                );
-            }
-            EventKind::Exited { .. } => {
-                assert!(
-                    self.alive.remove(&id).is_some(),
-                    "Exited without Started for {id}"
-                )
-            }
-            EventKind::Paused | EventKind::Unpaused => {
-                let p = ev.kind == EventKind::Paused;
-                let s = self
-                    .alive
-                    .get_mut(&id)
-                    .unwrap_or_else(|| panic!("{p} of dead {id}"));
-                assert_ne!(s.1, p, "pause state unchanged for {id}");
-                s.1 = p;
-            }
-        }
-    }
-
-    fn drain(&mut self, sub: &whalewatcher::Subscription) {
-        while let Some(i) = sub.try_recv() {
-            self.apply(i);
-        }
-    }
 }
 
 fn truth(s: &Script) -> HashMap<String, (u32, bool)> {
@@ -118,7 +57,7 @@ fn initial_sync_and_synthetic_subscription() {
     let mut r = Replay::default();
     r.drain(&sub);
     assert_eq!(r.alive, truth(&s));
-    assert!(r.events.iter().all(|(_, k)| *k == "started"));
+    assert!(r.log().iter().all(|(_, k)| *k == "started"));
     // then live
     s.exit("a", 3);
     let Some(Item::Event(ev)) = sub.recv_timeout(T) else {
@@ -145,7 +84,7 @@ fn die_during_listing_is_not_added() {
     s.start("b", "");
     s.after_list_snapshot(|s| {
         s.exit("a", 1);
-        s.wait_delivered();
+        assert!(s.wait_delivered(), "events not delivered");
     });
     let w = Watcher::new(s.client(), options());
     let sub = w.subscribe();
@@ -154,10 +93,11 @@ fn die_during_listing_is_not_added() {
     converge(&w, &s, &mut r, &sub);
     wait_until(T, "a reported", || {
         r.drain(&sub);
-        r.events.iter().filter(|(id, _)| id == "a").count() >= 2
+        r.log().iter().filter(|(id, _)| id == "a").count() >= 2
     });
     assert!(w.portfolio().get("a").is_none());
-    let a: Vec<_> = r.events.iter().filter(|(id, _)| id == "a").collect();
+    let log = r.log();
+    let a: Vec<_> = log.iter().filter(|(id, _)| id == "a").collect();
     assert_eq!(a, [&("a".into(), "started"), &("a".into(), "exited")]);
 }
 
@@ -170,7 +110,7 @@ fn pause_changes_during_listing_are_replayed() {
     s.after_list_snapshot(|s| {
         s.set_paused("a", true);
         s.set_paused("b", false);
-        s.wait_delivered();
+        assert!(s.wait_delivered(), "events not delivered");
     });
     let w = Watcher::new(s.client(), options());
     let sub = w.subscribe();
@@ -187,13 +127,13 @@ fn start_during_listing_is_no_duplicate() {
     s.before_list_snapshot(|s| {
         if s.truth().is_empty() {
             s.start("a", "");
-            s.wait_delivered();
+            assert!(s.wait_delivered(), "events not delivered");
         }
     });
     s.after_list_snapshot(|s| {
         if !s.truth().contains_key("late") {
             s.start("late", "");
-            s.wait_delivered();
+            assert!(s.wait_delivered(), "events not delivered");
         }
     });
     let w = Watcher::new(s.client(), options());
@@ -201,8 +141,8 @@ fn start_during_listing_is_no_duplicate() {
     w.wait_ready(T).unwrap();
     let mut r = Replay::default();
     converge(&w, &s, &mut r, &sub);
-    let starts_a = r.events.iter().filter(|e| e.0 == "a").count();
-    assert_eq!(starts_a, 1, "{:?}", r.events);
+    let starts_a = r.log().iter().filter(|e| e.0 == "a").count();
+    assert_eq!(starts_a, 1, "{:?}", r.log());
     assert!(w.portfolio().get("late").is_some());
 }
 
@@ -217,7 +157,7 @@ fn die_while_inspect_in_flight_reports_started_then_exited() {
     let sub = w.subscribe();
     s.before_inspect(|s| {
         s.exit("x", 3);
-        s.wait_delivered();
+        assert!(s.wait_delivered(), "events not delivered");
     });
     s.start("x", "job");
     s.start("y", "");
@@ -225,10 +165,10 @@ fn die_while_inspect_in_flight_reports_started_then_exited() {
     converge(&w, &s, &mut r, &sub);
     wait_until(T, "x reported", || {
         r.drain(&sub);
-        r.full.iter().filter(|e| e.container.id == "x").count() >= 2
+        r.events.iter().filter(|e| e.container.id == "x").count() >= 2
     });
     assert!(w.portfolio().get("x").is_none());
-    let x: Vec<_> = r.full.iter().filter(|e| e.container.id == "x").collect();
+    let x: Vec<_> = r.events.iter().filter(|e| e.container.id == "x").collect();
     assert_eq!(x.len(), 2, "{x:?}");
     assert_eq!(x[0].kind, EventKind::Started);
     assert_eq!(
@@ -271,7 +211,7 @@ fn reconnect_emits_the_exact_diff() {
     });
     s.set_up();
     converge(&w, &s, &mut r, &sub);
-    let live: Vec<_> = r.events[4..].to_vec();
+    let live: Vec<_> = r.log()[4..].to_vec();
     let count = |id: &str, k: &str| live.iter().filter(|e| e.0 == id && e.1 == k).count();
     assert_eq!(count("stay", "started"), 0, "{live:?}");
     assert_eq!(count("dies", "exited"), 1);
@@ -406,7 +346,7 @@ fn slow_subscriber_lags_without_stalling_others() {
         while live < EVENTS {
             let item = fast.recv_timeout(T).expect("fast subscriber starved");
             let synthetic = matches!(&item, Item::Event(e) if e.synthetic);
-            r.apply(item);
+            r.apply_item(item);
             if !synthetic {
                 live += 1;
                 seen.store(live, std::sync::atomic::Ordering::SeqCst);

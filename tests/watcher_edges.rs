@@ -1,14 +1,12 @@
 //! Issue 13, end to end against the scripted engine: each test failed on ef5c2da (the
 //! comment says where) and passes with the state machine.
 
-mod common;
-mod scripted;
+mod support;
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::wait_until;
-use scripted::Script;
+use support::wait_until;
+use whalewatcher::scripted::Script;
 use whalewatcher::{
     ContainerEvent, EventKind, ExponentialBackoff, Health, Item, Since, Subscription, Watcher,
     WatcherOptions,
@@ -56,7 +54,7 @@ fn failing_inspects_retry_then_relist() {
     let w = Watcher::new(s.client(), options());
     w.wait_ready(T).unwrap();
     let sub = w.subscribe();
-    s.fail_inspects.store(3, Ordering::SeqCst);
+    s.fail_next_inspects(3);
     s.start("x", "");
     let got = collect_until(&sub, |g| !g.is_empty());
     assert_eq!(got[0].kind, EventKind::Started);
@@ -64,7 +62,7 @@ fn failing_inspects_retry_then_relist() {
     wait_until(T, "synced with x", || {
         w.health().is_synced() && w.portfolio().get("x").is_some()
     });
-    assert!(s.lists.load(Ordering::SeqCst) >= 2, "relisted");
+    assert!(s.lists() >= 2, "relisted");
     s.exit("x", 4);
     let got = collect_until(&sub, |g| !g.is_empty());
     assert_eq!(got[0].kind, exited(4));
@@ -78,7 +76,7 @@ fn failing_inspects_retry_then_relist() {
 fn listing_gives_up_failed_is_terminal() {
     let s = Script::new();
     s.start("a", "");
-    s.fail_lists.store(100, Ordering::SeqCst);
+    s.fail_next_lists(100);
     let opts = WatcherOptions::default().with_retry(|| {
         ExponentialBackoff::new(Duration::from_millis(1), Duration::from_millis(2))
             .with_max_attempts(2)
@@ -120,11 +118,11 @@ fn reconnecting_since_stays_the_first_loss() {
         });
         since.unwrap()
     };
-    let lists = s.lists.load(Ordering::SeqCst);
-    s.fail_lists.store(3, Ordering::SeqCst);
+    let lists = s.lists();
+    s.fail_next_lists(3);
     s.set_up();
     wait_until(T, "failed listings after the stream reopened", || {
-        s.lists.load(Ordering::SeqCst) >= lists + 2
+        s.lists() >= lists + 2
     });
     let mut seen = Vec::new();
     wait_until(T, "synced again", || {
@@ -173,7 +171,7 @@ fn short_lived_removed_container_is_reported() {
     s.before_inspect(|s| {
         s.exit("job", 3);
         s.remove("job");
-        s.wait_delivered();
+        assert!(s.wait_delivered(), "events not delivered");
     });
     s.start("job", "batch");
     let got = collect_until(&sub, |g| g.len() >= 2);
@@ -240,7 +238,7 @@ fn die_start_die_during_one_listing() {
         s.exit("x", 1);
         s.start("x", "");
         s.exit("x", 2);
-        s.wait_delivered();
+        assert!(s.wait_delivered(), "events not delivered");
     });
     s.break_streams(false);
     let got = collect_until(&sub, |g| g.len() >= 3);

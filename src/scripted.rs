@@ -1,19 +1,49 @@
-//! A scripted engine for deterministic race tests: the test plays the engine, changing
-//! its ground truth and emitting the matching events, and can run code in the middle of
-//! a listing or an inspect.
-#![allow(dead_code)]
+//! A scripted engine, for testing code that uses a [`Watcher`](crate::Watcher) without a
+//! real engine (cargo feature `test-util`, in the manner of notify's null watcher and
+//! ureq's test transport).
+//!
+//! The test plays the engine through a [`Script`]: it starts, pauses, ends and removes
+//! containers (each change emits the event a real engine would), changes the truth
+//! silently (as while the watcher is disconnected), breaks the event streams or takes the
+//! engine down, makes listings and inspects fail, and can run code in the middle of a
+//! listing or an inspect to stage races. [`Script::client`] is the [`EngineClient`] to
+//! give the watcher. Every scripted engine reports itself as Docker, id `scripted`;
+//! a container started as `ID` is named `name-ID`.
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use whalewatcher::scripted::Script;
+//! use whalewatcher::{Watcher, WatcherOptions};
+//!
+//! # fn main() -> Result<(), whalewatcher::Error> {
+//! let script = Script::new();
+//! script.start("web", "shop");
+//! let w = Watcher::new(script.client(), WatcherOptions::default());
+//! w.wait_ready(Duration::from_secs(10))?;
+//! assert_eq!(w.portfolio().get("web").unwrap().project, "shop");
+//!
+//! script.exit("web", 3); // the engine says: web exited with code 3
+//! let end = Instant::now() + Duration::from_secs(10);
+//! while w.portfolio().get("web").is_some() {
+//!     assert!(Instant::now() < end, "the watcher never saw the exit");
+//!     std::thread::sleep(Duration::from_millis(10));
+//! }
+//! # Ok(()) }
+//! ```
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::container::{Container, PROJECT_LABEL};
+use crate::engine::{
+    EngineClient, EngineInfo, EngineKind, EventStream, ExitStatus, Inspection, RawEvent,
+};
+use crate::error::{Error, Result};
+use crate::event::EventKind;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
-use whalewatcher::engine::{EventStream, ExitStatus, RawEvent};
-use whalewatcher::{
-    Container, EngineClient, EngineInfo, EngineKind, Error, EventKind, Inspection, Result,
-};
 
 type Hook = Box<dyn FnMut(&Script) + Send>;
 
@@ -26,7 +56,8 @@ struct State {
     next_pid: u32,
 }
 
-/// The engine's side, shared by the test and the client.
+/// The engine's side: its truth (alive and exited containers), its open event streams,
+/// and the faults and hooks the test sets. Clones share the same engine.
 #[derive(Clone, Default)]
 pub struct Script {
     state: Arc<Mutex<State>>,
@@ -35,13 +66,22 @@ pub struct Script {
     emitted: Arc<AtomicUsize>,
     taken: Arc<AtomicUsize>,
     polls: Arc<AtomicUsize>,
-    pub lists: Arc<AtomicUsize>,
-    pub inspects: Arc<AtomicUsize>,
-    pub down: Arc<AtomicBool>,
+    lists: Arc<AtomicUsize>,
+    inspects: Arc<AtomicUsize>,
+    down: Arc<AtomicBool>,
     /// The next this many inspects fail with a connection error.
-    pub fail_inspects: Arc<AtomicUsize>,
+    fail_inspects: Arc<AtomicUsize>,
     /// The next this many listings fail with a connection error.
-    pub fail_lists: Arc<AtomicUsize>,
+    fail_lists: Arc<AtomicUsize>,
+}
+
+impl std::fmt::Debug for Script {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Script")
+            .field("alive", &self.alive_ids())
+            .field("down", &self.down.load(Ordering::SeqCst))
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Default)]
@@ -52,10 +92,13 @@ struct Hooks {
 }
 
 impl Script {
+    /// An engine with no containers.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// A client of this engine, to give a [`Watcher`](crate::Watcher) (each client can be
+    /// cancelled on its own).
     pub fn client(&self) -> ScriptedEngine {
         ScriptedEngine {
             script: self.clone(),
@@ -76,13 +119,14 @@ impl Script {
         }
     }
 
-    /// Starts a container (new pid each time), emitting Started.
+    /// Starts container `id` (a new pid each time) in compose project `project` (none when
+    /// empty), emitting Started.
     pub fn start(&self, id: &str, project: &str) {
         let mut st = self.state.lock();
         st.next_pid += 1;
         let mut labels = std::collections::BTreeMap::new();
         if !project.is_empty() {
-            labels.insert(whalewatcher::PROJECT_LABEL.to_string(), project.to_string());
+            labels.insert(PROJECT_LABEL.to_string(), project.to_string());
         }
         let c = Container::new(id, format!("name-{id}"), 1000 + st.next_pid).with_labels(labels);
         st.alive.insert(id.to_string(), c);
@@ -90,13 +134,14 @@ impl Script {
         self.emit(&mut st, EventKind::Started, id);
     }
 
-    /// Kills a container, emitting Exited with `code`.
+    /// Ends a container, emitting Exited with `code`.
     pub fn exit(&self, id: &str, code: i32) {
         self.exit_with(id, code, false, true)
     }
 
-    /// Kills a container; the engine keeps it (inspect says Exited with `code` and
-    /// `oom`), and emits the die event when `event` (not while the watcher is away).
+    /// Ends a container; the engine keeps it (inspect says Exited with `code` and `oom`)
+    /// until [`remove`](Self::remove), and emits the Exited event when `event` (as when the
+    /// watcher is away and misses it).
     pub fn exit_with(&self, id: &str, code: i32, oom: bool, event: bool) {
         let mut st = self.state.lock();
         if let Some(mut c) = st.alive.remove(id) {
@@ -143,12 +188,14 @@ impl Script {
         self.emit(&mut st, k, id);
     }
 
-    /// Changes the truth silently (as while the watcher is disconnected).
+    /// Changes the alive containers silently, no event (as while the watcher is
+    /// disconnected).
     pub fn silently(&self, f: impl FnOnce(&mut HashMap<String, Container>)) {
         f(&mut self.state.lock().alive)
     }
 
-    /// Ends every open event stream with an error; with `down`, new calls fail too.
+    /// Ends every open event stream with an error; with `down`, every call fails with a
+    /// connection error too until [`set_up`](Self::set_up).
     pub fn break_streams(&self, down: bool) {
         self.down.store(down, Ordering::SeqCst);
         let mut st = self.state.lock();
@@ -157,46 +204,84 @@ impl Script {
         }
     }
 
+    /// Brings the engine back after [`break_streams`](Self::break_streams)`(true)`.
     pub fn set_up(&self) {
         self.down.store(false, Ordering::SeqCst);
     }
 
+    /// The alive containers, by id: the ground truth.
     pub fn truth(&self) -> HashMap<String, Container> {
         self.state.lock().alive.clone()
     }
 
+    /// The ids of the alive containers, sorted.
     pub fn alive_ids(&self) -> Vec<String> {
         let mut v: Vec<_> = self.state.lock().alive.keys().cloned().collect();
         v.sort();
         v
     }
 
-    /// Waits until the watcher's reader has forwarded every emitted event (it came back
-    /// for the next one), so that the test controls the order in which the watcher sees
-    /// events and listing results.
-    pub fn wait_delivered(&self) {
+    /// Waits (up to 10 s) until the reader of the newest event stream has taken every
+    /// event emitted to it and asked for the next one, so that the test controls the
+    /// order in which the watcher sees events and listing results. Returns false when it
+    /// did not happen in time.
+    #[must_use = "false means the events were not delivered in time"]
+    pub fn wait_delivered(&self) -> bool {
         let end = std::time::Instant::now() + Duration::from_secs(10);
         while !(self.taken.load(Ordering::SeqCst) >= self.emitted.load(Ordering::SeqCst)
             && self.polls.load(Ordering::SeqCst) > self.taken.load(Ordering::SeqCst))
         {
-            assert!(std::time::Instant::now() < end, "events not delivered");
+            if std::time::Instant::now() >= end {
+                return false;
+            }
             std::thread::yield_now();
         }
+        true
     }
 
+    /// The event streams open now.
     pub fn open_streams(&self) -> usize {
         self.state.lock().streams.len()
     }
 
+    /// Listings asked for so far (failed ones too).
+    pub fn lists(&self) -> usize {
+        self.lists.load(Ordering::SeqCst)
+    }
+
+    /// Inspects asked for so far (failed ones too).
+    pub fn inspects(&self) -> usize {
+        self.inspects.load(Ordering::SeqCst)
+    }
+
+    /// The next `n` listings fail with a connection error.
+    pub fn fail_next_lists(&self, n: usize) {
+        self.fail_lists.store(n, Ordering::SeqCst);
+    }
+
+    /// The next `n` inspects fail with a connection error.
+    pub fn fail_next_inspects(&self, n: usize) {
+        self.fail_inspects.store(n, Ordering::SeqCst);
+    }
+
+    /// Runs `f` in every listing from now on, before the engine takes its snapshot of the
+    /// alive containers (what `f` changes is in the listing).
     pub fn before_list_snapshot(&self, f: impl FnMut(&Script) + Send + 'static) {
         self.hooks.lock().before_list_snapshot = Some(Box::new(f));
     }
+
+    /// Runs `f` in every listing from now on, after the snapshot and before the listing
+    /// returns (what `f` changes is not in the listing, but its events may come first).
     pub fn after_list_snapshot(&self, f: impl FnMut(&Script) + Send + 'static) {
         self.hooks.lock().after_list_snapshot = Some(Box::new(f));
     }
+
+    /// Runs `f` at the start of every inspect from now on.
     pub fn before_inspect(&self, f: impl FnMut(&Script) + Send + 'static) {
         self.hooks.lock().before_inspect = Some(Box::new(f));
     }
+
+    /// Removes every hook.
     pub fn clear_hooks(&self) {
         *self.hooks.lock() = Hooks::default();
     }
@@ -235,7 +320,8 @@ fn take_one(n: &AtomicUsize) -> bool {
         .is_ok()
 }
 
-/// The client side: implements the engine trait.
+/// The client side of a [`Script`]: the [`EngineClient`] to watch.
+#[derive(Debug)]
 pub struct ScriptedEngine {
     script: Script,
     cancelled: Arc<AtomicBool>,

@@ -1,5 +1,4 @@
 //! Test support for the CRI tests: pods and containers created through the CRI API itself.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};

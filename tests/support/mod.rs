@@ -1,10 +1,74 @@
-//! Support shared by the integration tests.
+//! The integration tests' support tree: each test binary declares `mod support;` and uses
+//! the parts it needs.
+//!
+//! - this file: engine endpoints from the environment, running commands, bounded waiting,
+//!   mount points, the `whalewatch` example binary;
+//! - [`cli`]: THE docker/podman CLI driver, ground truth from `docker inspect`;
+//! - [`docker_api`]: the Docker API checks shared by tests/docker.rs and tests/podman.rs;
+//! - [`containerd`]: the `ctr` driver and a private containerd instance;
+//! - [`dockerd`], [`podman`]: private dockerd / podman services for kill/restart tests;
+//! - [`cri`]: pods and containers made through the CRI API, CRI ground truth;
+//! - [`watch`]: the watcher's view, convergence, event collection, exit checks;
+//! - [`replay`]: THE event-stream replayer;
+//! - [`fault_proxy`]: the fault-injecting Unix-socket proxy;
+//! - [`grpc_peer`]: THE fake gRPC (HTTP/2) peer; [`http_peer`]: THE fake HTTP/1.1 peer;
+//! - [`ffi`] (and `abi.c`): the C ABI tests' wrappers.
+// Each test binary compiles the whole tree and uses a part of it: what one binary leaves
+// unused is used by another. This is the only place dead code is allowed.
 #![allow(dead_code)]
 
 use std::time::{Duration, Instant};
 
+#[cfg(any(feature = "docker", feature = "serde", feature = "cri"))]
+pub mod cli;
+pub mod containerd;
+#[cfg(feature = "cri")]
+pub mod cri;
 #[cfg(feature = "docker")]
-pub mod inspect;
+pub mod docker_api;
+pub mod dockerd;
+pub mod fault_proxy;
+#[cfg(feature = "ffi")]
+pub mod ffi;
+#[cfg(feature = "grpc")]
+pub mod grpc_peer;
+pub mod http_peer;
+pub mod podman;
+pub mod replay;
+#[cfg(any(feature = "docker", feature = "serde", feature = "cri"))]
+pub mod watch;
+
+/// A private directory under the temp dir (`ww-<what>-<pid>-<n>`), made empty; removed
+/// with everything in it on drop.
+pub struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(what: &str) -> TempDir {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let d = std::env::temp_dir().join(format!(
+            "ww-{what}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        TempDir(d)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    pub fn join(&self, p: &str) -> std::path::PathBuf {
+        self.0.join(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
 
 /// True when CI demands that every engine test really runs.
 pub fn engines_required() -> bool {
@@ -68,30 +132,47 @@ pub fn runc_init_flake(args: &[&str], stderr: &str) -> Option<Vec<String>> {
     Some(rm)
 }
 
-/// Runs a command, returning its stdout; panics with stderr when it fails.
-pub fn run(cmd: &str, args: &[&str]) -> String {
+/// THE command-to-result wrapper: `Ok(stdout)` when `cmd` ran and succeeded, else
+/// `Err(stderr)` (or why it could not run).
+pub fn result_of(cmd: &mut std::process::Command) -> Result<String, String> {
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run {:?}: {e}", cmd.get_program()))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// Runs `cmd args` ([`result_of`]). A `run` that hit the runc init flake
+/// ([`runc_init_flake`]) is retried, at most twice, after removing the half-made container.
+pub fn try_run(cmd: &str, args: &[&str]) -> Result<String, String> {
     let mut attempt = 0;
-    let out = loop {
-        let out = std::process::Command::new(cmd)
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"));
+    loop {
+        let r = result_of(std::process::Command::new(cmd).args(args));
         attempt += 1;
-        if !out.status.success() && attempt < 3 {
-            if let Some(rm) = runc_init_flake(args, &String::from_utf8_lossy(&out.stderr)) {
-                let _ = std::process::Command::new(cmd).args(&rm).output();
-                continue;
+        if let Err(stderr) = &r {
+            if attempt < 3 {
+                if let Some(rm) = runc_init_flake(args, stderr) {
+                    let _ = std::process::Command::new(cmd).args(&rm).output();
+                    continue;
+                }
             }
         }
-        break out;
-    };
-    if !out.status.success() {
-        panic!(
-            "{cmd} {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        return r;
     }
-    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs a command ([`try_run`]), returning its stdout; panics with stderr when it fails.
+pub fn run(cmd: &str, args: &[&str]) -> String {
+    try_run(cmd, args).unwrap_or_else(|e| panic!("{cmd} {args:?} failed: {e}"))
+}
+
+/// [`try_run`] with `prefix` before `args` (e.g. `-H URL`, `-a SOCK -n NS`).
+pub fn try_run_with(cmd: &str, prefix: &[&str], args: &[&str]) -> Result<String, String> {
+    let all: Vec<&str> = prefix.iter().chain(args).copied().collect();
+    try_run(cmd, &all)
 }
 
 /// The mount points below directory `dir`, deepest first: `dir` itself and its subpaths,

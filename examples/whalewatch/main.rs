@@ -12,11 +12,8 @@
 //! line on stderr starting with `whalewatch:`, and exit status 1.
 #![forbid(unsafe_code)]
 
-#[path = "whalewatch/args.rs"]
 mod args;
-#[path = "whalewatch/output.rs"]
 mod output;
-#[path = "whalewatch/stats.rs"]
 mod stats;
 
 use std::io::Write;

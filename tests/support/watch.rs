@@ -1,186 +1,14 @@
-//! Support for the watcher-level engine tests: ground truth from the engine CLIs, the
-//! watcher's view in the same shape, convergence and event-sequence checks.
-#![allow(dead_code)]
-
-pub mod containerd;
-pub mod dockerd;
-pub mod podman;
+//! The watcher-level engine checks: the watcher's view in the shape of the ground truth,
+//! convergence, event collection, and the checks of short-lived containers' events.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use whalewatcher::{ContainerEvent, EventKind, Item, Subscription, Watcher};
 
-/// What the tests compare of an alive container.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Snap {
-    pub name: String,
-    pub pid: u32,
-    pub paused: bool,
-    pub project: String,
-    pub labels: BTreeMap<String, String>,
-}
-
-/// A Docker-API engine driven by its CLI (`docker -H URL` or `podman --url URL`); usable
-/// from several threads. Containers made through [`Cli::name`] are removed on drop.
-pub struct Cli {
-    pub cli: &'static str,
-    pub flag: &'static str,
-    pub url: String,
-    names: std::sync::Mutex<Vec<String>>,
-}
-
-impl Cli {
-    pub fn new(cli: &'static str, flag: &'static str, url: String) -> Cli {
-        Cli {
-            cli,
-            flag,
-            url,
-            names: Default::default(),
-        }
-    }
-
-    /// Runs the CLI: `Ok(stdout)` or `Err(stderr)`.
-    pub fn try_run(&self, args: &[&str]) -> Result<String, String> {
-        let mut attempt = 0;
-        let out = loop {
-            let out = std::process::Command::new(self.cli)
-                .args([self.flag, self.url.as_str()])
-                .args(args)
-                .output()
-                .map_err(|e| e.to_string())?;
-            attempt += 1;
-            if !out.status.success() && attempt < 3 {
-                let stderr = String::from_utf8_lossy(&out.stderr);
-                if let Some(rm) = crate::common::runc_init_flake(args, &stderr) {
-                    let _ = std::process::Command::new(self.cli)
-                        .args([self.flag, self.url.as_str()])
-                        .args(&rm)
-                        .output();
-                    continue;
-                }
-            }
-            break out;
-        };
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    }
-
-    /// Runs the CLI; panics on failure.
-    pub fn run(&self, args: &[&str]) -> String {
-        self.try_run(args)
-            .unwrap_or_else(|e| panic!("{} {args:?} failed: {e}", self.cli))
-    }
-
-    /// A unique container name, removed on drop.
-    pub fn name(&self, what: &str) -> String {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = format!(
-            "wwt-{}-{}-{what}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        );
-        self.names.lock().unwrap().push(n.clone());
-        n
-    }
-
-    /// Registers `name` (chosen by the caller) for removal on drop.
-    pub fn name_as(&self, name: &str) {
-        self.names.lock().unwrap().push(name.to_string());
-    }
-
-    /// `run -d` of the blocking image; returns the id.
-    pub fn start(&self, name: &str, extra: &[&str]) -> String {
-        let image = std::env::var("WHALEWATCHER_IMAGE").unwrap_or_else(|_| "busybox:sleep".into());
-        let mut args = vec!["run", "-d", "--network", "none", "--name", name];
-        args.extend_from_slice(extra);
-        args.push(&image);
-        self.run(&args).trim().to_string()
-    }
-
-    /// `run -d` of the plain image with a shell command; returns the id.
-    pub fn start_sh(&self, name: &str, script: &str) -> String {
-        let image =
-            std::env::var("WHALEWATCHER_PLAIN_IMAGE").unwrap_or_else(|_| "busybox:local".into());
-        self.run(&[
-            "run",
-            "-d",
-            "--network",
-            "none",
-            "--name",
-            name,
-            &image,
-            "sh",
-            "-c",
-            script,
-        ])
-        .trim()
-        .to_string()
-    }
-
-    /// All running or paused containers, from `ps` + `inspect`; `None` when a container
-    /// vanished in between (try again).
-    pub fn truth(&self) -> Option<BTreeMap<String, Snap>> {
-        let ids = self
-            .try_run(&[
-                "ps",
-                "-a",
-                "-q",
-                "--no-trunc",
-                "--filter",
-                "status=running",
-                "--filter",
-                "status=paused",
-            ])
-            .ok()?;
-        let ids: Vec<&str> = ids.lines().filter(|l| !l.is_empty()).collect();
-        if ids.is_empty() {
-            return Some(BTreeMap::new());
-        }
-        let mut args = vec!["inspect"];
-        args.extend(&ids);
-        let all: Vec<Value> = serde_json::from_str(&self.try_run(&args).ok()?).ok()?;
-        let mut out = BTreeMap::new();
-        for v in &all {
-            let pid = v["State"]["Pid"].as_u64().unwrap_or(0) as u32;
-            if pid == 0 {
-                return None; // exited in between
-            }
-            let labels = crate::common::inspect::docker_labels(v);
-            let snap = Snap {
-                name: v["Name"].as_str()?.trim_start_matches('/').to_string(),
-                pid,
-                paused: v["State"]["Paused"].as_bool().unwrap_or(false),
-                project: labels
-                    .get("com.docker.compose.project")
-                    .cloned()
-                    .unwrap_or_default(),
-                labels,
-            };
-            out.insert(v["Id"].as_str()?.to_string(), snap);
-        }
-        Some(out)
-    }
-}
-
-impl Drop for Cli {
-    fn drop(&mut self) {
-        let names = self.names.lock().unwrap().clone();
-        for chunk in names.chunks(50) {
-            let mut args = vec!["rm", "-f"];
-            if self.cli == "podman" {
-                args.extend(["--time", "0"]);
-            }
-            args.extend(chunk.iter().map(String::as_str));
-            let _ = self.try_run(&args);
-        }
-    }
-}
+use crate::support::cli::Snap;
 
 /// The watcher's portfolio in the shape of the ground truth.
 pub fn view(w: &Watcher) -> BTreeMap<String, Snap> {
@@ -264,61 +92,6 @@ pub fn kinds(events: &[ContainerEvent], id: &str) -> Vec<EventKind> {
         .collect()
 }
 
-/// Replays each container's event sequence, checking it is valid (no Exited or pause
-/// without Started, no double Started, pause/unpause only while alive and in the right
-/// state, strictly increasing live seq); returns the final (alive, paused) per id.
-pub fn replay(events: &[ContainerEvent]) -> BTreeMap<String, (bool, bool)> {
-    let mut st: BTreeMap<String, (bool, bool)> = BTreeMap::new();
-    let mut last_seq = 0;
-    for e in events {
-        if !e.synthetic {
-            assert!(e.seq > last_seq, "seq not increasing at {e:?}");
-            last_seq = e.seq;
-        }
-        let s = st.entry(e.container.id.clone()).or_insert((false, false));
-        let bad = |why: &str| -> ! {
-            panic!(
-                "{why}: {:?} of {} ({})",
-                e.kind, e.container.name, e.container.id
-            )
-        };
-        match e.kind {
-            EventKind::Started => {
-                if s.0 {
-                    bad("double Started");
-                }
-                *s = (true, e.container.paused);
-            }
-            EventKind::Exited { .. } => {
-                if !s.0 {
-                    bad("Exited without Started");
-                }
-                *s = (false, false);
-            }
-            EventKind::Paused => {
-                if !s.0 || s.1 {
-                    bad("Paused while not alive or already paused");
-                }
-                s.1 = true;
-            }
-            EventKind::Unpaused => {
-                if !s.0 || !s.1 {
-                    bad("Unpaused while not alive or not paused");
-                }
-                s.1 = false;
-            }
-        }
-        assert!(
-            matches!(e.kind, EventKind::Exited { .. }) || e.container.paused == s.1,
-            "event {:?} carries paused={} for {}",
-            e.kind,
-            e.container.paused,
-            e.container.name
-        );
-    }
-    st
-}
-
 /// Drains what the subscription has right now (waits up to `quiet` for each next item).
 pub fn drain(sub: &Subscription, quiet: Duration) -> Vec<ContainerEvent> {
     let mut got = Vec::new();
@@ -397,7 +170,7 @@ impl ExitTruth {
     /// From `docker inspect` / `podman inspect` JSON of an exited container.
     pub fn from_inspect(v: &Value) -> ExitTruth {
         assert_eq!(v["State"]["Pid"].as_u64(), Some(0), "not exited: {v}");
-        let labels = crate::common::inspect::docker_labels(v);
+        let labels = crate::support::cli::docker_labels(v);
         ExitTruth {
             id: v["Id"].as_str().unwrap().to_string(),
             name: v["Name"]

@@ -9,7 +9,6 @@
 //! - [`Fault::Refuse`]: accept and close at once;
 //! - [`Proxy::inject_garbage`]: write garbage into each open connection's response stream
 //!   before the next bytes from the engine.
-#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::Shutdown;
@@ -19,6 +18,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+use crate::support::TempDir;
 
 /// The fault applied to the response direction (engine → client).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,7 +53,8 @@ struct State {
 
 /// The running proxy; dropping it stops it, closes its connections and removes its dir.
 pub struct Proxy {
-    dir: PathBuf,
+    /// Removed (with the socket) after `drop` has stopped the proxy.
+    _dir: TempDir,
     path: PathBuf,
     state: Arc<State>,
     acceptor: Option<JoinHandle<()>>,
@@ -61,15 +63,8 @@ pub struct Proxy {
 impl Proxy {
     /// Starts a proxy to the engine socket at `upstream` (a path; `unix://` is stripped).
     pub fn start(upstream: &str) -> Proxy {
-        static N: AtomicUsize = AtomicUsize::new(0);
         let upstream = PathBuf::from(upstream.trim_start_matches("unix://"));
-        let dir = std::env::temp_dir().join(format!(
-            "ww-proxy-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = TempDir::new("proxy");
         let path = dir.join("proxy.sock");
         let listener = UnixListener::bind(&path).unwrap();
         let state = Arc::new(State {
@@ -82,7 +77,7 @@ impl Proxy {
         let st = state.clone();
         let acceptor = std::thread::spawn(move || accept_loop(listener, upstream, st));
         Proxy {
-            dir,
+            _dir: dir,
             path,
             state,
             acceptor: Some(acceptor),
@@ -144,7 +139,6 @@ impl Drop for Proxy {
             let _ = a.join();
         }
         self.cut();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

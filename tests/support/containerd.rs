@@ -26,8 +26,16 @@ pub struct Ctr {
     pub ns: String,
     pub image: String,
     runc_root: Option<String>,
-    /// Remove the namespace's contents and the namespace itself on drop.
-    clean_on_drop: bool,
+    cleanup: Cleanup,
+}
+
+/// What a [`Ctr`] removes when dropped.
+enum Cleanup {
+    Nothing,
+    /// The namespace's contents and the namespace itself.
+    Namespace,
+    /// The containers started through it (in a shared namespace).
+    Started(std::sync::Mutex<Vec<String>>),
 }
 
 /// (pid, paused) by display id (`ns/id`).
@@ -46,22 +54,37 @@ impl Ctr {
             ns: ns.into(),
             image: image(),
             runc_root,
-            clean_on_drop,
+            cleanup: if clean_on_drop {
+                Cleanup::Namespace
+            } else {
+                Cleanup::Nothing
+            },
+        }
+    }
+
+    /// A driver of namespace `default` of the shared containerd at `sock` (runc root
+    /// `WHALEWATCHER_CTR_RUNC_ROOT`) that removes the containers started through it when
+    /// dropped.
+    pub fn shared(sock: &str) -> Ctr {
+        Ctr {
+            sock: sock.into(),
+            ns: "default".into(),
+            image: image(),
+            runc_root: std::env::var("WHALEWATCHER_CTR_RUNC_ROOT").ok(),
+            cleanup: Cleanup::Started(Default::default()),
+        }
+    }
+
+    /// Registers container `id` for removal on drop (for a [`Ctr::shared`] driver).
+    fn started(&self, id: &str) {
+        if let Cleanup::Started(ids) = &self.cleanup {
+            ids.lock().unwrap().push(id.to_string());
         }
     }
 
     /// Runs `ctr -a SOCK -n NS args`: `Ok(stdout)` or `Err(stderr)`.
     pub fn try_run(&self, args: &[&str]) -> Result<String, String> {
-        let out = Command::new("ctr")
-            .args(["-a", &self.sock, "-n", &self.ns])
-            .args(args)
-            .output()
-            .map_err(|e| e.to_string())?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
+        crate::support::try_run_with("ctr", &["-a", &self.sock, "-n", &self.ns], args)
     }
 
     /// Runs `ctr`; panics on failure.
@@ -80,14 +103,14 @@ impl Ctr {
     pub fn import_image(&self, from_sock: &str, from_ns: &str) {
         let script = format!(
             "set -o pipefail; ctr -a '{fs}' -n '{fns}' images export {l} - '{i}' | ctr -a '{s}' -n '{ns}' images import {l} -",
-            l = crate::common::CTR_LOCAL,
+            l = crate::support::CTR_LOCAL,
             fs = from_sock,
             fns = from_ns,
             i = self.image,
             s = self.sock,
             ns = self.ns
         );
-        crate::common::run("bash", &["-c", &script]);
+        crate::support::run("bash", &["-c", &script]);
     }
 
     /// The display id of container `id` of this namespace, as the watcher shows it.
@@ -101,6 +124,7 @@ impl Ctr {
 
     /// `ctr run -d` of the blocking image as container `id` with `labels`.
     pub fn start(&self, id: &str, labels: &[(&str, &str)]) {
+        self.started(id);
         let mut args: Vec<String> = vec!["run".into(), "-d".into()];
         if let Some(r) = &self.runc_root {
             args.extend(["--runc-root".into(), r.clone()]);
@@ -116,6 +140,7 @@ impl Ctr {
     /// `ctr run -d` of the test image as container `id` with `labels`, running
     /// `sh -c script` instead of the image's entrypoint.
     pub fn start_sh(&self, id: &str, labels: &[(&str, &str)], script: &str) {
+        self.started(id);
         let mut args: Vec<String> = vec!["run".into(), "-d".into()];
         if let Some(r) = &self.runc_root {
             args.extend(["--runc-root".into(), r.clone()]);
@@ -155,6 +180,7 @@ impl Ctr {
     }
 
     /// The labels of container `id`, from `ctr containers info`.
+    #[cfg(any(feature = "docker", feature = "serde", feature = "cri"))]
     pub fn labels(&self, id: &str) -> BTreeMap<String, String> {
         let info: serde_json::Value =
             serde_json::from_str(&self.run(&["containers", "info", id])).unwrap();
@@ -246,8 +272,18 @@ impl Ctr {
 
 impl Drop for Ctr {
     fn drop(&mut self) {
-        if self.clean_on_drop && self.alive() {
-            self.clear_namespace();
+        match &self.cleanup {
+            Cleanup::Nothing => {}
+            Cleanup::Namespace => {
+                if self.alive() {
+                    self.clear_namespace();
+                }
+            }
+            Cleanup::Started(ids) => {
+                for id in ids.lock().unwrap().iter() {
+                    self.remove(id);
+                }
+            }
         }
     }
 }
@@ -438,7 +474,7 @@ impl Drop for PrivateContainerd {
         for pid in leftovers(&dir, &cgroup) {
             let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
         }
-        for m in crate::common::mount_points_under(&dir) {
+        for m in crate::support::mount_points_under(&dir) {
             let _ = Command::new("umount").args(["-l", &m]).status();
         }
         // Empty cgroups of the namespace, children first.

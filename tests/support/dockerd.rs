@@ -117,16 +117,7 @@ impl PrivateDockerd {
 
     /// `docker -H <private socket> args`.
     pub fn docker(&self, args: &[&str]) -> Result<String, String> {
-        let out = Command::new("docker")
-            .args(["-H", &self.url])
-            .args(args)
-            .output()
-            .map_err(|e| e.to_string())?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
+        crate::support::try_run_with("docker", &["-H", &self.url], args)
     }
 }
 
@@ -176,7 +167,7 @@ impl Drop for PrivateDockerd {
         for pid in processes_under(&self.dir) {
             let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
         }
-        for m in crate::common::mount_points_under(&self.dir.display().to_string()) {
+        for m in crate::support::mount_points_under(&self.dir.display().to_string()) {
             let _ = Command::new("umount").args(["-l", &m]).status();
         }
         let _ = std::fs::remove_dir_all(&self.dir);

@@ -1,89 +1,12 @@
-//! Support of the C ABI tests: a Docker CLI helper for ground truth, and thin safe
-//! wrappers around the `ww_*` functions.
-#![allow(dead_code)]
+//! Support of the C ABI tests: thin safe wrappers around the `ww_*` functions, and where
+//! the built libraries are. (Ground truth comes from [`super::cli::Cli`].)
 
-use std::cell::RefCell;
 use std::ffi::{c_char, CStr, CString};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::Value;
 use whalewatcher::ffi::*;
 
-use crate::common;
-
-/// The shared dockerd and the containers a test created (removed on drop).
-pub struct Docker {
-    pub url: String,
-    names: RefCell<Vec<String>>,
-}
-
-static SERIAL: AtomicUsize = AtomicUsize::new(0);
-
-impl Docker {
-    /// The dockerd of `WHALEWATCHER_DOCKER`, or `None` (skipped loudly).
-    pub fn from_env() -> Option<Self> {
-        Some(Docker {
-            url: common::endpoint("WHALEWATCHER_DOCKER")?,
-            names: RefCell::default(),
-        })
-    }
-
-    /// Runs `docker -H URL args...`; stdout, panics on failure.
-    pub fn cli(&self, args: &[&str]) -> String {
-        let mut all = vec!["-H", self.url.as_str()];
-        all.extend_from_slice(args);
-        common::run("docker", &all)
-    }
-
-    /// Starts a blocking busybox container with a unique name; returns (id, name).
-    pub fn start(&self, tag: &str) -> (String, String) {
-        let image = std::env::var("WHALEWATCHER_IMAGE").unwrap_or_else(|_| "busybox:sleep".into());
-        let name = format!(
-            "ffi-{tag}-{}-{}",
-            std::process::id(),
-            SERIAL.fetch_add(1, Ordering::SeqCst)
-        );
-        self.names.borrow_mut().push(name.clone());
-        let id = self
-            .cli(&["run", "-d", "--name", &name, &image])
-            .trim()
-            .to_string();
-        (id, name)
-    }
-
-    /// `docker inspect` of one container.
-    pub fn inspect(&self, id: &str) -> Value {
-        let out = self.cli(&["inspect", id]);
-        let v: Value = serde_json::from_str(&out).expect("docker inspect JSON");
-        v[0].clone()
-    }
-
-    /// The PID docker reports for a running container.
-    pub fn pid(&self, id: &str) -> u64 {
-        self.inspect(id)["State"]["Pid"]
-            .as_u64()
-            .expect("State.Pid")
-    }
-
-    /// True when docker says the container is running (or paused).
-    pub fn is_running(&self, id: &str) -> bool {
-        let out = std::process::Command::new("docker")
-            .args(["-H", &self.url, "inspect", "-f", "{{.State.Running}}", id])
-            .output()
-            .expect("docker inspect");
-        String::from_utf8_lossy(&out.stdout).trim() == "true"
-    }
-}
-
-impl Drop for Docker {
-    fn drop(&mut self) {
-        for n in self.names.borrow().iter() {
-            let _ = std::process::Command::new("docker")
-                .args(["-H", &self.url, "rm", "-f", n])
-                .output();
-        }
-    }
-}
+use crate::support;
 
 /// A C string for an argument.
 pub fn c(s: &str) -> CString {
@@ -229,7 +152,7 @@ pub fn lib_dir() -> Option<std::path::PathBuf> {
         }
         _ => {
             let msg = "WHALEWATCHER_FFI_LIB_DIR is not set (build with `cargo rustc --lib --features ffi --crate-type cdylib,staticlib` and point it at target/debug)";
-            if common::engines_required() {
+            if support::engines_required() {
                 panic!("{msg}, but WHALEWATCHER_REQUIRE_ENGINES=1");
             }
             eprintln!("\n*** SKIPPING: {msg} ***\n");
