@@ -5,9 +5,9 @@
 #   bash benches/scale_real.sh [PART ...]     # PARTS: docker burst cri (default: all three)
 #   bash benches/scale_real.sh down           # stops the private engines
 #
-#   docker  N containers on dockerd (started 4 at a time by benches/scale.sh, removed 50 per
-#           `docker rm -f`: dockerd 20.10 deadlocked in its network code when 200 were removed
-#           at once): one-shot `whalewatch ps --json` vs the bollard peer and the Go algorithm
+#   docker  N containers on dockerd (started 4 at a time by benches/scale.sh, removed 2 at a
+#           time: dockerd 20.10 deadlocked in its network code when 200, and once 50, were
+#           removed at once): one-shot `whalewatch ps --json` vs the bollard peer and the Go algorithm
 #           (benches/scale.sh), then time to Ready as whole processes — `whalewatch events
 #           --count N` exits once it has printed the N synthetic starts of Ready — against
 #           the same peers, in alternating rounds (benches/compare.py).
@@ -55,9 +55,13 @@ for part in $PARTS; do
         "bollard=$PEER $WHALEWATCHER_DOCKER" \
         "go-algorithm=$PEER $WHALEWATCHER_DOCKER serial" \
         "whalewatch-ready=$TARGET/release/examples/whalewatch --docker $WHALEWATCHER_DOCKER events --count $N"
-      stamp "docker: removing the $N containers, 50 per docker rm -f"
+      # 2 removals at a time: a `docker rm -f` of 50 (50 concurrent removals) deadlocked
+      # dockerd 20.10 in libnetwork with 1,000 containers (goroutine dump: sandbox and
+      # endpoint deletes waiting on the network store's locks).
+      stamp "docker: removing the $N containers, 2 at a time"
       docker -H "$WHALEWATCHER_DOCKER" ps -aq --filter label=whalewatcher.bench=scale |
-        xargs -r -n 50 docker -H "$WHALEWATCHER_DOCKER" rm -f >/dev/null
+        xargs -r -P 2 -I{} curl -sf -o /dev/null --unix-socket "${WHALEWATCHER_DOCKER#unix://}" \
+          -X DELETE "http://docker/containers/{}?force=1"
       ;;
     burst)
       stamp "bursts: kill $WHALEWATCHER_BURST_KILL, run $WHALEWATCHER_BURST_RUN"
