@@ -1,0 +1,498 @@
+//! containerd and CRI at scale (issue 16), against the containerd named by `WHALEWATCHER_CRI`
+//! (its CRI plugin and its native API share the socket):
+//!
+//! a. N containers in N / `PER_POD` pod sandboxes, created through the CRI API (host
+//!    network, the image's blocking entrypoint): N + N / `PER_POD` tasks in namespace
+//!    `k8s.io`;
+//! b. time to Ready (median, min and max of `ROUNDS` watchers from scratch) of a watcher on
+//!    the CRI client in its default mode for this runtime (containerd 1.x: containerd's
+//!    native task events; 2.x: CRI `GetContainerEvents`), with relisting forced, and of a
+//!    watcher on the native containerd client; each checked against the CRI listing;
+//! c. containerd's CPU (utime + stime of `/proc/PID/stat`, PID from
+//!    `WHALEWATCHER_CONTAINERD_PID`) in CPU seconds per minute over `CPU_SECS` each: idle
+//!    (nothing of ours connected), while a CRI watcher relists (every second, the default
+//!    interval), while a CRI watcher runs in its default mode, and while a native containerd
+//!    watcher runs; our own process's CPU over the same windows; and one relist's round trips
+//!    (ListPodSandbox + ListContainers, state-filtered) timed on their own.
+//!
+//! Env: `WHALEWATCHER_CRI_SCALE_N` (default 1000; 4 without `--bench`),
+//! `WHALEWATCHER_CRI_SCALE_PER_POD` (default 20), `WHALEWATCHER_CRI_SCALE_CPU_SECS` (default
+//! 60; 2 without `--bench`), `WHALEWATCHER_CRI_IMAGE` (the image whose entrypoint blocks; the
+//! pod sandbox image is containerd's configured one). Without `WHALEWATCHER_CRI` it prints a
+//! loud skip message and exits 0 (it panics under `WHALEWATCHER_REQUIRE_ENGINES=1`). The pods
+//! carry the label `whalewatcher.bench=cri-scale` and are stopped and removed at the end
+//! (also after a panic) and at the start (leftovers), four at a time.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use protobuf::{EnumOrUnknown, Message, MessageField};
+use whalewatcher::cancel::CancelSet;
+use whalewatcher::containerd::ContainerdClient;
+use whalewatcher::cri::api::*;
+use whalewatcher::cri::{CriClient, EventMode};
+use whalewatcher::grpc::Channel;
+use whalewatcher::{EngineClient, Watcher, WatcherOptions};
+
+const LABEL_KEY: &str = "whalewatcher.bench";
+const LABEL_VALUE: &str = "cri-scale";
+const DEADLINE: Duration = Duration::from_secs(120);
+/// Pods created or removed at the same time.
+const PARALLEL: usize = 4;
+/// Watchers from scratch per time-to-Ready figure.
+const ROUNDS: usize = 5;
+
+fn main() {
+    let Some(path) = endpoint() else { return };
+    let test_mode = !std::env::args().any(|a| a == "--bench");
+    let n = env_usize("WHALEWATCHER_CRI_SCALE_N", if test_mode { 4 } else { 1000 });
+    let per_pod = env_usize("WHALEWATCHER_CRI_SCALE_PER_POD", 20).max(1);
+    let cpu_secs = env_usize(
+        "WHALEWATCHER_CRI_SCALE_CPU_SECS",
+        if test_mode { 2 } else { 60 },
+    );
+    let image = std::env::var("WHALEWATCHER_CRI_IMAGE")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "docker.io/library/busybox:sleep".into());
+    let pid: Option<u32> = std::env::var("WHALEWATCHER_CONTAINERD_PID")
+        .ok()
+        .and_then(|p| p.parse().ok());
+
+    let cleanup = Cleanup { path: path.clone() };
+    cleanup.remove_all();
+    let ch = channel(&path);
+    let v: VersionResponse = call(&ch, "Version", &VersionRequest::new());
+    let mut report = vec![format!(
+        "=== benches/cri_scale ({path}: {} {}), {} UTC, load {} ===",
+        v.runtime_name,
+        v.runtime_version,
+        utc_now(),
+        load()
+    )];
+
+    // a. The pods and containers.
+    let pods = n.div_ceil(per_pod);
+    let began = Instant::now();
+    create(&path, &image, n, per_pod);
+    let truth = alive(&ch);
+    report.push(format!(
+        "a. {n} containers in {pods} pods ({} alive in all: containers and sandboxes) created in {:.1} s",
+        truth.len(),
+        began.elapsed().as_secs_f64()
+    ));
+    assert!(truth.len() >= n + pods, "not every container runs");
+
+    // b. Time to Ready.
+    report.push(format!(
+        "b. time to Ready, {} containers and sandboxes ({ROUNDS} watchers from scratch each; load {}):",
+        truth.len(),
+        load()
+    ));
+    let cri_default = || CriClient::new(Some(&path)).expect("unusable CRI address");
+    let cri_relist = || cri_default().with_event_mode(EventMode::Relist);
+    // Every namespace, `k8s.io` (the CRI plugin's, skipped by default) included.
+    let native = || {
+        ContainerdClient::new(Some(&path))
+            .expect("unusable containerd address")
+            .with_ignored_namespaces(Vec::new())
+    };
+    let mode = {
+        let c = cri_default();
+        c.info().expect("CRI info").mode.to_string()
+    };
+    report.push(ready_row(&format!("CRI, {mode}"), || {
+        held(
+            Watcher::new(cri_default(), WatcherOptions::default()),
+            &truth,
+        )
+    }));
+    report.push(ready_row("CRI, relist (forced)", || {
+        held(
+            Watcher::new(cri_relist(), WatcherOptions::default()),
+            &truth,
+        )
+    }));
+    report.push(ready_row("containerd native (k8s.io included)", || {
+        let w = Watcher::new(native(), WatcherOptions::default());
+        let t0 = Instant::now();
+        w.wait_ready(DEADLINE).expect("not ready");
+        let took = t0.elapsed();
+        // Native ids are `namespace/id`.
+        let ids: BTreeSet<String> = w
+            .portfolio()
+            .iter()
+            .filter_map(|c| c.id.strip_prefix("k8s.io/").map(str::to_string))
+            .collect();
+        let missing: Vec<_> = truth.difference(&ids).take(3).collect();
+        assert!(
+            missing.is_empty(),
+            "the native watcher misses tasks: {missing:?}, holds {:?}…",
+            ids.iter().take(3).collect::<Vec<_>>()
+        );
+        w.close();
+        took
+    }));
+
+    // One relist's round trips, on their own.
+    let mut trips = Vec::new();
+    for _ in 0..21 {
+        let t0 = Instant::now();
+        let got = alive(&ch);
+        trips.push(t0.elapsed());
+        assert_eq!(got.len(), truth.len());
+    }
+    trips.sort();
+    report.push(format!(
+        "   one relist (ListPodSandbox ready + ListContainers running, {} ids): median {:.1} ms, min {:.1} ms",
+        truth.len(),
+        trips[trips.len() / 2].as_secs_f64() * 1e3,
+        trips[0].as_secs_f64() * 1e3
+    ));
+
+    // c. containerd's CPU.
+    if let Some(pid) = pid {
+        report.push(format!(
+            "c. containerd (PID {pid}) CPU over {cpu_secs} s each, CPU seconds per minute (ours: this process):"
+        ));
+        let window = Duration::from_secs(cpu_secs as u64);
+        let idle = cpu_window(pid, window);
+        report.push(cpu_row("idle (no watcher)", idle, None));
+        let w = Watcher::new(cri_relist(), WatcherOptions::default());
+        w.wait_ready(DEADLINE).expect("not ready");
+        let relist = cpu_window(pid, window);
+        w.close();
+        report.push(cpu_row("CRI watcher, relist every 1 s", relist, Some(idle)));
+        let w = Watcher::new(cri_default(), WatcherOptions::default());
+        w.wait_ready(DEADLINE).expect("not ready");
+        let evented = cpu_window(pid, window);
+        w.close();
+        report.push(cpu_row(
+            &format!("CRI watcher, {mode}"),
+            evented,
+            Some(idle),
+        ));
+        let w = Watcher::new(native(), WatcherOptions::default());
+        w.wait_ready(DEADLINE).expect("not ready");
+        let nat = cpu_window(pid, window);
+        w.close();
+        report.push(cpu_row("containerd native watcher", nat, Some(idle)));
+        report.push(format!("   (load after: {})", load()));
+    } else {
+        report.push("c. skipped: WHALEWATCHER_CONTAINERD_PID is not set".into());
+    }
+
+    drop(cleanup);
+    for line in &report {
+        println!("{line}");
+    }
+    if test_mode {
+        println!("(test mode: {n} containers, {cpu_secs} s windows; the figures mean nothing)");
+    }
+}
+
+/// `WHALEWATCHER_CRI`, else `None` after a loud message.
+fn endpoint() -> Option<String> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    if let Some(p) = var("WHALEWATCHER_CRI") {
+        return Some(p.strip_prefix("unix://").unwrap_or(&p).to_string());
+    }
+    let msg = "benches/cri_scale: SKIPPED — no engine configured (set WHALEWATCHER_CRI=/path/containerd.sock or run tests/engines/up.sh and source its env)";
+    if var("WHALEWATCHER_REQUIRE_ENGINES").as_deref() == Some("1") {
+        panic!("{msg}, but WHALEWATCHER_REQUIRE_ENGINES=1");
+    }
+    eprintln!("\n************************************************************");
+    eprintln!("*** {msg}");
+    eprintln!("************************************************************\n");
+    None
+}
+
+fn env_usize(var: &str, default: usize) -> usize {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{var}={v:?} is not a number")),
+        _ => default,
+    }
+}
+
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn utc_now() -> String {
+    std::process::Command::new("date")
+        .args(["-u", "+%FT%TZ"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn channel(path: &str) -> Channel {
+    Channel::new(path, CancelSet::new())
+}
+
+/// A unary CRI runtime-service call; panics on failure (bench support).
+fn call<Req: Message, Resp: Message>(ch: &Channel, method: &str, req: &Req) -> Resp {
+    try_call(ch, method, req).unwrap_or_else(|e| panic!("CRI {method} failed: {e}"))
+}
+
+fn try_call<Req: Message, Resp: Message>(
+    ch: &Channel,
+    method: &str,
+    req: &Req,
+) -> whalewatcher::Result<Resp> {
+    ch.unary_msg(
+        &format!("/runtime.v1.RuntimeService/{method}"),
+        &[],
+        req,
+        Some(DEADLINE),
+    )
+}
+
+/// The ids of the ready sandboxes and running containers: the truth (and what a relist asks).
+fn alive(ch: &Channel) -> BTreeSet<String> {
+    let mut sf = PodSandboxStateValue::new();
+    sf.state = EnumOrUnknown::new(PodSandboxState::SANDBOX_READY);
+    let mut f = PodSandboxFilter::new();
+    f.state = MessageField::some(sf);
+    let mut req = ListPodSandboxRequest::new();
+    req.filter = MessageField::some(f);
+    let r: ListPodSandboxResponse = call(ch, "ListPodSandbox", &req);
+    let mut ids: BTreeSet<String> = r.items.into_iter().map(|s| s.id).collect();
+    let mut cf = ContainerStateValue::new();
+    cf.state = EnumOrUnknown::new(ContainerState::CONTAINER_RUNNING);
+    let mut f = ContainerFilter::new();
+    f.state = MessageField::some(cf);
+    let mut req = ListContainersRequest::new();
+    req.filter = MessageField::some(f);
+    let r: ListContainersResponse = call(ch, "ListContainers", &req);
+    ids.extend(r.containers.into_iter().map(|c| c.id));
+    ids
+}
+
+fn pod_config(i: usize) -> PodSandboxConfig {
+    let name = format!("wwscale-{}-{i}", std::process::id());
+    let mut meta = PodSandboxMetadata::new();
+    meta.name = name.clone();
+    meta.uid = format!("uid-{name}");
+    meta.namespace = "wwscale".into();
+    let mut ns = NamespaceOption::new();
+    ns.network = EnumOrUnknown::new(NamespaceMode::NODE);
+    let mut sec = LinuxSandboxSecurityContext::new();
+    sec.namespace_options = MessageField::some(ns);
+    let mut linux = LinuxPodSandboxConfig::new();
+    linux.security_context = MessageField::some(sec);
+    let mut config = PodSandboxConfig::new();
+    config.metadata = MessageField::some(meta);
+    config.labels = HashMap::from([(LABEL_KEY.to_string(), LABEL_VALUE.to_string())]);
+    config.linux = MessageField::some(linux);
+    config
+}
+
+/// `n` running containers in pods of `per_pod`, `PARALLEL` pods at a time.
+fn create(path: &str, image: &str, n: usize, per_pod: usize) {
+    let pods = n.div_ceil(per_pod);
+    let next = AtomicUsize::new(0);
+    let failed = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..PARALLEL.min(pods) {
+            s.spawn(|| {
+                let ch = channel(path);
+                loop {
+                    let p = next.fetch_add(1, Ordering::Relaxed);
+                    if p >= pods || failed.lock().unwrap().is_some() {
+                        return;
+                    }
+                    let config = pod_config(p);
+                    let mut req = RunPodSandboxRequest::new();
+                    req.config = MessageField::some(config.clone());
+                    let r: RunPodSandboxResponse = call(&ch, "RunPodSandbox", &req);
+                    let count = per_pod.min(n - p * per_pod);
+                    for c in 0..count {
+                        let mut meta = ContainerMetadata::new();
+                        meta.name = format!("c{c}");
+                        let mut img = ImageSpec::new();
+                        img.image = image.to_string();
+                        let mut cc = ContainerConfig::new();
+                        cc.metadata = MessageField::some(meta);
+                        cc.image = MessageField::some(img);
+                        cc.labels =
+                            HashMap::from([(LABEL_KEY.to_string(), LABEL_VALUE.to_string())]);
+                        let mut req = CreateContainerRequest::new();
+                        req.pod_sandbox_id = r.pod_sandbox_id.clone();
+                        req.config = MessageField::some(cc);
+                        req.sandbox_config = MessageField::some(config.clone());
+                        let created: CreateContainerResponse = call(&ch, "CreateContainer", &req);
+                        let mut req = StartContainerRequest::new();
+                        req.container_id = created.container_id;
+                        if let Err(e) =
+                            try_call::<_, StartContainerResponse>(&ch, "StartContainer", &req)
+                        {
+                            *failed.lock().unwrap() = Some(format!("StartContainer: {e}"));
+                            return;
+                        }
+                    }
+                    if (p + 1) % 10 == 0 {
+                        eprintln!("benches/cri_scale: {} pods up", p + 1);
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = failed.into_inner().unwrap() {
+        panic!("creating the containers failed: {e}");
+    }
+}
+
+/// Stops and removes the bench's pods when dropped (also after a panic).
+struct Cleanup {
+    path: String,
+}
+
+impl Cleanup {
+    /// Stops and removes every pod with the bench label (their containers with them),
+    /// `PARALLEL` at a time; never panics.
+    fn remove_all(&self) {
+        let ch = channel(&self.path);
+        let mut f = PodSandboxFilter::new();
+        f.label_selector = HashMap::from([(LABEL_KEY.to_string(), LABEL_VALUE.to_string())]);
+        let mut req = ListPodSandboxRequest::new();
+        req.filter = MessageField::some(f);
+        let pods: Vec<String> =
+            match try_call::<_, ListPodSandboxResponse>(&ch, "ListPodSandbox", &req) {
+                Ok(r) => r.items.into_iter().map(|s| s.id).collect(),
+                Err(e) => {
+                    eprintln!("benches/cri_scale: cannot list the pods to remove: {e}");
+                    return;
+                }
+            };
+        if pods.is_empty() {
+            return;
+        }
+        let began = Instant::now();
+        let next = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..PARALLEL {
+                s.spawn(|| {
+                    let ch = channel(&self.path);
+                    while let Some(id) = pods.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        let mut req = StopPodSandboxRequest::new();
+                        req.pod_sandbox_id = id.clone();
+                        if let Err(e) =
+                            try_call::<_, StopPodSandboxResponse>(&ch, "StopPodSandbox", &req)
+                        {
+                            eprintln!("benches/cri_scale: StopPodSandbox {id}: {e}");
+                        }
+                        let mut req = RemovePodSandboxRequest::new();
+                        req.pod_sandbox_id = id.clone();
+                        if let Err(e) =
+                            try_call::<_, RemovePodSandboxResponse>(&ch, "RemovePodSandbox", &req)
+                        {
+                            eprintln!("benches/cri_scale: RemovePodSandbox {id}: {e}");
+                        }
+                    }
+                });
+            }
+        });
+        eprintln!(
+            "benches/cri_scale: removed {} pods in {:.1} s",
+            pods.len(),
+            began.elapsed().as_secs_f64()
+        );
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        self.remove_all();
+    }
+}
+
+/// Time to Ready of `w`, after checking that it holds exactly `truth`.
+fn held(w: Watcher, truth: &BTreeSet<String>) -> Duration {
+    let t0 = Instant::now();
+    w.wait_ready(DEADLINE).expect("not ready");
+    let took = t0.elapsed();
+    let ids: BTreeSet<String> = w.portfolio().iter().map(|c| c.id.clone()).collect();
+    assert_eq!(
+        &ids, truth,
+        "the watcher's portfolio is not the CRI listing"
+    );
+    w.close();
+    took
+}
+
+/// Runs `once` `ROUNDS` times; median, min and max.
+fn ready_row(what: &str, once: impl Fn() -> Duration) -> String {
+    let mut v: Vec<Duration> = (0..ROUNDS).map(|_| once()).collect();
+    v.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    format!(
+        "   {what:<40} median {:>8.1} ms  min {:>8.1} ms  max {:>8.1} ms",
+        ms(v[v.len() / 2]),
+        ms(v[0]),
+        ms(v[v.len() - 1])
+    )
+}
+
+/// utime + stime of `pid` in seconds.
+fn cpu_of(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/stat: {e}"));
+    // Fields after the command (which may hold spaces) in parentheses.
+    let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // rest[0] is field 3 (state): utime is field 14, stime 15.
+    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+    ticks as f64 / clock_ticks()
+}
+
+fn clock_ticks() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// CPU seconds per minute of the engine and of this process over `window`.
+#[derive(Clone, Copy)]
+struct Cpu {
+    engine: f64,
+    ours: f64,
+}
+
+fn cpu_window(pid: u32, window: Duration) -> Cpu {
+    let pid = pid.to_string();
+    let (e0, o0, t0) = (cpu_of(&pid), cpu_of("self"), Instant::now());
+    std::thread::sleep(window);
+    let (e1, o1, secs) = (cpu_of(&pid), cpu_of("self"), t0.elapsed().as_secs_f64());
+    Cpu {
+        engine: (e1 - e0) * 60.0 / secs,
+        ours: (o1 - o0) * 60.0 / secs,
+    }
+}
+
+fn cpu_row(what: &str, c: Cpu, idle: Option<Cpu>) -> String {
+    let extra = idle
+        .map(|i| {
+            format!(
+                "  (+{:.2} s/min over idle, {:.2}x idle)",
+                c.engine - i.engine,
+                c.engine / i.engine.max(1e-9)
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "   {what:<40} containerd {:>6.2} s/min  ours {:>6.2} s/min (load {}){extra}",
+        c.engine,
+        c.ours,
+        load()
+    )
+}
