@@ -14,7 +14,44 @@ use std::sync::Arc;
 
 use crate::container::Container;
 pub use project::Project;
-use sharded::Sharded;
+use sharded::{Keyed, Sharded};
+
+impl Keyed for Arc<Container> {
+    fn key(&self) -> &str {
+        &self.id
+    }
+}
+
+/// The containers of one name: almost always one, kept without a slice of its own.
+#[derive(Clone)]
+enum Named {
+    One(Arc<Container>),
+    /// Two or more.
+    Many(Arc<[Arc<Container>]>),
+}
+
+impl Named {
+    fn as_slice(&self) -> &[Arc<Container>] {
+        match self {
+            Named::One(c) => std::slice::from_ref(c),
+            Named::Many(v) => v,
+        }
+    }
+
+    fn from_vec(mut v: Vec<Arc<Container>>) -> Option<Named> {
+        match v.len() {
+            0 => None,
+            1 => v.pop().map(Named::One),
+            _ => Some(Named::Many(v.into())),
+        }
+    }
+}
+
+impl Keyed for Named {
+    fn key(&self) -> &str {
+        self.as_slice().first().map_or("", |c| &c.name)
+    }
+}
 
 /// An immutable snapshot of the alive containers of one or more engines.
 ///
@@ -24,7 +61,7 @@ use sharded::Sharded;
 #[derive(Clone, Default)]
 pub struct Portfolio {
     by_id: Sharded<Arc<Container>>,
-    by_name: Sharded<Arc<[Arc<Container>]>>,
+    by_name: Sharded<Named>,
     /// Copy-on-write at two levels: an update copies the map's pointers and one project.
     projects: Arc<BTreeMap<Arc<str>, Arc<Project>>>,
     len: usize,
@@ -46,7 +83,7 @@ impl Portfolio {
     /// All containers with this name (in no particular order); empty when none.
     #[inline]
     pub fn by_name(&self, name: &str) -> &[Arc<Container>] {
-        self.by_name.get(name).map(|v| &v[..]).unwrap_or(&[])
+        self.by_name.get(name).map_or(&[], Named::as_slice)
     }
 
     /// The container with this id or, failing that, the first one with this name
@@ -110,11 +147,11 @@ impl Portfolio {
     /// your own (and for the watcher itself).
     pub fn insert(&mut self, c: Arc<Container>) -> Option<Arc<Container>> {
         let old = self.remove(&c.id);
-        let names: Arc<[Arc<Container>]> = match self.by_name.get(&c.name) {
-            Some(v) => v.iter().cloned().chain([c.clone()]).collect(),
-            None => Arc::from([c.clone()]),
+        let named = match self.by_name.get(&c.name) {
+            Some(v) => Named::Many(v.as_slice().iter().cloned().chain([c.clone()]).collect()),
+            None => Named::One(c.clone()),
         };
-        self.by_name.insert(&c.name, names);
+        self.by_name.insert(named);
         let projects = Arc::make_mut(&mut self.projects);
         match projects.get_mut(c.project.as_str()) {
             Some(p) => Arc::make_mut(p).insert(c.clone()),
@@ -124,7 +161,7 @@ impl Portfolio {
                 projects.insert(Arc::from(c.project.as_str()), Arc::new(p));
             }
         }
-        self.by_id.insert(&Arc::clone(&c).id, c);
+        self.by_id.insert(c);
         self.len += 1;
         old
     }
@@ -134,12 +171,16 @@ impl Portfolio {
         let old = self.by_id.remove(id)?;
         self.len -= 1;
         if let Some(v) = self.by_name.get(&old.name) {
-            let rest: Vec<_> = v.iter().filter(|c| c.id != id).cloned().collect();
-            if rest.is_empty() {
-                self.by_name.remove(&old.name);
-            } else {
-                self.by_name.insert(&old.name, rest.into());
-            }
+            let rest: Vec<_> = v
+                .as_slice()
+                .iter()
+                .filter(|c| c.id != id)
+                .cloned()
+                .collect();
+            match Named::from_vec(rest) {
+                Some(rest) => self.by_name.insert(rest),
+                None => self.by_name.remove(&old.name),
+            };
         }
         let projects = Arc::make_mut(&mut self.projects);
         if let Some(p) = projects.get_mut(old.project.as_str()) {

@@ -55,7 +55,7 @@ impl Project {
     }
 
     pub(crate) fn insert(&mut self, c: Arc<Container>) {
-        if self.containers.insert(&Arc::clone(&c).id, c).is_none() {
+        if self.containers.insert(c).is_none() {
             self.len += 1;
         }
     }

@@ -227,7 +227,7 @@ struct Listing {
     /// The listing failed: retry then.
     retry_at: Option<Instant>,
     /// The listing, while its vanished containers' exit statuses are asked for.
-    listed: Option<Vec<Container>>,
+    listed: Option<Vec<Arc<Container>>>,
 }
 
 /// What an inspect found, for [`SyncState::finalize`].
@@ -591,6 +591,10 @@ impl SyncState {
         match result {
             Ok(list) => {
                 self.list_retry.reset();
+                // Shared from here on, never copied: the containers' strings stay where the
+                // engine client allocated them (one deep copy per container and listing
+                // left the client threads' allocator arenas holding freed copies: issue 16).
+                let list: Vec<Arc<Container>> = list.into_iter().map(Arc::new).collect();
                 let f = fold(&self.portfolio, &list, &l.buffered);
                 let mut ids: Vec<String> = self
                     .portfolio
@@ -1011,7 +1015,7 @@ pub(crate) struct Folded {
 
 /// Step 3: replays `buffered` (events that arrived while listing; the listing was taken
 /// at an unknown point among them) onto `list`, with `old` the portfolio shown before.
-pub(crate) fn fold(old: &Portfolio, list: &[Container], buffered: &[RawEvent]) -> Folded {
+pub(crate) fn fold(old: &Portfolio, list: &[Arc<Container>], buffered: &[RawEvent]) -> Folded {
     let mut fresh: Portfolio = list.iter().filter(|c| c.pid != 0).cloned().collect();
     let mut first_exit: HashMap<String, Exit> = HashMap::new();
     let mut listed_short = Vec::new();
