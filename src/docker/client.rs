@@ -1,7 +1,7 @@
 //! [`DockerClient`]: the Docker/Podman engine adaptor.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -67,8 +67,10 @@ pub struct DockerClient {
     negotiated: Mutex<Option<(Negotiated, Reported)>>,
     /// Number of negotiations so far.
     generations: AtomicU64,
-    /// How many inspects `list` runs at the same time; `None`: [`inspect_workers`].
+    /// On how many connections `list` inspects; `None`: [`inspect_connections`].
     inspect_concurrency: Option<usize>,
+    /// How many inspects `list` keeps in flight per connection; `None`: [`PIPELINE_DEPTH`].
+    pipeline_depth: Option<usize>,
 }
 
 /// Whether `info()` has reported a negotiation (then the next `info()` negotiates anew).
@@ -95,6 +97,7 @@ impl DockerClient {
             negotiated: Mutex::new(None),
             generations: AtomicU64::new(0),
             inspect_concurrency: None,
+            pipeline_depth: None,
         })
     }
 
@@ -119,11 +122,23 @@ impl DockerClient {
         self
     }
 
-    /// Sets how many containers [`list`](EngineClient::list) inspects at the same time
-    /// (at least 1). The default is twice the host's cores for Docker (2–16) and four
-    /// times for Podman (4–32): the threads mostly wait while the engine inspects.
+    /// Sets on how many connections [`list`](EngineClient::list) inspects (at least 1;
+    /// one thread each, the calling thread being one of them). The default: see
+    /// [`with_pipeline_depth`](Self::with_pipeline_depth).
     pub fn with_inspect_concurrency(mut self, n: usize) -> Self {
         self.inspect_concurrency = Some(n.max(1));
+        self
+    }
+
+    /// Sets how many inspects [`list`](EngineClient::list) keeps in flight on each
+    /// connection (HTTP/1.1 pipelining; at least 1, which is one request per round trip).
+    ///
+    /// The engine answers a connection's requests one after another, with no round trip
+    /// in between; it works on its connections in parallel. The default: 4 requests deep,
+    /// on as many connections as the host has cores for Docker (1–8) and four times as
+    /// many for Podman (4–32), fewer for fewer containers.
+    pub fn with_pipeline_depth(mut self, n: usize) -> Self {
+        self.pipeline_depth = Some(n.max(1));
         self
     }
 
@@ -162,19 +177,29 @@ impl DockerClient {
             return Ok(n);
         }
         let n = self.check(self.negotiate())?;
-        let mut slot = self.negotiated.lock();
-        // Another thread may have negotiated meanwhile: keep the first (and its identity).
-        match &*slot {
-            Some((cur, _)) => Ok(cur.clone()),
-            None => {
-                *slot = Some((n.clone(), Reported::No));
-                Ok(n)
-            }
-        }
+        Ok(self.adopt(n))
     }
 
     fn negotiate(&self) -> Result<Negotiated> {
         let ping = self.http.get("/_ping")?;
+        self.negotiation(&ping)
+    }
+
+    /// Records negotiation `n` unless another thread negotiated meanwhile; the one kept.
+    fn adopt(&self, n: Negotiated) -> Negotiated {
+        let mut slot = self.negotiated.lock();
+        // Keep the first (and its identity).
+        match &*slot {
+            Some((cur, _)) => cur.clone(),
+            None => {
+                *slot = Some((n.clone(), Reported::No));
+                n
+            }
+        }
+    }
+
+    /// The negotiation a `GET /_ping` answer gives.
+    fn negotiation(&self, ping: &Response) -> Result<Negotiated> {
         if !ping.is_success() {
             return Err(Error::protocol(
                 "docker",
@@ -207,7 +232,7 @@ impl DockerClient {
         // `Server: Libpod/4.3.1 (linux)` header): no /info (125-255 ms on Podman 4.3,
         // serialized with the inspects) is needed at all.
         let identity = if kind == EngineKind::Podman {
-            podman_version(&ping).map(|version| Identity {
+            podman_version(ping).map(|version| Identity {
                 engine: Arc::new(EngineRef {
                     kind,
                     id: random_uuid(),
@@ -284,25 +309,18 @@ impl DockerClient {
         engine: &Arc<EngineRef>,
         id: &str,
     ) -> Result<Inspection> {
-        // Ids and names are [A-Za-z0-9][A-Za-z0-9_.-]*; anything else cannot name a
-        // container, and must not reach the path (the engine's router cleans "../").
-        let valid = id.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-        if !valid {
-            return Err(Error::NotFound { id: id.to_string() });
-        }
-        let r = self.http.get(&format!(
-            "{}/containers/{}/json",
-            n.prefix,
-            percent_encode(id)
-        ))?;
+        let path = inspect_path(n, id)?;
+        let r = self.http.get(&path)?;
+        self.inspection(&r, id, engine)
+    }
+
+    /// What an inspect answer says about container `id`.
+    fn inspection(&self, r: &Response, id: &str, engine: &Arc<EngineRef>) -> Result<Inspection> {
         if r.status() == 404 {
             return Err(Error::NotFound { id: id.to_string() });
         }
         if !r.is_success() {
-            return Err(status_error(&r));
+            return Err(status_error(r));
         }
         // The packer gets the whole tree; without one, only what a container keeps is built.
         let v = match &self.packer {
@@ -313,17 +331,59 @@ impl DockerClient {
     }
 
     fn list_ids(&self, n: &Negotiated) -> Result<Vec<String>> {
-        let filters = percent_encode(r#"{"status":["running","paused"]}"#);
-        let r = self
-            .http
-            .get(&format!("{}/containers/json?filters={filters}", n.prefix))?;
+        let r = self.http.get(&format!("{}{LIST_PATH}", n.prefix))?;
         if !r.is_success() {
             return Err(status_error(&r));
         }
         list_ids(&r.body)
     }
 
-    /// Inspects `ids` on a few threads; skips containers that are no longer alive.
+    /// Negotiates and lists in one round trip: `GET /_ping` and the unversioned listing
+    /// (the server's own API version; only the ids are read from it, which every version
+    /// has) written together on one connection, answered in order.
+    fn negotiate_and_list(
+        &self,
+        on_ping: &mut dyn FnMut(&Negotiated),
+    ) -> Result<(Negotiated, Vec<String>)> {
+        let mut requests = ["/_ping".to_string(), LIST_PATH.to_string()].into_iter();
+        let mut negotiated: Option<Result<Negotiated>> = None;
+        let mut list: Option<Response> = None;
+        self.http.get_pipelined(
+            2,
+            || requests.next().map(|p| ((), p)),
+            |(), r| match negotiated {
+                None => {
+                    let n = self.negotiation(&r).map(|n| self.adopt(n));
+                    if let Ok(n) = &n {
+                        on_ping(n);
+                    }
+                    let ok = n.is_ok();
+                    negotiated = Some(n);
+                    ok
+                }
+                Some(_) => {
+                    list = Some(r);
+                    true
+                }
+            },
+        )?;
+        let missing = || {
+            Error::protocol(
+                "docker",
+                format!("{}: no answer to the listing", self.endpoint()),
+            )
+        };
+        let n = negotiated.ok_or_else(missing)??;
+        let list = list.ok_or_else(missing)?;
+        if !list.is_success() {
+            return Err(status_error(&list));
+        }
+        Ok((n, list_ids(&list.body)?))
+    }
+
+    /// Inspects `ids` with HTTP/1.1 pipelining on a few keep-alive connections (one thread
+    /// each, the calling thread being one of them); skips containers that are no longer
+    /// alive.
     fn inspect_all(
         &self,
         n: &Negotiated,
@@ -332,41 +392,63 @@ impl DockerClient {
     ) -> Result<Vec<Container>> {
         let next = AtomicUsize::new(0);
         let failed = AtomicBool::new(false);
-        let workers = self
-            .inspect_concurrency
-            .unwrap_or_else(|| inspect_workers(n.kind))
-            .min(ids.len());
-        let mut results: Vec<(usize, Result<Inspection>)> = Vec::with_capacity(ids.len());
+        let (connections, depth) = self.inspect_plan(n.kind, ids.len());
+        // One connection's share: (index, result) pairs, and how its pipeline ended.
+        type Share = (Vec<(usize, Result<Inspection>)>, Result<()>);
+        let run = || -> Share {
+            let mut out = Vec::new();
+            let mut invalid = Vec::new();
+            let ended = self.http.get_pipelined(
+                depth,
+                || loop {
+                    if failed.load(Ordering::Relaxed) {
+                        return None;
+                    }
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let id = ids.get(i)?;
+                    match inspect_path(n, id) {
+                        Ok(path) => return Some((i, path)),
+                        Err(e) => invalid.push((i, Err(e))),
+                    }
+                },
+                |i, r| {
+                    let id = ids.get(i).map_or("", String::as_str);
+                    let r = self.inspection(&r, id, engine);
+                    let hard = matches!(&r, Err(e) if !e.is_not_alive());
+                    if hard {
+                        failed.store(true, Ordering::Relaxed);
+                    }
+                    out.push((i, r));
+                    !hard
+                },
+            );
+            if ended.is_err() {
+                failed.store(true, Ordering::Relaxed);
+            }
+            out.append(&mut invalid);
+            (out, ended)
+        };
+        let mut shares: Vec<Share> = Vec::with_capacity(connections);
         std::thread::scope(|s| {
-            let handles: Vec<_> = (0..workers)
-                .map(|_| {
-                    s.spawn(|| {
-                        let mut out = Vec::new();
-                        while !failed.load(Ordering::Relaxed) {
-                            let i = next.fetch_add(1, Ordering::Relaxed);
-                            let Some(id) = ids.get(i) else { break };
-                            let r = self.inspect_with(n, engine, id);
-                            if matches!(&r, Err(e) if !e.is_not_alive()) {
-                                failed.store(true, Ordering::Relaxed);
-                            }
-                            out.push((i, r));
-                        }
-                        out
-                    })
-                })
-                .collect();
+            let handles: Vec<_> = (1..connections).map(|_| s.spawn(run)).collect();
+            shares.push(run());
             for h in handles {
-                match h.join() {
-                    Ok(out) => results.extend(out),
-                    Err(_) => results.push((
-                        usize::MAX,
+                shares.push(h.join().unwrap_or_else(|_| {
+                    (
+                        Vec::new(),
                         Err(Error::protocol("docker", "an inspect worker panicked")),
-                    )),
-                }
+                    )
+                }));
             }
         });
+        let mut results: Vec<(usize, Result<Inspection>)> = Vec::with_capacity(ids.len());
+        for (out, ended) in shares {
+            ended?;
+            results.extend(out);
+        }
         results.sort_by_key(|(i, _)| *i);
         let mut alive = Vec::with_capacity(results.len());
+        let answered = results.len();
         for (_, r) in results {
             match r {
                 Ok(Inspection::Alive(c)) => alive.push(c),
@@ -376,7 +458,26 @@ impl DockerClient {
                 Err(e) => return Err(e),
             }
         }
+        if answered != ids.len() {
+            return Err(Error::protocol(
+                "docker",
+                format!("{answered} of {} inspects answered", ids.len()),
+            ));
+        }
         Ok(alive)
+    }
+
+    /// How many connections a listing of `count` containers inspects on, and how many
+    /// inspects each keeps in flight.
+    fn inspect_plan(&self, kind: EngineKind, count: usize) -> (usize, usize) {
+        let connections = self
+            .inspect_concurrency
+            .unwrap_or_else(|| inspect_connections(kind));
+        let depth = self.pipeline_depth.unwrap_or(PIPELINE_DEPTH);
+        // Few containers: fewer connections, and the pipelines shortened so that every
+        // connection gets a share (the engine works on its connections in parallel).
+        let connections = connections.min(count).max(1);
+        (connections, depth.min(count.div_ceil(connections)).max(1))
     }
 
     fn open_events(&self, n: &Negotiated) -> Result<Box<dyn EventStream>> {
@@ -431,38 +532,66 @@ impl EngineClient for DockerClient {
     }
 
     fn list(&self) -> Result<Vec<Container>> {
-        let n = self.negotiated()?;
-        if n.identity.is_some() || self.packer.is_some() {
-            // (A packer sees each container as it is built: with its engine's identity.)
-            let i = self.identity(&n)?;
-            return self.list_with(&n, &i.engine);
-        }
-        // The identity is not known yet: `/info` on a thread of its own while the list and
-        // the inspects run (Podman's /info takes longer than a listing of 50 containers).
-        let provisional = Arc::new(EngineRef {
-            kind: n.kind,
-            id: String::new(),
-        });
-        let (identity, listed) = std::thread::scope(|s| {
-            let info = std::thread::Builder::new()
-                .name("whalewatch-info".into())
-                .spawn_scoped(s, || self.identity(&n));
-            let listed = self.list_with(&n, &provisional);
-            let identity = match info {
-                Ok(h) => h.join().unwrap_or_else(|_| {
+        let cached = self.negotiated.lock().as_ref().map(|(n, _)| n.clone());
+        std::thread::scope(|s| {
+            // The identity, when not known yet: `/info` on a thread of its own while the
+            // listing and the inspects run (dockerd's /info costs it as much CPU as a
+            // listing of 50 containers, and it runs external commands).
+            let mut info = None;
+            let mut ask_info = |n: &Negotiated| {
+                if n.identity.is_none() {
+                    let n = n.clone();
+                    info = std::thread::Builder::new()
+                        .name("whalewatch-info".into())
+                        .spawn_scoped(s, move || self.identity(&n))
+                        .ok();
+                }
+            };
+            let (n, ids) = match cached {
+                Some(n) => {
+                    ask_info(&n);
+                    (n, None)
+                }
+                // Not negotiated yet: `/_ping` and the listing in one round trip; `/info`
+                // starts as soon as the ping's answer is in.
+                None => {
+                    let (n, ids) = self.check(self.negotiate_and_list(&mut ask_info))?;
+                    (n, Some(ids))
+                }
+            };
+            let mut identity = || match info.take() {
+                Some(h) => h.join().unwrap_or_else(|_| {
                     Err(Error::protocol("docker", "the /info thread panicked"))
                 }),
-                // No thread to be had: ask here.
-                Err(_) => self.identity(&n),
+                // Known already, or no thread to be had: ask here.
+                None => self.identity(&n),
             };
-            (identity, listed)
-        });
-        let mut listed = listed?;
-        let identity = identity?;
-        for c in &mut listed {
-            c.engine = identity.engine.clone();
-        }
-        Ok(listed)
+            // A packer sees each container as it is built: with its engine's identity.
+            let known = match (&n.identity, &self.packer) {
+                (Some(i), _) => Some(i.clone()),
+                (None, Some(_)) => Some(identity()?),
+                (None, None) => None,
+            };
+            let provisional = Arc::new(EngineRef {
+                kind: n.kind,
+                id: String::new(),
+            });
+            let engine = known.as_ref().map_or(&provisional, |i| &i.engine);
+            let listed = match &ids {
+                Some(ids) => self.check(self.inspect_all(&n, engine, ids)),
+                None => self.list_with(&n, engine),
+            };
+            if known.is_some() {
+                return listed;
+            }
+            let identity = identity();
+            let mut listed = listed?;
+            let identity = identity?;
+            for c in &mut listed {
+                c.engine = identity.engine.clone();
+            }
+            Ok(listed)
+        })
     }
 
     fn inspect(&self, id: &str) -> Result<Inspection> {
@@ -481,24 +610,41 @@ impl EngineClient for DockerClient {
     }
 }
 
-/// How many inspects a listing runs at the same time by default: twice the host's cores
-/// for Docker (2–16), four times for Podman (4–32).
-///
-/// The threads mostly wait for the engine, which does the work (dockerd ~0.6 ms, Podman 4.3
-/// ~2.4 ms per inspect when idle); enough requests in flight keep it busy, more only
-/// queue up in the engine and cost us a stack each. Measured on 2 cores (one-shot list,
-/// whole process, wall time relative to the bollard peer's concurrent inspects, which puts
-/// every inspect in flight at once): Docker 50 containers 1.28x/1.12x/1.10x/1.08x/1.30x with
-/// 1/2/4/8/16 threads, 200 containers 1.18x/0.94x/0.81x/1.05x/0.78x; Podman 50 containers
-/// 1.14x/1.06x/0.94x/0.85x/1.21x (Podman's handlers wait on locks and storage, so more
-/// requests in flight help it longer).
-fn inspect_workers(kind: EngineKind) -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+/// How many inspects a listing keeps in flight on each connection by default.
+const PIPELINE_DEPTH: usize = 4;
+
+/// The listing of alive containers, after the version prefix.
+const LIST_PATH: &str =
+    "/containers/json?filters=%7B%22status%22%3A%5B%22running%22%2C%22paused%22%5D%7D";
+
+/// On how many connections a listing inspects by default.
+fn inspect_connections(kind: EngineKind) -> usize {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    // (std reads the cgroup's CPU quota files on every call.)
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     if kind == EngineKind::Podman {
         (4 * cores).clamp(4, 32)
     } else {
-        (2 * cores).clamp(2, 16)
+        cores.clamp(1, 8)
     }
+}
+
+/// The inspect path of container `id`. Ids and names are `[A-Za-z0-9][A-Za-z0-9_.-]*`;
+/// anything else cannot name a container, and must not reach the path (the engine's
+/// router cleans `../`): [`Error::NotFound`].
+fn inspect_path(n: &Negotiated, id: &str) -> Result<String> {
+    let valid = id.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if !valid {
+        return Err(Error::NotFound { id: id.to_string() });
+    }
+    Ok(format!(
+        "{}/containers/{}/json",
+        n.prefix,
+        percent_encode(id)
+    ))
 }
 
 /// Podman's version from its `/_ping` headers: `Libpod-Api-Version` (the Podman version
@@ -609,6 +755,29 @@ mod tests {
         assert_eq!(a.as_bytes()[14], b'4');
         assert!(matches!(a.as_bytes()[19], b'8' | b'9' | b'a' | b'b'), "{a}");
         assert!(a.split('-').map(str::len).eq([8, 4, 4, 4, 12]));
+    }
+
+    #[test]
+    fn the_listing_path_filters_running_and_paused() {
+        let filters = percent_encode(r#"{"status":["running","paused"]}"#);
+        assert_eq!(LIST_PATH, format!("/containers/json?filters={filters}"));
+    }
+
+    #[test]
+    fn inspect_plans_share_the_containers_among_the_connections() {
+        let c = DockerClient::new(Some("/x.sock"))
+            .unwrap()
+            .with_inspect_concurrency(4)
+            .with_pipeline_depth(8);
+        assert_eq!(c.inspect_plan(EngineKind::Docker, 1), (1, 1));
+        assert_eq!(c.inspect_plan(EngineKind::Docker, 3), (3, 1));
+        assert_eq!(c.inspect_plan(EngineKind::Docker, 10), (4, 3));
+        assert_eq!(c.inspect_plan(EngineKind::Podman, 1000), (4, 8));
+        let c = DockerClient::new(Some("/x.sock")).unwrap();
+        let (conns, depth) = c.inspect_plan(EngineKind::Docker, 1000);
+        assert!((1..=8).contains(&conns) && depth == PIPELINE_DEPTH);
+        let (conns, _) = c.inspect_plan(EngineKind::Podman, 1000);
+        assert!((4..=32).contains(&conns));
     }
 
     #[test]
