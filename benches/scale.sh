@@ -9,6 +9,10 @@
 #   bollard         benches/peers/bollard: bollard 0.21 + tokio, list then all inspects at once
 #   go-algorithm    the same peer with `serial`: list, then one inspect after another — the
 #                   Go whalewatcher's algorithm
+# and ours: `list` and `ready` (benches/peers/probe: DockerClient::list on a new client, and
+# Watcher::new + wait_ready, as bare processes; WHALEWATCHER_INSPECT_CONNECTIONS and
+# WHALEWATCHER_PIPELINE_DEPTH override the client's defaults), and the CLI's `ps --json`.
+# The engine's CPU per run (its own and its reaped children's) is reported too.
 # Engines: private dockerd and podman services started by tests/engines/up.sh under
 # $WHALEWATCHER_SCALE_DIR (default /tmp/whalewatcher-scale), so the bench never disturbs the
 # test engines; WHALEWATCHER_SCALE_ENGINES="docker podman" picks the engines, ROUNDS=11 the
@@ -31,6 +35,9 @@ cargo build --quiet --release --example whalewatch
 PEER_TARGET=${WHALEWATCHER_PEER_TARGET:-$TARGET/peers}
 CARGO_TARGET_DIR=$PEER_TARGET cargo build --quiet --release \
   --manifest-path benches/peers/bollard/Cargo.toml
+CARGO_TARGET_DIR=$PEER_TARGET cargo build --quiet --release \
+  --manifest-path benches/peers/probe/Cargo.toml
+PROBE=$PEER_TARGET/release/whalewatcher-probe
 mkdir -p "$TARGET"
 gcc -O2 -o "$TARGET/peakrss" benches/peakrss.c
 export PEAKRSS=$TARGET/peakrss
@@ -47,6 +54,7 @@ cli() { # cli ENGINE ARGS...: the engine's own CLI on its private socket
   esac
 }
 url() { case $1 in docker) echo "$WHALEWATCHER_DOCKER" ;; podman) echo "$WHALEWATCHER_PODMAN" ;; esac; }
+engine_pid() { case $1 in docker) echo "$WHALEWATCHER_DOCKERD_PID" ;; podman) echo "$WHALEWATCHER_PODMAN_PID" ;; esac; }
 
 # scale_to ENGINE N: exactly N running containers with the bench label.
 scale_to() {
@@ -71,10 +79,12 @@ for e in $ENGINES; do
   u=$(url "$e")
   for n in "${SIZES[@]}"; do
     scale_to "$e" "$n"
-    echo "== $e, $n containers: ps (list + inspect every container)"
-    python3 benches/compare.py "$ROUNDS" \
+    echo "== $e, $n containers: ps (list + inspect every container); $(uptime)"
+    ENGINE_PID=$(engine_pid "$e") python3 benches/compare.py "$ROUNDS" \
       "bollard=$PEER $u" \
       "go-algorithm=$PEER $u serial" \
+      "list=$PROBE $u list" \
+      "ready=$PROBE $u ready" \
       "whalewatch-ps=$WW --docker $u ps --json"
   done
 done

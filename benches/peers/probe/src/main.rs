@@ -2,7 +2,8 @@
 //! SOCKET once through `DockerClient::list` (`list`), or starts a watcher and waits until it
 //! is Ready (`ready`), then prints `N alive` — the counterpart of the bollard peer.
 //! `WHALEWATCHER_INSPECT_CONNECTIONS` and `WHALEWATCHER_PIPELINE_DEPTH` override the
-//! client's defaults (for tuning them).
+//! client's defaults (for tuning them); `WHALEWATCHER_NO_IDENTITY=1` makes the client
+//! `without_identity()` (no `/info`).
 use std::time::Duration;
 
 use whalewatcher::docker::DockerClient;
@@ -20,6 +21,9 @@ fn main() {
     }
     if let Some(n) = env("WHALEWATCHER_PIPELINE_DEPTH") {
         client = client.with_pipeline_depth(n);
+    }
+    if env("WHALEWATCHER_NO_IDENTITY") == Some(1) {
+        client = client.without_identity();
     }
     let alive = match mode.as_str() {
         "list" => client.list().expect("list failed").len(),
