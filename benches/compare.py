@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Runs commands in alternation and reports, per command, the median and p90 of wall time,
-CPU time (user + sys, from wait4) and peak RSS: whole processes measured from outside, so a
-fixed cost (connection set-up, thread start, runtime start) counts as the user pays it; with
-ENGINE_PID also the engine's mean CPU time per run.
+"""Runs commands in alternating rounds (each round in a shuffled order) and reports, per
+command, the median and p90 of wall time, CPU time (user + sys, from wait4) and peak RSS:
+whole processes measured from outside, so a fixed cost (connection set-up, thread start,
+runtime start) counts as the user pays it; with ENGINE_PID also the engine's mean CPU time
+per run.
 
     compare.py ROUNDS NAME=COMMAND [NAME=COMMAND ...]
 
@@ -11,6 +12,7 @@ Prints one line per command and, for every command after the first, its ratio to
 the per-round ratios). Exits non-zero when a command fails.
 """
 import os
+import random
 import shlex
 import statistics
 import subprocess
@@ -67,8 +69,11 @@ def main():
     for _, cmd in cmds:  # warm-up: page cache, engine caches
         run(cmd)
     res = {name: [] for name, _ in cmds}
+    # Each round in its own (seeded) order, so that no command always follows the same
+    # other one (an engine still busy with the previous client's leftovers).
+    order = random.Random(16)
     for _ in range(rounds):
-        for name, cmd in cmds:
+        for name, cmd in order.sample(cmds, len(cmds)):
             res[name].append(run(cmd))
     first = None
     for name, _ in cmds:

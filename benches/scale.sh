@@ -13,6 +13,7 @@
 # Watcher::new + wait_ready, as bare processes; WHALEWATCHER_INSPECT_CONNECTIONS and
 # WHALEWATCHER_PIPELINE_DEPTH override the client's defaults), and the CLI's `ps --json`.
 # The engine's CPU per run (its own and its reaped children's) is reported too.
+# WHALEWATCHER_SCALE_ALSO="NAME=COMMAND" adds a command (URL in it: the engine's address).
 # Engines: private dockerd and podman services started by tests/engines/up.sh under
 # $WHALEWATCHER_SCALE_DIR (default /tmp/whalewatcher-scale), so the bench never disturbs the
 # test engines; WHALEWATCHER_SCALE_ENGINES="docker podman" picks the engines, ROUNDS=11 the
@@ -65,8 +66,9 @@ scale_to() {
     seq $((n - have)) | xargs -P 4 -I{} bash -c "$(declare -f cli); cli $e run -d --network none \
       --label $LABEL --label com.docker.compose.project=scale $WHALEWATCHER_IMAGE >/dev/null"
   elif [ "$have" -gt "$n" ]; then
+    # (podman rm -f waits 10 s per container for the sleeping PID 1 to mind SIGTERM: -t 0)
     cli "$e" ps -q --filter "label=$LABEL" | tail -n $((have - n)) | xargs -n 50 \
-      bash -c "$(declare -f cli); cli $e rm -f \"\$@\" >/dev/null" _
+      bash -c "$(declare -f cli); cli $e rm -f $([ "$e" = podman ] && echo -t 0) \"\$@\" >/dev/null" _
   fi
   have=$(cli "$e" ps -q --filter "label=$LABEL" | wc -l)
   [ "$have" -eq "$n" ] || { echo "$e: $have containers instead of $n" >&2; exit 1; }
@@ -84,7 +86,9 @@ for e in $ENGINES; do
       "bollard=$PEER $u" \
       "go-algorithm=$PEER $u serial" \
       "list=$PROBE $u list" \
+      "list-no-info=env WHALEWATCHER_NO_IDENTITY=1 $PROBE $u list" \
       "ready=$PROBE $u ready" \
-      "whalewatch-ps=$WW --docker $u ps --json"
+      "whalewatch-ps=$WW --docker $u ps --json" \
+      ${WHALEWATCHER_SCALE_ALSO:+"${WHALEWATCHER_SCALE_ALSO//URL/$u}"}
   done
 done

@@ -58,7 +58,11 @@ struct Identity {
 /// [`EngineKind::Podman`] when the server is Libpod (`Libpod-Api-Version` or `Server: Libpod/…`),
 /// [`EngineKind::Docker`] otherwise. The identity (`GET /info`: `ID`, `ServerVersion`; ~7 ms on dockerd,
 /// 125–255 ms on Podman 4.3) is fetched on a thread of its own while
-/// [`list`](EngineClient::list) lists and inspects, so it is off a listing's critical path.
+/// [`list`](EngineClient::list) lists and inspects, so it is off a listing's critical path
+/// (Podman's comes with its `/_ping` answer; [`without_identity`](Self::without_identity)
+/// skips it). A first listing writes `/_ping` and the listing together (one round trip);
+/// its inspects are pipelined on a few keep-alive connections
+/// ([`with_pipeline_depth`](Self::with_pipeline_depth)).
 pub struct DockerClient {
     http: HttpClient,
     packer: Option<Arc<dyn RucksackPacker>>,
