@@ -192,9 +192,12 @@ fn row(n: usize) {
     let modelled = INSPECT_LATENCY * n as u32 / INSPECT_CONCURRENCY;
     let before = LIVE.load(Ordering::SeqCst);
     let began = Instant::now();
+    // Room for the synthetic starts and every pause/unpause below: the subscriber must not
+    // lag when the machine is loaded (a lagged subscription ends the measurement).
+    let events = 20_000.min(4 * n);
     let w = Watcher::new(
         engine.clone(),
-        WatcherOptions::default().with_subscriber_capacity(n + 1000),
+        WatcherOptions::default().with_subscriber_capacity(n + events + 1000),
     );
     w.wait_ready(Duration::from_secs(600)).expect("not ready");
     let ready = began.elapsed();
@@ -209,7 +212,6 @@ fn row(n: usize) {
     for _ in 0..n {
         let _ = sub.recv(); // the synthetic Started events
     }
-    let events = 20_000.min(4 * n);
     let t0 = Instant::now();
     for k in 0..events {
         engine.set_paused(k % n, (k / n) % 2 == 0);

@@ -1,7 +1,7 @@
 //! [`DockerClient`]: the Docker/Podman engine adaptor.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -58,7 +58,11 @@ struct Identity {
 /// [`EngineKind::Podman`] when the server is Libpod (`Libpod-Api-Version` or `Server: Libpod/…`),
 /// [`EngineKind::Docker`] otherwise. The identity (`GET /info`: `ID`, `ServerVersion`; ~7 ms on dockerd,
 /// 125–255 ms on Podman 4.3) is fetched on a thread of its own while
-/// [`list`](EngineClient::list) lists and inspects, so it is off a listing's critical path.
+/// [`list`](EngineClient::list) lists and inspects, so it is off a listing's critical path
+/// (Podman's comes with its `/_ping` answer; [`without_identity`](Self::without_identity)
+/// skips it). A first listing writes `/_ping` and the listing together (one round trip);
+/// its inspects are pipelined on a few keep-alive connections
+/// ([`with_pipeline_depth`](Self::with_pipeline_depth)).
 pub struct DockerClient {
     http: HttpClient,
     packer: Option<Arc<dyn RucksackPacker>>,
@@ -67,8 +71,12 @@ pub struct DockerClient {
     negotiated: Mutex<Option<(Negotiated, Reported)>>,
     /// Number of negotiations so far.
     generations: AtomicU64,
-    /// How many inspects `list` runs at the same time; `None`: [`inspect_workers`].
+    /// On how many connections `list` inspects; `None`: [`inspect_connections`].
     inspect_concurrency: Option<usize>,
+    /// How many inspects `list` keeps in flight per connection; `None`: [`PIPELINE_DEPTH`].
+    pipeline_depth: Option<usize>,
+    /// False: `list` and `inspect` leave the engine's id empty rather than ask `/info`.
+    identify: bool,
 }
 
 /// Whether `info()` has reported a negotiation (then the next `info()` negotiates anew).
@@ -95,6 +103,8 @@ impl DockerClient {
             negotiated: Mutex::new(None),
             generations: AtomicU64::new(0),
             inspect_concurrency: None,
+            pipeline_depth: None,
+            identify: true,
         })
     }
 
@@ -119,11 +129,35 @@ impl DockerClient {
         self
     }
 
-    /// Sets how many containers [`list`](EngineClient::list) inspects at the same time
-    /// (at least 1). The default is twice the host's cores for Docker (2–16) and four
-    /// times for Podman (4–32): the threads mostly wait while the engine inspects.
+    /// Sets on how many connections [`list`](EngineClient::list) inspects (at least 1;
+    /// one thread each, the calling thread being one of them). The default: see
+    /// [`with_pipeline_depth`](Self::with_pipeline_depth).
     pub fn with_inspect_concurrency(mut self, n: usize) -> Self {
         self.inspect_concurrency = Some(n.max(1));
+        self
+    }
+
+    /// Sets how many inspects [`list`](EngineClient::list) keeps in flight on each
+    /// connection (HTTP/1.1 pipelining; at least 1, which is one request per round trip).
+    ///
+    /// The engine answers a connection's requests one after another, with no round trip
+    /// in between; it works on its connections in parallel. The default: 4 requests deep,
+    /// on as many connections as the host has cores for Docker (1–8) and four times as
+    /// many for Podman (4–32), fewer for fewer containers.
+    pub fn with_pipeline_depth(mut self, n: usize) -> Self {
+        self.pipeline_depth = Some(n.max(1));
+        self
+    }
+
+    /// Makes [`list`](EngineClient::list) and [`inspect`](EngineClient::inspect) leave
+    /// the containers' [`EngineRef::id`] empty when the engine's identity is not known yet,
+    /// instead of asking `GET /info` for it; [`info`](EngineClient::info) still asks. For
+    /// one-shot listings that show no engine id (the CLI's `ps`): dockerd 20.10 runs
+    /// `runc --version` and `docker-init --version` for every `/info`, which costs it as
+    /// much CPU as listing and inspecting 50 containers (8 vs 7.5 ms, 2 cores). Podman's
+    /// identity comes with its `/_ping` answer, so it keeps its id either way.
+    pub fn without_identity(mut self) -> Self {
+        self.identify = false;
         self
     }
 
@@ -162,19 +196,29 @@ impl DockerClient {
             return Ok(n);
         }
         let n = self.check(self.negotiate())?;
-        let mut slot = self.negotiated.lock();
-        // Another thread may have negotiated meanwhile: keep the first (and its identity).
-        match &*slot {
-            Some((cur, _)) => Ok(cur.clone()),
-            None => {
-                *slot = Some((n.clone(), Reported::No));
-                Ok(n)
-            }
-        }
+        Ok(self.adopt(n))
     }
 
     fn negotiate(&self) -> Result<Negotiated> {
         let ping = self.http.get("/_ping")?;
+        self.negotiation(&ping)
+    }
+
+    /// Records negotiation `n` unless another thread negotiated meanwhile; the one kept.
+    fn adopt(&self, n: Negotiated) -> Negotiated {
+        let mut slot = self.negotiated.lock();
+        // Keep the first (and its identity).
+        match &*slot {
+            Some((cur, _)) => cur.clone(),
+            None => {
+                *slot = Some((n.clone(), Reported::No));
+                n
+            }
+        }
+    }
+
+    /// The negotiation a `GET /_ping` answer gives.
+    fn negotiation(&self, ping: &Response) -> Result<Negotiated> {
         if !ping.is_success() {
             return Err(Error::protocol(
                 "docker",
@@ -207,7 +251,7 @@ impl DockerClient {
         // `Server: Libpod/4.3.1 (linux)` header): no /info (125-255 ms on Podman 4.3,
         // serialized with the inspects) is needed at all.
         let identity = if kind == EngineKind::Podman {
-            podman_version(&ping).map(|version| Identity {
+            podman_version(ping).map(|version| Identity {
                 engine: Arc::new(EngineRef {
                     kind,
                     id: random_uuid(),
@@ -284,33 +328,10 @@ impl DockerClient {
         engine: &Arc<EngineRef>,
         id: &str,
     ) -> Result<Inspection> {
-        let body = self.fetch_inspect(n, id)?;
+        let path = inspect_path(n, id)?;
+        let r = self.http.get(&path)?;
+        let body = inspect_body(r, id)?;
         self.decode_inspect(&body, engine, id)
-    }
-
-    /// `GET /containers/{id}/json`: the body of a 2xx answer.
-    fn fetch_inspect(&self, n: &Negotiated, id: &str) -> Result<Vec<u8>> {
-        // Ids and names are [A-Za-z0-9][A-Za-z0-9_.-]*; anything else cannot name a
-        // container, and must not reach the path (the engine's router cleans "../").
-        let valid = id.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-        if !valid {
-            return Err(Error::NotFound { id: id.to_string() });
-        }
-        let r = self.http.get(&format!(
-            "{}/containers/{}/json",
-            n.prefix,
-            percent_encode(id)
-        ))?;
-        if r.status() == 404 {
-            return Err(Error::NotFound { id: id.to_string() });
-        }
-        if !r.is_success() {
-            return Err(status_error(&r));
-        }
-        Ok(r.body)
     }
 
     /// The container in an inspect answer.
@@ -324,23 +345,65 @@ impl DockerClient {
     }
 
     fn list_ids(&self, n: &Negotiated) -> Result<Vec<String>> {
-        let filters = percent_encode(r#"{"status":["running","paused"]}"#);
-        let r = self
-            .http
-            .get(&format!("{}/containers/json?filters={filters}", n.prefix))?;
+        let r = self.http.get(&format!("{}{LIST_PATH}", n.prefix))?;
         if !r.is_success() {
             return Err(status_error(&r));
         }
         list_ids(&r.body)
     }
 
-    /// Inspects `ids` on a few threads; skips containers that are no longer alive.
+    /// Negotiates and lists in one round trip: `GET /_ping` and the unversioned listing
+    /// (the server's own API version; only the ids are read from it, which every version
+    /// has) written together on one connection, answered in order.
+    fn negotiate_and_list(
+        &self,
+        on_ping: &mut dyn FnMut(&Negotiated),
+    ) -> Result<(Negotiated, Vec<String>)> {
+        let mut requests = ["/_ping".to_string(), LIST_PATH.to_string()].into_iter();
+        let mut negotiated: Option<Result<Negotiated>> = None;
+        let mut list: Option<Response> = None;
+        self.http.get_pipelined(
+            2,
+            || requests.next().map(|p| ((), p)),
+            |(), r| match negotiated {
+                None => {
+                    let n = self.negotiation(&r).map(|n| self.adopt(n));
+                    if let Ok(n) = &n {
+                        on_ping(n);
+                    }
+                    let ok = n.is_ok();
+                    negotiated = Some(n);
+                    ok
+                }
+                Some(_) => {
+                    list = Some(r);
+                    true
+                }
+            },
+        )?;
+        let missing = || {
+            Error::protocol(
+                "docker",
+                format!("{}: no answer to the listing", self.endpoint()),
+            )
+        };
+        let n = negotiated.ok_or_else(missing)??;
+        let list = list.ok_or_else(missing)?;
+        if !list.is_success() {
+            return Err(status_error(&list));
+        }
+        Ok((n, list_ids(&list.body)?))
+    }
+
+    /// Inspects `ids` with HTTP/1.1 pipelining on a few keep-alive connections (one thread
+    /// each, the calling thread being one of them); skips containers that are no longer
+    /// alive.
     ///
-    /// The threads only fetch; this thread decodes the answers as they come. So everything
-    /// that outlives the listing (the containers' strings and label maps) is allocated by
-    /// one thread, and the fetching threads' allocator arenas hold only answers in flight:
-    /// decoded on the fetching threads, the containers were scattered over their arenas
-    /// between freed bodies and JSON trees, which glibc kept (issue 16: ~2.5 KiB of
+    /// The pipelines only fetch; the calling thread decodes every answer as it comes. So
+    /// everything that outlives the listing (the containers' strings and label maps) is
+    /// allocated by one thread, and the fetching threads' allocator arenas hold only answers
+    /// in flight: decoded on the fetching threads, the containers were scattered over their
+    /// arenas between freed bodies and JSON trees, which glibc kept (issue 16: ~2.5 KiB of
     /// anonymous memory per container beyond the live heap).
     fn inspect_all(
         &self,
@@ -350,52 +413,93 @@ impl DockerClient {
     ) -> Result<Vec<Container>> {
         let next = AtomicUsize::new(0);
         let failed = AtomicBool::new(false);
-        let workers = self
-            .inspect_concurrency
-            .unwrap_or_else(|| inspect_workers(n.kind))
-            .min(ids.len());
+        let (connections, depth) = self.inspect_plan(n.kind, ids.len());
+        // One connection's pipeline: hands each answer's body (or why there is none) to
+        // `sink`; ends with how the pipeline ended.
+        let fetch = |sink: &mut dyn FnMut(usize, Result<Vec<u8>>)| -> Result<()> {
+            let mut invalid = Vec::new();
+            let ended = self.http.get_pipelined(
+                depth,
+                || loop {
+                    if failed.load(Ordering::Relaxed) {
+                        return None;
+                    }
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let id = ids.get(i)?;
+                    match inspect_path(n, id) {
+                        Ok(path) => return Some((i, path)),
+                        Err(e) => invalid.push((i, e)),
+                    }
+                },
+                |i, r| {
+                    let id = ids.get(i).map_or("", String::as_str);
+                    let body = inspect_body(r, id);
+                    let hard = matches!(&body, Err(e) if !e.is_not_alive());
+                    if hard {
+                        failed.store(true, Ordering::Relaxed);
+                    }
+                    sink(i, body);
+                    !hard
+                },
+            );
+            if ended.is_err() {
+                failed.store(true, Ordering::Relaxed);
+            }
+            for (i, e) in invalid {
+                sink(i, Err(e));
+            }
+            ended
+        };
         let mut results: Vec<(usize, Result<Inspection>)> = Vec::with_capacity(ids.len());
+        let mut ends: Vec<Result<()>> = Vec::with_capacity(connections);
+        let decode = |i: usize, body: Result<Vec<u8>>| {
+            let id = ids.get(i).map_or("", String::as_str);
+            let r = body.and_then(|b| self.decode_inspect(&b, engine, id));
+            if matches!(&r, Err(e) if !e.is_not_alive()) {
+                failed.store(true, Ordering::Relaxed);
+            }
+            (i, r)
+        };
         std::thread::scope(|s| {
-            let (tx, rx) = crossbeam_channel::bounded::<(usize, Result<Vec<u8>>)>(workers);
-            let handles: Vec<_> = (0..workers)
+            // Bounded: at most a few bodies wait for this thread at any time.
+            let (tx, rx) = crossbeam_channel::bounded::<(usize, Result<Vec<u8>>)>(
+                connections.saturating_mul(depth),
+            );
+            let handles: Vec<_> = (1..connections)
                 .map(|_| {
                     let tx = tx.clone();
-                    let (next, failed) = (&next, &failed);
+                    let fetch = &fetch;
                     s.spawn(move || {
-                        while !failed.load(Ordering::Relaxed) {
-                            let i = next.fetch_add(1, Ordering::Relaxed);
-                            let Some(id) = ids.get(i) else { break };
-                            let r = self.fetch_inspect(n, id);
-                            if matches!(&r, Err(e) if !e.is_not_alive()) {
-                                failed.store(true, Ordering::Relaxed);
-                            }
-                            if tx.send((i, r)).is_err() {
-                                break;
-                            }
-                        }
+                        fetch(&mut |i, b| {
+                            let _ = tx.send((i, b));
+                        })
                     })
                 })
                 .collect();
             drop(tx);
-            for (i, body) in rx {
-                let id = ids.get(i).map_or("", String::as_str);
-                let r = body.and_then(|b| self.decode_inspect(&b, engine, id));
-                if matches!(&r, Err(e) if !e.is_not_alive()) {
-                    failed.store(true, Ordering::Relaxed);
+            let own = fetch(&mut |i, b| {
+                results.push(decode(i, b));
+                while let Ok((i, b)) = rx.try_recv() {
+                    results.push(decode(i, b));
                 }
-                results.push((i, r));
+            });
+            // Until every other pipeline has ended (their senders are dropped then).
+            for (i, b) in rx.iter() {
+                results.push(decode(i, b));
             }
+            ends.push(own);
             for h in handles {
-                if h.join().is_err() {
-                    results.push((
-                        usize::MAX,
-                        Err(Error::protocol("docker", "an inspect worker panicked")),
-                    ));
-                }
+                ends.push(h.join().unwrap_or_else(|_| {
+                    Err(Error::protocol("docker", "an inspect worker panicked"))
+                }));
             }
         });
+        for ended in ends {
+            ended?;
+        }
         results.sort_by_key(|(i, _)| *i);
         let mut alive = Vec::with_capacity(results.len());
+        let answered = results.len();
         for (_, r) in results {
             match r {
                 Ok(Inspection::Alive(c)) => alive.push(c),
@@ -405,7 +509,26 @@ impl DockerClient {
                 Err(e) => return Err(e),
             }
         }
+        if answered != ids.len() {
+            return Err(Error::protocol(
+                "docker",
+                format!("{answered} of {} inspects answered", ids.len()),
+            ));
+        }
         Ok(alive)
+    }
+
+    /// How many connections a listing of `count` containers inspects on, and how many
+    /// inspects each keeps in flight.
+    fn inspect_plan(&self, kind: EngineKind, count: usize) -> (usize, usize) {
+        let connections = self
+            .inspect_concurrency
+            .unwrap_or_else(|| inspect_connections(kind));
+        let depth = self.pipeline_depth.unwrap_or(PIPELINE_DEPTH);
+        // Few containers: fewer connections, and the pipelines shortened so that every
+        // connection gets a share (the engine works on its connections in parallel).
+        let connections = connections.min(count).max(1);
+        (connections, depth.min(count.div_ceil(connections)).max(1))
     }
 
     fn open_events(&self, n: &Negotiated) -> Result<Box<dyn EventStream>> {
@@ -460,44 +583,79 @@ impl EngineClient for DockerClient {
     }
 
     fn list(&self) -> Result<Vec<Container>> {
-        let n = self.negotiated()?;
-        if n.identity.is_some() || self.packer.is_some() {
-            // (A packer sees each container as it is built: with its engine's identity.)
-            let i = self.identity(&n)?;
-            return self.list_with(&n, &i.engine);
-        }
-        // The identity is not known yet: `/info` on a thread of its own while the list and
-        // the inspects run (Podman's /info takes longer than a listing of 50 containers).
-        let provisional = Arc::new(EngineRef {
-            kind: n.kind,
-            id: String::new(),
-        });
-        let (identity, listed) = std::thread::scope(|s| {
-            let info = std::thread::Builder::new()
-                .name("whalewatch-info".into())
-                .spawn_scoped(s, || self.identity(&n));
-            let listed = self.list_with(&n, &provisional);
-            let identity = match info {
-                Ok(h) => h.join().unwrap_or_else(|_| {
+        let cached = self.negotiated.lock().as_ref().map(|(n, _)| n.clone());
+        std::thread::scope(|s| {
+            // The identity, when not known yet: `/info` on a thread of its own while the
+            // listing and the inspects run (dockerd's /info costs it as much CPU as a
+            // listing of 50 containers, and it runs external commands).
+            let mut info = None;
+            let mut ask_info = |n: &Negotiated| {
+                if n.identity.is_none() && self.identify {
+                    let n = n.clone();
+                    info = std::thread::Builder::new()
+                        .name("whalewatch-info".into())
+                        .spawn_scoped(s, move || self.identity(&n))
+                        .ok();
+                }
+            };
+            let (n, ids) = match cached {
+                Some(n) => {
+                    ask_info(&n);
+                    (n, None)
+                }
+                // Not negotiated yet: `/_ping` and the listing in one round trip; `/info`
+                // starts as soon as the ping's answer is in.
+                None => {
+                    let (n, ids) = self.check(self.negotiate_and_list(&mut ask_info))?;
+                    (n, Some(ids))
+                }
+            };
+            let mut identity = || match info.take() {
+                Some(h) => h.join().unwrap_or_else(|_| {
                     Err(Error::protocol("docker", "the /info thread panicked"))
                 }),
-                // No thread to be had: ask here.
-                Err(_) => self.identity(&n),
+                // Known already, or no thread to be had: ask here.
+                None => self.identity(&n),
             };
-            (identity, listed)
-        });
-        let mut listed = listed?;
-        let identity = identity?;
-        for c in &mut listed {
-            c.engine = identity.engine.clone();
-        }
-        Ok(listed)
+            // A packer sees each container as it is built: with its engine's identity.
+            let known = match (&n.identity, &self.packer) {
+                (Some(i), _) => Some(i.clone()),
+                (None, _) if !self.identify => None,
+                (None, Some(_)) => Some(identity()?),
+                (None, None) => None,
+            };
+            let provisional = Arc::new(EngineRef {
+                kind: n.kind,
+                id: String::new(),
+            });
+            let engine = known.as_ref().map_or(&provisional, |i| &i.engine);
+            let listed = match &ids {
+                Some(ids) => self.check(self.inspect_all(&n, engine, ids)),
+                None => self.list_with(&n, engine),
+            };
+            if known.is_some() || !self.identify {
+                return listed;
+            }
+            let identity = identity();
+            let mut listed = listed?;
+            let identity = identity?;
+            for c in &mut listed {
+                c.engine = identity.engine.clone();
+            }
+            Ok(listed)
+        })
     }
 
     fn inspect(&self, id: &str) -> Result<Inspection> {
         let n = self.negotiated()?;
-        let i = self.identity(&n)?;
-        self.check(self.inspect_with(&n, &i.engine, id))
+        let engine = match &n.identity {
+            None if !self.identify => Arc::new(EngineRef {
+                kind: n.kind,
+                id: String::new(),
+            }),
+            _ => self.identity(&n)?.engine,
+        };
+        self.check(self.inspect_with(&n, &engine, id))
     }
 
     fn events(&self) -> Result<Box<dyn EventStream>> {
@@ -510,24 +668,41 @@ impl EngineClient for DockerClient {
     }
 }
 
-/// How many inspects a listing runs at the same time by default: twice the host's cores
-/// for Docker (2–16), four times for Podman (4–32).
-///
-/// The threads mostly wait for the engine, which does the work (dockerd ~0.6 ms, Podman 4.3
-/// ~2.4 ms per inspect when idle); enough requests in flight keep it busy, more only
-/// queue up in the engine and cost us a stack each. Measured on 2 cores (one-shot list,
-/// whole process, wall time relative to the bollard peer's concurrent inspects, which puts
-/// every inspect in flight at once): Docker 50 containers 1.28x/1.12x/1.10x/1.08x/1.30x with
-/// 1/2/4/8/16 threads, 200 containers 1.18x/0.94x/0.81x/1.05x/0.78x; Podman 50 containers
-/// 1.14x/1.06x/0.94x/0.85x/1.21x (Podman's handlers wait on locks and storage, so more
-/// requests in flight help it longer).
-fn inspect_workers(kind: EngineKind) -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+/// How many inspects a listing keeps in flight on each connection by default.
+const PIPELINE_DEPTH: usize = 4;
+
+/// The listing of alive containers, after the version prefix.
+const LIST_PATH: &str =
+    "/containers/json?filters=%7B%22status%22%3A%5B%22running%22%2C%22paused%22%5D%7D";
+
+/// On how many connections a listing inspects by default.
+fn inspect_connections(kind: EngineKind) -> usize {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    // (std reads the cgroup's CPU quota files on every call.)
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     if kind == EngineKind::Podman {
         (4 * cores).clamp(4, 32)
     } else {
-        (2 * cores).clamp(2, 16)
+        cores.clamp(1, 8)
     }
+}
+
+/// The inspect path of container `id`. Ids and names are `[A-Za-z0-9][A-Za-z0-9_.-]*`;
+/// anything else cannot name a container, and must not reach the path (the engine's
+/// router cleans `../`): [`Error::NotFound`].
+fn inspect_path(n: &Negotiated, id: &str) -> Result<String> {
+    let valid = id.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if !valid {
+        return Err(Error::NotFound { id: id.to_string() });
+    }
+    Ok(format!(
+        "{}/containers/{}/json",
+        n.prefix,
+        percent_encode(id)
+    ))
 }
 
 /// Podman's version from its `/_ping` headers: `Libpod-Api-Version` (the Podman version
@@ -584,6 +759,18 @@ fn parse_version(v: &str) -> Option<(u32, u32)> {
     Some((a.parse().ok()?, b.parse().ok()?))
 }
 
+/// The body of an inspect answer for container `id`: 404 is [`Error::NotFound`], any other
+/// answer but 2xx a status error.
+fn inspect_body(r: Response, id: &str) -> Result<Vec<u8>> {
+    if r.status() == 404 {
+        return Err(Error::NotFound { id: id.to_string() });
+    }
+    if !r.is_success() {
+        return Err(status_error(&r));
+    }
+    Ok(r.body)
+}
+
 fn status_error(r: &Response) -> Error {
     Error::Status {
         code: u32::from(r.status()),
@@ -638,6 +825,144 @@ mod tests {
         assert_eq!(a.as_bytes()[14], b'4');
         assert!(matches!(a.as_bytes()[19], b'8' | b'9' | b'a' | b'b'), "{a}");
         assert!(a.split('-').map(str::len).eq([8, 4, 4, 4, 12]));
+    }
+
+    #[test]
+    fn the_listing_path_filters_running_and_paused() {
+        let filters = percent_encode(r#"{"status":["running","paused"]}"#);
+        assert_eq!(LIST_PATH, format!("/containers/json?filters={filters}"));
+    }
+
+    #[test]
+    fn inspect_plans_share_the_containers_among_the_connections() {
+        let c = DockerClient::new(Some("/x.sock"))
+            .unwrap()
+            .with_inspect_concurrency(4)
+            .with_pipeline_depth(8);
+        assert_eq!(c.inspect_plan(EngineKind::Docker, 1), (1, 1));
+        assert_eq!(c.inspect_plan(EngineKind::Docker, 3), (3, 1));
+        assert_eq!(c.inspect_plan(EngineKind::Docker, 10), (4, 3));
+        assert_eq!(c.inspect_plan(EngineKind::Podman, 1000), (4, 8));
+        let c = DockerClient::new(Some("/x.sock")).unwrap();
+        let (conns, depth) = c.inspect_plan(EngineKind::Docker, 1000);
+        assert!((1..=8).contains(&conns) && depth == PIPELINE_DEPTH);
+        let (conns, _) = c.inspect_plan(EngineKind::Podman, 1000);
+        assert!((4..=32).contains(&conns));
+    }
+
+    /// A fake dockerd on a Unix socket: answers pipelined requests in order (`/_ping`,
+    /// the listing of `n` containers `c0`..`c{n-1}`, their inspects, `/info`), counting
+    /// each path's requests. Ends with the test process.
+    fn fake_engine(n: usize) -> (String, Arc<Mutex<Vec<String>>>) {
+        use std::io::{Read, Write};
+        use std::os::unix::net::UnixListener;
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "ww-fake-dockerd-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("docker.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for s in listener.incoming() {
+                let Ok(mut s) = s else { return };
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                            buf.drain(..end + 4);
+                            let path = head.split(' ').nth(1).unwrap_or("").to_string();
+                            log.lock().push(path.clone());
+                            let body = if path == "/_ping" {
+                                "OK".to_string()
+                            } else if path.ends_with("/info") {
+                                r#"{"ID":"ENGINE-ID","ServerVersion":"20.10"}"#.to_string()
+                            } else if path.starts_with("/containers/json")
+                                || path.starts_with("/v1.41/containers/json")
+                            {
+                                let ids: Vec<String> =
+                                    (0..n).map(|i| format!(r#"{{"Id":"c{i}"}}"#)).collect();
+                                format!("[{}]", ids.join(","))
+                            } else {
+                                let id = path.split('/').nth(3).unwrap_or("");
+                                format!(
+                                    r#"{{"Id":"{id}","Name":"/{id}","State":{{"Pid":7,"StartedAt":"2026-01-01T00:00:00Z"}},"Config":{{"Image":"busybox"}}}}"#
+                                )
+                            };
+                            let answer = format!(
+                                "HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nContent-Length: {}\r\n\r\n{body}",
+                                body.len()
+                            );
+                            if s.write_all(answer.as_bytes()).is_err() {
+                                return;
+                            }
+                        }
+                        match s.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                        }
+                    }
+                });
+            }
+        });
+        (path.to_string_lossy().to_string(), seen)
+    }
+
+    #[test]
+    fn a_listing_pipelines_its_requests_and_asks_info_once_or_not_at_all() {
+        let count = |seen: &Arc<Mutex<Vec<String>>>, f: &dyn Fn(&str) -> bool| {
+            seen.lock().iter().filter(|p| f(p)).count()
+        };
+        let (path, seen) = fake_engine(23);
+        let c = DockerClient::new(Some(&path))
+            .unwrap()
+            .with_inspect_concurrency(3)
+            .with_pipeline_depth(4);
+        let listed = c.list().unwrap();
+        let ids: Vec<&str> = listed.iter().map(|c| c.id.as_str()).collect();
+        let want: Vec<String> = (0..23).map(|i| format!("c{i}")).collect();
+        assert_eq!(ids, want);
+        assert!(listed
+            .iter()
+            .all(|c| c.engine.id == "ENGINE-ID" && c.pid == 7));
+        assert_eq!(c.api_version(), Some((1, 41)));
+        assert_eq!(count(&seen, &|p| p == "/_ping"), 1);
+        assert_eq!(count(&seen, &|p| p.starts_with("/containers/json?")), 1);
+        assert_eq!(count(&seen, &|p| p.ends_with("/info")), 1);
+        assert_eq!(count(&seen, &|p| p.starts_with("/v1.41/containers/c")), 23);
+        // Negotiated and identified: the next listing asks neither again.
+        assert_eq!(c.list().unwrap().len(), 23);
+        assert_eq!(count(&seen, &|p| p == "/_ping"), 1);
+        assert_eq!(count(&seen, &|p| p.ends_with("/info")), 1);
+        assert_eq!(
+            count(&seen, &|p| p.starts_with("/v1.41/containers/json?")),
+            1
+        );
+
+        let first = path;
+        let (path, seen) = fake_engine(5);
+        let c = DockerClient::new(Some(&path)).unwrap().without_identity();
+        let listed = c.list().unwrap();
+        assert_eq!(listed.len(), 5);
+        assert!(listed.iter().all(|c| c.engine.id.is_empty()));
+        assert!(matches!(c.inspect("c1"), Ok(Inspection::Alive(x)) if x.engine.id.is_empty()));
+        assert_eq!(count(&seen, &|p| p.ends_with("/info")), 0);
+        // info() still asks.
+        assert_eq!(c.info().unwrap().id, "ENGINE-ID");
+        assert_eq!(count(&seen, &|p| p.ends_with("/info")), 1);
+        for p in [&first, &path] {
+            if let Some(dir) = std::path::Path::new(p).parent() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
     }
 
     #[test]
