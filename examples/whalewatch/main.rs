@@ -100,11 +100,7 @@ fn run(args: Args) -> Result<(), String> {
         } else {
             args.engines
                 .iter()
-                .map(|spec| {
-                    let (label, client) = client(spec)?;
-                    client.info().map_err(|e| format!("{label}: {e}"))?;
-                    Ok((label, client))
-                })
+                .map(ps_client)
                 .collect::<Result<Vec<_>, String>>()?
         };
         return ps(&engines, json, !args.auto);
@@ -134,7 +130,8 @@ fn run(args: Args) -> Result<(), String> {
 }
 
 /// An engine's client with its label for messages (`docker unix:///...`).
-type Labelled = (String, Box<dyn EngineClient>);
+/// An engine's label for messages, its client and its kind.
+type Labelled = (String, Box<dyn EngineClient>, EngineKind);
 
 /// The message when `--auto` finds nothing.
 const NOTHING_FOUND: &str = "--auto found no container engine (no dockerd, containerd, crio or podman process with a socket, no DOCKER_HOST, CONTAINERD_ADDRESS or CONTAINER_RUNTIME_ENDPOINT, no well-known socket)";
@@ -148,7 +145,7 @@ fn discovered(with_cri: bool) -> Result<Vec<Labelled>, String> {
     let mut out = Vec::new();
     for f in found {
         match f.client() {
-            Ok(c) => out.push((found_label(&f), c)),
+            Ok(c) => out.push((found_label(&f), c, f.kind)),
             Err(e) => eprintln!("whalewatch: warning: {}: {e}", found_label(&f)),
         }
     }
@@ -218,13 +215,29 @@ fn client(spec: &EngineSpec) -> Result<Labelled, String> {
             .unwrap_or_else(|| "(default socket)".into())
     );
     let client = whalewatcher::connect(kind, endpoint).map_err(|e| format!("{label}: {e}"))?;
-    Ok((label, client))
+    Ok((label, client, kind))
+}
+
+/// The client of an engine given on the command line, for a one-shot listing: a Docker
+/// client that does not ask `/info` (the listing shows no engine id, and dockerd runs two
+/// external commands per `/info`); other engines are checked once, so that a wrong
+/// address fails with the engine's own answer.
+fn ps_client(spec: &EngineSpec) -> Result<Labelled, String> {
+    let (label, client, kind) = client(spec)?;
+    if let EngineSpec::Docker(url) = spec {
+        let docker = whalewatcher::docker::DockerClient::new(url.as_deref())
+            .map_err(|e| format!("{label}: {e}"))?
+            .without_identity();
+        return Ok((label, Box::new(docker), kind));
+    }
+    client.info().map_err(|e| format!("{label}: {e}"))?;
+    Ok((label, client, kind))
 }
 
 /// Makes the client, checks once that the engine answers (so that a wrong address fails
 /// at once instead of retrying), and starts its watcher.
 fn connect(index: usize, spec: &EngineSpec) -> Result<Engine, String> {
-    let (label, client) = client(spec)?;
+    let (label, client, _) = client(spec)?;
     start(label, format!("whalewatch{index}"), client)
 }
 
@@ -269,7 +282,7 @@ fn emit(text: &str) {
 fn ps(engines: &[Labelled], json: bool, strict: bool) -> Result<(), String> {
     let mut all: Vec<Arc<Container>> = Vec::new();
     let mut modes = Vec::new();
-    for (label, client) in engines {
+    for (label, client, kind) in engines {
         match client.list() {
             Ok(list) => all.extend(list.into_iter().map(Arc::new)),
             Err(e) if strict => return Err(format!("{label}: {e}")),
@@ -279,6 +292,9 @@ fn ps(engines: &[Labelled], json: bool, strict: bool) -> Result<(), String> {
             }
         }
         // The engine's event mode when it has one (CRI), as the watcher reports it.
+        if *kind != EngineKind::Cri {
+            continue;
+        }
         if let Ok(i) = client.info() {
             if !i.mode.is_empty() {
                 modes.push(format!("{label} ({} events)\n", i.mode));

@@ -95,11 +95,16 @@ pub(crate) fn worker(
         let began = Instant::now();
         let msg = match job {
             Job::List { token } => {
+                // The listing first: a Docker client fetches the engine's identity beside
+                // its listing and `info()` then needs no round trip of its own (dockerd's
+                // `/info` runs two external commands; before the listing it delayed Ready by
+                // as much as listing 50 containers). The identity is in place before the
+                // listing reaches the sync thread, so Ready never comes without it.
+                let result = engine.list();
+                metrics.list_took(began.elapsed());
                 if let Ok(i) = engine.info() {
                     *info.lock() = Some(i);
                 }
-                let result = engine.list();
-                metrics.list_took(began.elapsed());
                 Input::Listed { token, result }
             }
             Job::Inspect { token, id } => {
