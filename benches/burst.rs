@@ -33,13 +33,16 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use whalewatcher::docker::DockerClient;
-use whalewatcher::http::{percent_encode, Endpoint, HttpClient, HttpOptions};
+use whalewatcher::http::{percent_encode, HttpClient};
 use whalewatcher::{EventKind, Item, Watcher, WatcherOptions};
 
 /// The label that marks (and finds) this bench's containers.
 const LABEL_KEY: &str = "whalewatcher.bench";
 const LABEL_VALUE: &str = "burst";
 /// Upper bound of every single wait on the engine or the watcher.
+mod common;
+use common::{env_usize, load, pct, utc_now};
+
 const WAIT: Duration = Duration::from_secs(300);
 /// Containers created at the same time before the kill burst.
 const PARALLEL_CREATES: usize = 8;
@@ -49,7 +52,13 @@ const PARALLEL_CREATES: usize = 8;
 const PARALLEL_REMOVES: usize = 2;
 
 fn main() {
-    let Some(url) = endpoint() else { return };
+    let Some(url) = common::engine_or_skip(
+        "burst",
+        &["WHALEWATCHER_DOCKER", "DOCKER_HOST"],
+        "set WHALEWATCHER_DOCKER=unix:///… or run tests/engines/up.sh and source its env",
+    ) else {
+        return;
+    };
     let test_mode = !std::env::args().any(|a| a == "--bench");
     let (k, r) = if test_mode { (4, 4) } else { (200, 200) };
     let k = env_usize("WHALEWATCHER_BURST_KILL", k);
@@ -83,46 +92,6 @@ fn main() {
     }
 }
 
-/// `WHALEWATCHER_DOCKER`, else `DOCKER_HOST`, else `None` after a loud message.
-fn endpoint() -> Option<String> {
-    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    if let Some(url) = var("WHALEWATCHER_DOCKER").or_else(|| var("DOCKER_HOST")) {
-        return Some(url);
-    }
-    let msg = "benches/burst: SKIPPED — no engine configured (set WHALEWATCHER_DOCKER=unix:///… or run tests/engines/up.sh and source its env)";
-    if var("WHALEWATCHER_REQUIRE_ENGINES").as_deref() == Some("1") {
-        panic!("{msg}, but WHALEWATCHER_REQUIRE_ENGINES=1");
-    }
-    eprintln!("\n************************************************************");
-    eprintln!("*** {msg}");
-    eprintln!("************************************************************\n");
-    None
-}
-
-fn env_usize(var: &str, default: usize) -> usize {
-    match std::env::var(var) {
-        Ok(v) if !v.is_empty() => v
-            .parse()
-            .unwrap_or_else(|_| panic!("{var}={v:?} is not a number")),
-        _ => default,
-    }
-}
-
-/// `uptime`'s load averages.
-fn load() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
-}
-
-fn utc_now() -> String {
-    Command::new("date")
-        .args(["-u", "+%FT%TZ"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
-}
-
 /// Removes the bench's containers when dropped (also after a panic).
 struct Cleanup {
     url: String,
@@ -132,7 +101,7 @@ impl Cleanup {
     /// Removes every container with the bench label, [`PARALLEL_REMOVES`] at a time over the
     /// API (`DELETE /containers/ID?force=1`); never panics.
     fn remove_all(&self) {
-        let h = http(&self.url);
+        let h = common::http(&self.url, WAIT);
         let filters = percent_encode(&format!(r#"{{"label":["{LABEL_KEY}={LABEL_VALUE}"]}}"#));
         let ids: Vec<String> = match h.get(&format!("/containers/json?all=1&filters={filters}")) {
             Ok(r) if r.is_success() => serde_json::from_slice::<serde_json::Value>(&r.body)
@@ -153,7 +122,7 @@ impl Cleanup {
         std::thread::scope(|s| {
             for _ in 0..PARALLEL_REMOVES {
                 s.spawn(|| {
-                    let h = http(&self.url);
+                    let h = common::http(&self.url, WAIT);
                     while let Some(id) = ids.get(next.fetch_add(1, Ordering::Relaxed)) {
                         let path = format!("/containers/{id}?force=1");
                         if !matches!(h.request("DELETE", &path, None), Ok(r) if r.is_success()) {
@@ -181,16 +150,6 @@ impl Drop for Cleanup {
     fn drop(&mut self) {
         self.remove_all();
     }
-}
-
-fn http(url: &str) -> HttpClient {
-    HttpClient::new(
-        Endpoint::parse(url).expect("unusable engine address"),
-        HttpOptions {
-            timeout: Some(WAIT),
-            ..HttpOptions::default()
-        },
-    )
 }
 
 /// `docker run -d --network none --label … --name NAME IMAGE` over the API: create, start.
@@ -369,10 +328,6 @@ fn ms(d: f64) -> String {
     format!("{d:.1} ms")
 }
 
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
 /// Latencies (ms) from the engine's timestamp to the receiver, of the events of `ids`
 /// (the first per id); also the instant the last of them arrived.
 fn latencies(seen: &[Seen], ids: &HashSet<String>) -> (Vec<f64>, Option<Instant>, usize) {
@@ -491,7 +446,7 @@ fn kill_burst(url: &str, image: &str, k: usize, report: &mut Vec<String>) {
     std::thread::scope(|s| {
         for _ in 0..PARALLEL_CREATES.min(k) {
             s.spawn(|| {
-                let h = http(url);
+                let h = common::http(url, WAIT);
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= k {
@@ -508,7 +463,7 @@ fn kill_burst(url: &str, image: &str, k: usize, report: &mut Vec<String>) {
         "benches/burst: started {k} containers in {:.1} s",
         began.elapsed().as_secs_f64()
     );
-    let h = http(url);
+    let h = common::http(url, WAIT);
     let before = truth(&h);
     let killed: HashSet<String> = ids.iter().cloned().collect();
     assert!(killed.is_subset(&before), "not every container runs");
@@ -585,14 +540,14 @@ fn kill_burst(url: &str, image: &str, k: usize, report: &mut Vec<String>) {
 }
 
 fn run_burst(url: &str, image: &str, r: usize, report: &mut Vec<String>) {
-    let h = http(url);
+    let h = common::http(url, WAIT);
     let before = truth(&h);
     let w = watcher(url, before.len());
     w.wait_ready(WAIT).expect("the watcher did not get ready");
     let ours = subscriber(&w, |k| *k == EventKind::Started);
     let raw = RawStream::open(url, "start");
     let names: Vec<String> = (0..r).map(|i| format!("wwburst-run-{i}")).collect();
-    let clients: Vec<HttpClient> = (0..r).map(|_| http(url)).collect();
+    let clients: Vec<HttpClient> = (0..r).map(|_| common::http(url, WAIT)).collect();
     let stop = AtomicBool::new(false);
     let barrier = Barrier::new(r + 1);
     let ids = Arc::new(Mutex::new(Vec::with_capacity(r)));

@@ -36,6 +36,9 @@ use whalewatcher::cri::{CriClient, EventMode};
 use whalewatcher::grpc::Channel;
 use whalewatcher::{EngineClient, Watcher, WatcherOptions};
 
+mod common;
+use common::{env_usize, load, utc_now};
+
 const LABEL_KEY: &str = "whalewatcher.bench";
 const LABEL_VALUE: &str = "cri-scale";
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -45,7 +48,14 @@ const PARALLEL: usize = 4;
 const ROUNDS: usize = 5;
 
 fn main() {
-    let Some(path) = endpoint() else { return };
+    let Some(path) = common::engine_or_skip(
+        "cri_scale",
+        &["WHALEWATCHER_CRI"],
+        "set WHALEWATCHER_CRI=/path/containerd.sock or run tests/engines/up.sh and source its env",
+    ) else {
+        return;
+    };
+    let path = path.strip_prefix("unix://").unwrap_or(&path).to_string();
     let test_mode = !std::env::args().any(|a| a == "--bench");
     let n = env_usize("WHALEWATCHER_CRI_SCALE_N", if test_mode { 4 } else { 1000 });
     let per_pod = env_usize("WHALEWATCHER_CRI_SCALE_PER_POD", 20).max(1);
@@ -191,45 +201,6 @@ fn main() {
     if test_mode {
         println!("(test mode: {n} containers, {cpu_secs} s windows; the figures mean nothing)");
     }
-}
-
-/// `WHALEWATCHER_CRI`, else `None` after a loud message.
-fn endpoint() -> Option<String> {
-    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    if let Some(p) = var("WHALEWATCHER_CRI") {
-        return Some(p.strip_prefix("unix://").unwrap_or(&p).to_string());
-    }
-    let msg = "benches/cri_scale: SKIPPED — no engine configured (set WHALEWATCHER_CRI=/path/containerd.sock or run tests/engines/up.sh and source its env)";
-    if var("WHALEWATCHER_REQUIRE_ENGINES").as_deref() == Some("1") {
-        panic!("{msg}, but WHALEWATCHER_REQUIRE_ENGINES=1");
-    }
-    eprintln!("\n************************************************************");
-    eprintln!("*** {msg}");
-    eprintln!("************************************************************\n");
-    None
-}
-
-fn env_usize(var: &str, default: usize) -> usize {
-    match std::env::var(var) {
-        Ok(v) if !v.is_empty() => v
-            .parse()
-            .unwrap_or_else(|_| panic!("{var}={v:?} is not a number")),
-        _ => default,
-    }
-}
-
-fn load() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
-}
-
-fn utc_now() -> String {
-    std::process::Command::new("date")
-        .args(["-u", "+%FT%TZ"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
 }
 
 fn channel(path: &str) -> Channel {

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{BenchmarkId, Criterion};
 use whalewatcher::docker::DockerClient;
-use whalewatcher::http::{Endpoint, HttpClient, HttpOptions};
+use whalewatcher::http::HttpClient;
 use whalewatcher::{EngineClient, EventKind, Item, Watcher, WatcherOptions};
 
 /// The label that marks (and finds) this bench's containers.
@@ -37,12 +37,21 @@ const LABEL: &str = "whalewatcher.bench=engine";
 /// The compose project of this bench's containers.
 const PROJECT: &str = "whalewatcher-bench";
 /// Upper bound of every single wait on the engine or the watcher.
+mod common;
+use common::{env_usize, pct};
+
 const WAIT: Duration = Duration::from_secs(60);
 /// Containers started at the same time.
 const PARALLEL_STARTS: usize = 4;
 
 fn main() {
-    let Some(url) = endpoint() else { return };
+    let Some(url) = common::engine_or_skip(
+        "engine",
+        &["WHALEWATCHER_DOCKER", "DOCKER_HOST"],
+        "set WHALEWATCHER_DOCKER=unix:///… or run tests/engines/up.sh and source /tmp/whalewatcher-engines/env",
+    ) else {
+        return;
+    };
     let test_mode = !std::env::args().any(|a| a == "--bench");
     let (n, m) = if test_mode { (3, 4) } else { (50, 200) };
     let (n, m) = (
@@ -69,31 +78,6 @@ fn main() {
     }
     if test_mode {
         println!("(test mode: {n} containers, {m} events; the figures mean nothing)");
-    }
-}
-
-/// `WHALEWATCHER_DOCKER`, else `DOCKER_HOST`, else `None` after a loud message.
-fn endpoint() -> Option<String> {
-    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    if let Some(url) = var("WHALEWATCHER_DOCKER").or_else(|| var("DOCKER_HOST")) {
-        return Some(url);
-    }
-    let msg = "benches/engine: SKIPPED — no engine configured (set WHALEWATCHER_DOCKER=unix:///… or run tests/engines/up.sh and source /tmp/whalewatcher-engines/env)";
-    if support::engines_required() {
-        panic!("{msg}, but WHALEWATCHER_REQUIRE_ENGINES=1");
-    }
-    eprintln!("\n************************************************************");
-    eprintln!("*** {msg}");
-    eprintln!("************************************************************\n");
-    None
-}
-
-fn env_usize(var: &str, default: usize) -> usize {
-    match std::env::var(var) {
-        Ok(v) if !v.is_empty() => v
-            .parse()
-            .unwrap_or_else(|_| panic!("{var}={v:?} is not a number")),
-        _ => default,
     }
 }
 
@@ -199,18 +183,6 @@ fn client(url: &str) -> DockerClient {
     DockerClient::new(Some(url)).expect("unusable engine address")
 }
 
-/// An HTTP client of the engine for what the library does not offer (ids-only listing,
-/// pause and unpause).
-fn http(url: &str) -> HttpClient {
-    HttpClient::new(
-        Endpoint::parse(url).expect("unusable engine address"),
-        HttpOptions {
-            timeout: Some(WAIT),
-            ..HttpOptions::default()
-        },
-    )
-}
-
 /// The Go original's initial sync: `ContainerList` (alive ones), then `ContainerInspect`
 /// of each, serially. The listing goes through the same HTTP client type the `DockerClient`
 /// uses; each inspect is the library's `EngineClient::inspect`.
@@ -291,7 +263,7 @@ fn time_to_ready(c: &mut Criterion, url: &str, fleet: &Fleet, report: &mut Vec<S
     // GET /info, ~7 ms on dockerd); "warm": a client that has negotiated already.
     let warm = client(url);
     warm.info().expect("the engine does not answer");
-    let warm_http = http(url);
+    let warm_http = common::http(url, WAIT);
     let variants: Vec<Sync> = vec![
         (
             "watcher_new_wait_ready",
@@ -306,7 +278,7 @@ fn time_to_ready(c: &mut Criterion, url: &str, fleet: &Fleet, report: &mut Vec<S
         ),
         (
             "cold_go_original_serial",
-            Box::new(|| (serial_sync(&client(url), &http(url)), None)),
+            Box::new(|| (serial_sync(&client(url), &common::http(url, WAIT)), None)),
         ),
         (
             "warm_docker_client_list_4_workers",
@@ -499,10 +471,6 @@ fn signed_wall_us(a: SystemTime, b: SystemTime) -> f64 {
     }
 }
 
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
 fn line(what: &str, mut v: Vec<f64>) -> String {
     v.sort_by(f64::total_cmp);
     format!(
@@ -550,7 +518,7 @@ fn event_latency(url: &str, ids: &[String], m: usize, report: &mut Vec<String>) 
             }
         }
     });
-    let http = http(url);
+    let http = common::http(url, WAIT);
     let trace = std::env::var("WHALEWATCHER_BENCH_TRACE").is_ok_and(|v| v == "1");
     let mut stale = 0;
     let mut from_sent = Vec::with_capacity(m);
