@@ -66,8 +66,9 @@ scale_to() {
     seq $((n - have)) | xargs -P 4 -I{} bash -c "$(declare -f cli); cli $e run -d --network none \
       --label $LABEL --label com.docker.compose.project=scale $WHALEWATCHER_IMAGE >/dev/null"
   elif [ "$have" -gt "$n" ]; then
-    # (podman rm -f waits 10 s per container for the sleeping PID 1 to mind SIGTERM: -t 0)
-    cli "$e" ps -q --filter "label=$LABEL" | tail -n $((have - n)) | xargs -n 50 \
+    # (podman rm -f waits 10 s per container for the sleeping PID 1 to mind SIGTERM: -t 0;
+    # 2 at a time: dockerd 20.10's libnetwork deadlocked on a `docker rm -f` of 50 among 1,000)
+    cli "$e" ps -q --filter "label=$LABEL" | tail -n $((have - n)) | xargs -n 2 \
       bash -c "$(declare -f cli); cli $e rm -f $([ "$e" = podman ] && echo -t 0) \"\$@\" >/dev/null" _
   fi
   have=$(cli "$e" ps -q --filter "label=$LABEL" | wc -l)
