@@ -199,8 +199,10 @@ fn auto(with_cri: bool) -> Result<Set, String> {
     Ok(Set::Auto(fleet))
 }
 
-/// The client of an engine given on the command line, with its label for messages.
-fn client(spec: &EngineSpec) -> Result<Labelled, String> {
+/// The client of an engine given on the command line, with its label for messages. For a
+/// one-shot listing (`one_shot`) a Docker client does not ask `/info` (the listing shows no
+/// engine id, and dockerd runs two external commands per `/info`).
+fn client(spec: &EngineSpec, one_shot: bool) -> Result<Labelled, String> {
     let (kind, endpoint) = match spec {
         EngineSpec::Docker(url) => (EngineKind::Docker, url.as_deref()),
         EngineSpec::Containerd(path) => (EngineKind::Containerd, Some(path.as_str())),
@@ -214,30 +216,32 @@ fn client(spec: &EngineSpec) -> Result<Labelled, String> {
             .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()))
             .unwrap_or_else(|| "(default socket)".into())
     );
-    let client = whalewatcher::connect(kind, endpoint).map_err(|e| format!("{label}: {e}"))?;
+    let client: Box<dyn EngineClient> = match kind {
+        EngineKind::Docker if one_shot => Box::new(
+            whalewatcher::docker::DockerClient::new(endpoint)
+                .map_err(|e| format!("{label}: {e}"))?
+                .without_identity(),
+        ),
+        _ => whalewatcher::connect(kind, endpoint).map_err(|e| format!("{label}: {e}"))?,
+    };
     Ok((label, client, kind))
 }
 
-/// The client of an engine given on the command line, for a one-shot listing: a Docker
-/// client that does not ask `/info` (the listing shows no engine id, and dockerd runs two
-/// external commands per `/info`); other engines are checked once, so that a wrong
-/// address fails with the engine's own answer.
+/// The client of an engine given on the command line, for a one-shot listing; engines but
+/// Docker are checked once, so that a wrong address fails with the engine's own answer
+/// (a Docker listing fails the same way by itself).
 fn ps_client(spec: &EngineSpec) -> Result<Labelled, String> {
-    let (label, client, kind) = client(spec)?;
-    if let EngineSpec::Docker(url) = spec {
-        let docker = whalewatcher::docker::DockerClient::new(url.as_deref())
-            .map_err(|e| format!("{label}: {e}"))?
-            .without_identity();
-        return Ok((label, Box::new(docker), kind));
+    let (label, client, kind) = client(spec, true)?;
+    if kind != EngineKind::Docker {
+        client.info().map_err(|e| format!("{label}: {e}"))?;
     }
-    client.info().map_err(|e| format!("{label}: {e}"))?;
     Ok((label, client, kind))
 }
 
 /// Makes the client, checks once that the engine answers (so that a wrong address fails
 /// at once instead of retrying), and starts its watcher.
 fn connect(index: usize, spec: &EngineSpec) -> Result<Engine, String> {
-    let (label, client, _) = client(spec)?;
+    let (label, client, _) = client(spec, false)?;
     start(label, format!("whalewatch{index}"), client)
 }
 
