@@ -52,28 +52,11 @@ fn truth(cli: &Cli, ids: &[String]) -> Option<BTreeMap<String, Snap>> {
     let mut args = vec!["inspect"];
     args.extend(ids.iter().map(String::as_str));
     let all: Vec<Value> = serde_json::from_str(&cli.try_run(&args).ok()?).ok()?;
-    let mut out = BTreeMap::new();
-    for v in &all {
-        let pid = v["State"]["Pid"].as_u64().unwrap_or(0) as u32;
-        if pid == 0 {
-            continue;
-        }
-        let labels = support::cli::docker_labels(v);
-        out.insert(
-            v["Id"].as_str()?.to_string(),
-            Snap {
-                name: v["Name"].as_str()?.trim_start_matches('/').to_string(),
-                pid,
-                paused: v["State"]["Paused"].as_bool().unwrap_or(false),
-                project: labels
-                    .get("com.docker.compose.project")
-                    .cloned()
-                    .unwrap_or_default(),
-                labels,
-            },
-        );
-    }
-    Some(out)
+    // Processless ones are left out; a document without id or name makes it None.
+    all.iter()
+        .filter(|v| v["State"]["Pid"].as_u64().unwrap_or(0) != 0)
+        .map(Snap::from_inspect)
+        .collect()
 }
 
 /// The watcher's view of `ids`.

@@ -110,16 +110,6 @@ fn status_field(pid: u32, name: &str) -> Option<String> {
         .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
-fn host_pids() -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// A containerd or dockerd in a mount namespace (and optionally a PID namespace) of its
 /// own.
 struct Nested {
@@ -193,7 +183,7 @@ impl Nested {
                 let log = std::fs::read_to_string(n.dir.join("log")).unwrap_or_default();
                 panic!("unshare exited ({st}): {log}");
             }
-            host_pids().into_iter().find(|p| {
+            support::pids().into_iter().find(|p| {
                 std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == engine)
                     && std::fs::read_link(format!("/proc/{p}/root")).is_ok_and(|r| r == root)
             })
@@ -325,7 +315,7 @@ impl Drop for Nested {
             std::thread::sleep(Duration::from_millis(100));
         }
         let root = self.dir.join("root");
-        let mut ours: Vec<String> = host_pids()
+        let mut ours: Vec<String> = support::pids()
             .into_iter()
             .filter(|p| {
                 !self.mnt_ns.is_empty()
@@ -395,17 +385,7 @@ fn watched_pid(f: &Found, id: &str) -> u32 {
 /// The PID `whalewatch --auto ps --json` (the CLI example, built here) gives container
 /// `id` (as listed).
 fn cli_pid(id: &str) -> u64 {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let st = Command::new(env!("CARGO"))
-        .args(["build", "--example", "whalewatch"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("CARGO_TARGET_DIR", &target)
-        .status()
-        .expect("cannot run cargo");
-    assert!(st.success(), "cargo build --example whalewatch failed");
-    let out = Command::new(target.join("debug/examples/whalewatch"))
+    let out = Command::new(support::whalewatch_binary())
         .args(["--auto", "ps", "--json"])
         .current_dir("/")
         .output()
@@ -426,7 +406,7 @@ fn cli_pid(id: &str) -> u64 {
 /// The host PIDs of the processes in a cgroup (a container's: `/NS/id` for containerd).
 fn host_pids_of(cgroup: &str) -> Vec<u32> {
     let needle = format!(":{cgroup}\n");
-    host_pids()
+    support::pids()
         .into_iter()
         .filter(|p| {
             std::fs::read_to_string(format!("/proc/{p}/cgroup"))

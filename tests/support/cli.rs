@@ -43,6 +43,42 @@ pub struct Snap {
     pub labels: BTreeMap<String, String>,
 }
 
+impl Snap {
+    /// The container id and what the tests compare, from one `docker inspect` document;
+    /// `None` when it has no process (exited or never started) or lacks its id or name.
+    pub fn from_inspect(v: &Value) -> Option<(String, Snap)> {
+        let pid = v["State"]["Pid"].as_u64().unwrap_or(0) as u32;
+        if pid == 0 {
+            return None;
+        }
+        let labels = docker_labels(v);
+        let snap = Snap {
+            name: v["Name"].as_str()?.trim_start_matches('/').to_string(),
+            pid,
+            paused: v["State"]["Paused"].as_bool().unwrap_or(false),
+            project: labels
+                .get("com.docker.compose.project")
+                .cloned()
+                .unwrap_or_default(),
+            labels,
+        };
+        Some((v["Id"].as_str()?.to_string(), snap))
+    }
+}
+
+/// The `ps` arguments that list the full ids of every running or paused container: what
+/// the engine itself calls alive.
+pub const PS_ALIVE: &[&str] = &[
+    "ps",
+    "-a",
+    "-q",
+    "--no-trunc",
+    "--filter",
+    "status=running",
+    "--filter",
+    "status=paused",
+];
+
 /// THE docker/podman driver: a Docker-API engine driven by its CLI (`docker -H URL` or
 /// `podman --url URL`), the ground truth of the tests; usable from several threads.
 /// Containers named through [`Cli::name`] (or registered with [`Cli::name_as`]) are removed
@@ -191,18 +227,7 @@ impl Cli {
     /// All running or paused containers, from `ps` + `inspect`; `None` when a container
     /// vanished in between (try again).
     pub fn truth(&self) -> Option<BTreeMap<String, Snap>> {
-        let ids = self
-            .try_run(&[
-                "ps",
-                "-a",
-                "-q",
-                "--no-trunc",
-                "--filter",
-                "status=running",
-                "--filter",
-                "status=paused",
-            ])
-            .ok()?;
+        let ids = self.try_run(PS_ALIVE).ok()?;
         let ids: Vec<&str> = ids.lines().filter(|l| !l.is_empty()).collect();
         if ids.is_empty() {
             return Some(BTreeMap::new());
@@ -212,22 +237,9 @@ impl Cli {
         let all: Vec<Value> = serde_json::from_str(&self.try_run(&args).ok()?).ok()?;
         let mut out = BTreeMap::new();
         for v in &all {
-            let pid = v["State"]["Pid"].as_u64().unwrap_or(0) as u32;
-            if pid == 0 {
-                return None; // exited in between
-            }
-            let labels = crate::support::cli::docker_labels(v);
-            let snap = Snap {
-                name: v["Name"].as_str()?.trim_start_matches('/').to_string(),
-                pid,
-                paused: v["State"]["Paused"].as_bool().unwrap_or(false),
-                project: labels
-                    .get("com.docker.compose.project")
-                    .cloned()
-                    .unwrap_or_default(),
-                labels,
-            };
-            out.insert(v["Id"].as_str()?.to_string(), snap);
+            // None: exited in between (or no id or name).
+            let (id, snap) = Snap::from_inspect(v)?;
+            out.insert(id, snap);
         }
         Some(out)
     }

@@ -402,20 +402,16 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
     /// The PID of the shim of task `id` (of this instance's namespace), from /proc.
     pub fn shim_pid(&self, id: &str) -> Option<u32> {
         let want = ["-namespace", &self.ns, "-id", id, "-address", &self.sock];
-        std::fs::read_dir("/proc")
-            .ok()?
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-            .find(|pid| {
-                let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                let args: Vec<&[u8]> = cmd.split(|&b| b == 0).collect();
-                args.first()
-                    .is_some_and(|a| a.ends_with(b"containerd-shim-runc-v2"))
-                    && want.windows(2).step_by(2).all(|kv| {
-                        args.windows(2)
-                            .any(|a| a[0] == kv[0].as_bytes() && a[1] == kv[1].as_bytes())
-                    })
-            })
+        crate::support::pids().into_iter().find(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmd.split(|&b| b == 0).collect();
+            args.first()
+                .is_some_and(|a| a.ends_with(b"containerd-shim-runc-v2"))
+                && want.windows(2).step_by(2).all(|kv| {
+                    args.windows(2)
+                        .any(|a| a[0] == kv[0].as_bytes() && a[1] == kv[1].as_bytes())
+                })
+        })
     }
 
     /// Ends our containerd child: SIGTERM, then SIGKILL after 10 s.
@@ -437,11 +433,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 /// whose path starts with `cgroup_prefix`.
 fn leftovers(needle: &str, cgroup_prefix: &str) -> Vec<u32> {
     let me = std::process::id();
-    std::fs::read_dir("/proc")
+    crate::support::pids()
         .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|&pid| pid != me)
         .filter(|pid| {
             let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();

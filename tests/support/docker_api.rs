@@ -202,16 +202,7 @@ pub fn list_equals_ground_truth(e: &Cli) {
 
     // Everything the engine itself calls running or paused is listed, nothing else.
     let alive: HashSet<String> = e
-        .run(&[
-            "ps",
-            "-a",
-            "-q",
-            "--no-trunc",
-            "--filter",
-            "status=running",
-            "--filter",
-            "status=paused",
-        ])
+        .run(crate::support::cli::PS_ALIVE)
         .lines()
         .map(str::to_string)
         .collect();

@@ -129,11 +129,8 @@ fn processes_under(dir: &Path) -> Vec<u32> {
 /// PIDs of processes whose command line contains `needle`.
 fn processes_with(needle: &str) -> Vec<u32> {
     let me = std::process::id();
-    std::fs::read_dir("/proc")
+    crate::support::pids()
         .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|&pid| pid != me)
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/cmdline"))

@@ -219,3 +219,14 @@ pub fn whalewatch_binary() -> std::path::PathBuf {
     });
     target.join("debug/examples/whalewatch")
 }
+
+/// The PIDs in /proc (every process this PID namespace shows), ours included.
+pub fn pids() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
