@@ -167,6 +167,27 @@ mod tests {
         assert_eq!(c.engine.id, "E");
     }
 
+    /// The privileged marker is added last: it wins over a configured label of its name
+    /// (as the map insert did before `Labels`); non-string label values are dropped.
+    #[test]
+    fn privileged_marker_wins_over_a_configured_label() {
+        let v = json!({
+            "Id": "abc", "Name": "/p", "State": {"Pid": 1},
+            "Config": {"Labels": {PRIVILEGED_LABEL: "configured", "b": "2", "a": null}},
+            "HostConfig": {"Privileged": true}
+        });
+        let c = alive(&v);
+        assert_eq!(
+            c.labels.iter().collect::<Vec<_>>(),
+            [("b", "2"), (PRIVILEGED_LABEL, "")]
+        );
+        let v = json!({"Id": "abc", "Name": "/p", "State": {"Pid": 1},
+                       "Config": {"Labels": {PRIVILEGED_LABEL: "configured"}}});
+        assert_eq!(alive(&v).labels.get(PRIVILEGED_LABEL), Some("configured"));
+        let v = json!({"Id": "abc", "Name": "/p", "State": {"Pid": 1}, "Config": {"Labels": null}});
+        assert!(alive(&v).labels.is_empty());
+    }
+
     /// State objects as Docker 20.10 and Podman 4.3's compat API write them (captured
     /// from the engines here), and what each must give.
     #[test]
