@@ -298,16 +298,18 @@ fn events_since_skips_synthetic_starts() {
         .chain([&ours])
         .map(|v| v["seq"].as_u64().unwrap())
         .collect();
-    assert_eq!(
-        seqs,
-        (1..=seqs.len() as u64).collect::<Vec<_>>(),
-        "{before:#?}"
-    );
+    if let Some(i) = (0..seqs.len()).find(|&i| seqs[i] != i as u64 + 1) {
+        panic!(
+            "not the journal from #1 without holes: line {i} has #{}; the first: {:?}",
+            seqs[i],
+            &seqs[..seqs.len().min(8)]
+        );
+    }
     for id in &early {
         let v = before
             .iter()
             .find(|v| v["container"]["id"] == id.as_str())
-            .unwrap_or_else(|| panic!("no journaled start of {id}: {before:#?}"));
+            .unwrap_or_else(|| panic!("no journaled start of {id} in {} lines", before.len()));
         assert_eq!(v["type"], "started", "{v}");
         assert_eq!(v["synthetic"], true, "{v}");
     }
