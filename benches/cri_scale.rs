@@ -12,8 +12,11 @@
 //!    `WHALEWATCHER_CONTAINERD_PID`) in CPU seconds per minute over `CPU_SECS` each: idle
 //!    (nothing of ours connected), while a CRI watcher relists (every second, the default
 //!    interval), while a CRI watcher runs in its default mode, and while a native containerd
-//!    watcher runs; our own process's CPU over the same windows; and one relist's round trips
-//!    (ListPodSandbox + ListContainers, state-filtered) timed on their own.
+//!    watcher runs; our own process's CPU over the same windows, and each watcher's mode at
+//!    the end of its window with its reconnects (a client that fell back to relisting
+//!    would be measured in the wrong mode; the time-to-Ready watchers assert their mode);
+//!    and one relist's round trips (ListPodSandbox + ListContainers, state-filtered), timed
+//!    on their own, with containerd's CPU per relist.
 //!
 //! Env: `WHALEWATCHER_CRI_SCALE_N` (default 1000; 4 without `--bench`),
 //! `WHALEWATCHER_CRI_SCALE_PER_POD` (default 20), `WHALEWATCHER_CRI_SCALE_CPU_SECS` (default
@@ -46,6 +49,8 @@ const DEADLINE: Duration = Duration::from_secs(120);
 const PARALLEL: usize = 4;
 /// Watchers from scratch per time-to-Ready figure.
 const ROUNDS: usize = 5;
+/// Relists timed on their own.
+const RELISTS: usize = 51;
 
 fn main() {
     let Some(path) = common::engine_or_skip(
@@ -113,16 +118,18 @@ fn main() {
         let c = cri_default();
         c.info().expect("CRI info").mode.to_string()
     };
-    report.push(ready_row(&format!("CRI, {mode}"), || {
+    report.push(ready_row(&format!("CRI, {mode} (default)"), || {
         held(
             Watcher::new(cri_default(), WatcherOptions::default()),
             &truth,
+            &mode,
         )
     }));
     report.push(ready_row("CRI, relist (forced)", || {
         held(
             Watcher::new(cri_relist(), WatcherOptions::default()),
             &truth,
+            "relist",
         )
     }));
     report.push(ready_row("containerd native (k8s.io included)", || {
@@ -147,19 +154,28 @@ fn main() {
     }));
 
     // One relist's round trips, on their own.
+    // containerd's CPU over them too (back to back: its idle CPU adds a few per cent).
+    let engine_cpu = || pid.map(|p| cpu_of(&p.to_string()));
     let mut trips = Vec::new();
-    for _ in 0..21 {
+    let (e0, w0) = (engine_cpu(), Instant::now());
+    for _ in 0..RELISTS {
         let t0 = Instant::now();
         let got = alive(&ch);
         trips.push(t0.elapsed());
         assert_eq!(got.len(), truth.len());
     }
+    let (e1, wall) = (engine_cpu(), w0.elapsed());
     trips.sort();
     report.push(format!(
-        "   one relist (ListPodSandbox ready + ListContainers running, {} ids): median {:.1} ms, min {:.1} ms",
+        "   one relist (ListPodSandbox ready + ListContainers running, {} ids; {RELISTS} back to back in {:.2} s): median {:.1} ms, min {:.1} ms, containerd CPU {}",
         truth.len(),
+        wall.as_secs_f64(),
         trips[trips.len() / 2].as_secs_f64() * 1e3,
-        trips[0].as_secs_f64() * 1e3
+        trips[0].as_secs_f64() * 1e3,
+        match (e0, e1) {
+            (Some(a), Some(b)) => format!("{:.1} ms per relist", (b - a) * 1e3 / RELISTS as f64),
+            _ => "unknown (no WHALEWATCHER_CONTAINERD_PID)".into(),
+        }
     ));
 
     // c. containerd's CPU.
@@ -170,25 +186,31 @@ fn main() {
         let window = Duration::from_secs(cpu_secs as u64);
         let idle = cpu_window(pid, window);
         report.push(cpu_row("idle (no watcher)", idle, None));
-        let w = Watcher::new(cri_relist(), WatcherOptions::default());
-        w.wait_ready(DEADLINE).expect("not ready");
-        let relist = cpu_window(pid, window);
-        w.close();
+        let (relist, what) = watched_window(
+            pid,
+            window,
+            Watcher::new(cri_relist(), WatcherOptions::default()),
+        );
         report.push(cpu_row("CRI watcher, relist every 1 s", relist, Some(idle)));
-        let w = Watcher::new(cri_default(), WatcherOptions::default());
-        w.wait_ready(DEADLINE).expect("not ready");
-        let evented = cpu_window(pid, window);
-        w.close();
+        report.push(format!("     ({what})"));
+        let (evented, what) = watched_window(
+            pid,
+            window,
+            Watcher::new(cri_default(), WatcherOptions::default()),
+        );
         report.push(cpu_row(
-            &format!("CRI watcher, {mode}"),
+            &format!("CRI watcher, {mode} (default)"),
             evented,
             Some(idle),
         ));
-        let w = Watcher::new(native(), WatcherOptions::default());
-        w.wait_ready(DEADLINE).expect("not ready");
-        let nat = cpu_window(pid, window);
-        w.close();
+        report.push(format!("     ({what})"));
+        let (nat, what) = watched_window(
+            pid,
+            window,
+            Watcher::new(native(), WatcherOptions::default()),
+        );
         report.push(cpu_row("containerd native watcher", nat, Some(idle)));
+        report.push(format!("     ({what})"));
         report.push(format!("   (load after: {})", load()));
     } else {
         report.push("c. skipped: WHALEWATCHER_CONTAINERD_PID is not set".into());
@@ -384,8 +406,9 @@ impl Drop for Cleanup {
     }
 }
 
-/// Time to Ready of `w`, after checking that it holds exactly `truth`.
-fn held(w: Watcher, truth: &BTreeSet<String>) -> Duration {
+/// Time to Ready of `w`, after checking that it holds exactly `truth` and runs in `mode`
+/// (a client that fell back to relisting would measure the wrong thing).
+fn held(w: Watcher, truth: &BTreeSet<String>, mode: &str) -> Duration {
     let t0 = Instant::now();
     w.wait_ready(DEADLINE).expect("not ready");
     let took = t0.elapsed();
@@ -394,8 +417,38 @@ fn held(w: Watcher, truth: &BTreeSet<String>) -> Duration {
         &ids, truth,
         "the watcher's portfolio is not the CRI listing"
     );
+    assert_eq!(
+        mode_of(&w),
+        mode,
+        "the CRI watcher is not in the mode measured"
+    );
     w.close();
     took
+}
+
+/// The event mode the watcher's client is in now (from the engine info of its last
+/// listing; a fallback to relisting reconnects, so it lists again).
+fn mode_of(w: &Watcher) -> String {
+    w.engine_info().map(|i| i.mode).unwrap_or_default()
+}
+
+/// A watcher's CPU window: the engine's and our CPU, and what the watcher did meanwhile
+/// (its mode at the end, reconnects, resyncs, raw events), to show it stayed in its mode.
+fn watched_window(pid: u32, window: Duration, w: Watcher) -> (Cpu, String) {
+    w.wait_ready(DEADLINE).expect("not ready");
+    let m0 = w.metrics();
+    let cpu = cpu_window(pid, window);
+    let m1 = w.metrics();
+    let mode = mode_of(&w);
+    let what = format!(
+        "mode at the end: {}, {} reconnects, {} resyncs, {} raw events in the window",
+        if mode.is_empty() { "-" } else { &mode },
+        m1.reconnect_attempts - m0.reconnect_attempts,
+        m1.resyncs - m0.resyncs,
+        m1.raw_events - m0.raw_events
+    );
+    w.close();
+    (cpu, what)
 }
 
 /// Runs `once` `ROUNDS` times; median, min and max.
