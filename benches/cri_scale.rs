@@ -4,10 +4,11 @@
 //! a. N containers in N / `PER_POD` pod sandboxes, created through the CRI API (host
 //!    network, the image's blocking entrypoint): N + N / `PER_POD` tasks in namespace
 //!    `k8s.io`;
-//! b. time to Ready (median, min and max of `ROUNDS` watchers from scratch) of a watcher on
-//!    the CRI client in its default mode for this runtime (containerd 1.x: containerd's
-//!    native task events; 2.x: CRI `GetContainerEvents`), with relisting forced, and of a
-//!    watcher on the native containerd client; each checked against the CRI listing;
+//! b. time to Ready (median, min and max of `ROUNDS` watchers from scratch; containerd's CPU
+//!    per watcher, median) of a watcher on the CRI client in its default mode for this
+//!    runtime (containerd 1.x: containerd's native task events; 2.x: CRI
+//!    `GetContainerEvents`), with relisting forced, and of a watcher on the native
+//!    containerd client; each checked against the CRI listing;
 //! c. containerd's CPU (utime + stime of `/proc/PID/stat`, PID from
 //!    `WHALEWATCHER_CONTAINERD_PID`) in CPU seconds per minute over `CPU_SECS` each: idle
 //!    (nothing of ours connected), while a CRI watcher relists (every second, the default
@@ -118,40 +119,44 @@ fn main() {
         let c = cri_default();
         c.info().expect("CRI info").mode.to_string()
     };
-    report.push(ready_row(&format!("CRI, {mode} (default)"), || {
+    report.push(ready_row(&format!("CRI, {mode} (default)"), pid, || {
         held(
             Watcher::new(cri_default(), WatcherOptions::default()),
             &truth,
             &mode,
         )
     }));
-    report.push(ready_row("CRI, relist (forced)", || {
+    report.push(ready_row("CRI, relist (forced)", pid, || {
         held(
             Watcher::new(cri_relist(), WatcherOptions::default()),
             &truth,
             "relist",
         )
     }));
-    report.push(ready_row("containerd native (k8s.io included)", || {
-        let w = Watcher::new(native(), WatcherOptions::default());
-        let t0 = Instant::now();
-        w.wait_ready(DEADLINE).expect("not ready");
-        let took = t0.elapsed();
-        // Native ids are `namespace/id`.
-        let ids: BTreeSet<String> = w
-            .portfolio()
-            .iter()
-            .filter_map(|c| c.id.strip_prefix("k8s.io/").map(str::to_string))
-            .collect();
-        let missing: Vec<_> = truth.difference(&ids).take(3).collect();
-        assert!(
-            missing.is_empty(),
-            "the native watcher misses tasks: {missing:?}, holds {:?}…",
-            ids.iter().take(3).collect::<Vec<_>>()
-        );
-        w.close();
-        took
-    }));
+    report.push(ready_row(
+        "containerd native (k8s.io included)",
+        pid,
+        || {
+            let w = Watcher::new(native(), WatcherOptions::default());
+            let t0 = Instant::now();
+            w.wait_ready(DEADLINE).expect("not ready");
+            let took = t0.elapsed();
+            // Native ids are `namespace/id`.
+            let ids: BTreeSet<String> = w
+                .portfolio()
+                .iter()
+                .filter_map(|c| c.id.strip_prefix("k8s.io/").map(str::to_string))
+                .collect();
+            let missing: Vec<_> = truth.difference(&ids).take(3).collect();
+            assert!(
+                missing.is_empty(),
+                "the native watcher misses tasks: {missing:?}, holds {:?}…",
+                ids.iter().take(3).collect::<Vec<_>>()
+            );
+            w.close();
+            took
+        },
+    ));
 
     // One relist's round trips, on their own.
     // containerd's CPU over them too (back to back: its idle CPU adds a few per cent).
@@ -451,13 +456,28 @@ fn watched_window(pid: u32, window: Duration, w: Watcher) -> (Cpu, String) {
     (cpu, what)
 }
 
-/// Runs `once` `ROUNDS` times; median, min and max.
-fn ready_row(what: &str, once: impl Fn() -> Duration) -> String {
-    let mut v: Vec<Duration> = (0..ROUNDS).map(|_| once()).collect();
+/// Runs `once` `ROUNDS` times; median, min and max, and the median of containerd's CPU
+/// per round (from the watcher's creation to its close) when its PID is known.
+fn ready_row(what: &str, pid: Option<u32>, once: impl Fn() -> Duration) -> String {
+    let engine_cpu = || pid.map(|p| cpu_of(&p.to_string()));
+    let mut v = Vec::new();
+    let mut cpu = Vec::new();
+    for _ in 0..ROUNDS {
+        let e0 = engine_cpu();
+        v.push(once());
+        if let (Some(a), Some(b)) = (e0, engine_cpu()) {
+            cpu.push(b - a);
+        }
+    }
     v.sort();
+    cpu.sort_by(f64::total_cmp);
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let cpu = cpu
+        .get(cpu.len() / 2)
+        .map(|c| format!("  containerd CPU median {:.0} ms", c * 1e3))
+        .unwrap_or_default();
     format!(
-        "   {what:<40} median {:>8.1} ms  min {:>8.1} ms  max {:>8.1} ms",
+        "   {what:<40} median {:>8.1} ms  min {:>8.1} ms  max {:>8.1} ms{cpu}",
         ms(v[v.len() / 2]),
         ms(v[0]),
         ms(v[v.len() - 1])
@@ -507,7 +527,7 @@ fn cpu_row(what: &str, c: Cpu, idle: Option<Cpu>) -> String {
     let extra = idle
         .map(|i| {
             format!(
-                "  (+{:.2} s/min over idle, {:.2}x idle)",
+                "  ({:+.2} s/min over idle, {:.2}x idle)",
                 c.engine - i.engine,
                 c.engine / i.engine.max(1e-9)
             )
