@@ -17,7 +17,9 @@
 //!    the end of its window with its reconnects (a client that fell back to relisting
 //!    would be measured in the wrong mode; the time-to-Ready watchers assert their mode);
 //!    and one relist's round trips (ListPodSandbox + ListContainers, state-filtered), timed
-//!    on their own, with containerd's CPU per relist.
+//!    on their own, with containerd's CPU per relist; and one status call per sandbox and
+//!    container (verbose, as a listing asks for the pid, and not), with containerd's CPU
+//!    per call.
 //!
 //! Env: `WHALEWATCHER_CRI_SCALE_N` (default 1000; 4 without `--bench`),
 //! `WHALEWATCHER_CRI_SCALE_PER_POD` (default 20), `WHALEWATCHER_CRI_SCALE_CPU_SECS` (default
@@ -183,6 +185,19 @@ fn main() {
         }
     ));
 
+    // What a CRI listing costs containerd per sandbox or container: its status calls.
+    let (pods_alive, containers_alive) = alive_split(&ch);
+    for verbose in [true, false] {
+        let (wall, cpu, bytes) = statuses(&ch, pid, verbose, &pods_alive, &containers_alive);
+        report.push(format!(
+            "   one status call ({}, {} one after another): {:.2} ms wall, containerd CPU {}, info {bytes} bytes",
+            if verbose { "verbose, as a listing asks" } else { "not verbose" },
+            pods_alive.len() + containers_alive.len(),
+            wall.as_secs_f64() * 1e3,
+            cpu.map_or("unknown".into(), |c| format!("{:.2} ms", c * 1e3)),
+        ));
+    }
+
     // c. containerd's CPU.
     if let Some(pid) = pid {
         report.push(format!(
@@ -254,6 +269,12 @@ fn try_call<Req: Message, Resp: Message>(
 
 /// The ids of the ready sandboxes and running containers: the truth (and what a relist asks).
 fn alive(ch: &Channel) -> BTreeSet<String> {
+    let (pods, containers) = alive_split(ch);
+    pods.into_iter().chain(containers).collect()
+}
+
+/// The ids of the ready sandboxes, and those of the running containers.
+fn alive_split(ch: &Channel) -> (Vec<String>, Vec<String>) {
     let mut sf = PodSandboxStateValue::new();
     sf.state = EnumOrUnknown::new(PodSandboxState::SANDBOX_READY);
     let mut f = PodSandboxFilter::new();
@@ -261,7 +282,7 @@ fn alive(ch: &Channel) -> BTreeSet<String> {
     let mut req = ListPodSandboxRequest::new();
     req.filter = MessageField::some(f);
     let r: ListPodSandboxResponse = call(ch, "ListPodSandbox", &req);
-    let mut ids: BTreeSet<String> = r.items.into_iter().map(|s| s.id).collect();
+    let pods = r.items.into_iter().map(|s| s.id).collect();
     let mut cf = ContainerStateValue::new();
     cf.state = EnumOrUnknown::new(ContainerState::CONTAINER_RUNNING);
     let mut f = ContainerFilter::new();
@@ -269,8 +290,43 @@ fn alive(ch: &Channel) -> BTreeSet<String> {
     let mut req = ListContainersRequest::new();
     req.filter = MessageField::some(f);
     let r: ListContainersResponse = call(ch, "ListContainers", &req);
-    ids.extend(r.containers.into_iter().map(|c| c.id));
-    ids
+    (pods, r.containers.into_iter().map(|c| c.id).collect())
+}
+
+/// One status call per sandbox and container, one after another (verbose: what a listing
+/// asks, for the pid in the `info` map; or not): the wall time and containerd's CPU per
+/// call (`None` without its PID), and the `info` maps' bytes per call.
+fn statuses(
+    ch: &Channel,
+    pid: Option<u32>,
+    verbose: bool,
+    pods: &[String],
+    containers: &[String],
+) -> (Duration, Option<f64>, usize) {
+    let engine_cpu = || pid.map(|p| cpu_of(&p.to_string()));
+    let size = |info: &HashMap<String, String>| info.values().map(String::len).sum::<usize>();
+    let (e0, t0) = (engine_cpu(), Instant::now());
+    let mut bytes = 0;
+    for id in pods {
+        let mut req = PodSandboxStatusRequest::new();
+        req.pod_sandbox_id = id.clone();
+        req.verbose = verbose;
+        let r: PodSandboxStatusResponse = call(ch, "PodSandboxStatus", &req);
+        bytes += size(&r.info);
+    }
+    for id in containers {
+        let mut req = ContainerStatusRequest::new();
+        req.container_id = id.clone();
+        req.verbose = verbose;
+        let r: ContainerStatusResponse = call(ch, "ContainerStatus", &req);
+        bytes += size(&r.info);
+    }
+    let calls = (pods.len() + containers.len()).max(1);
+    let cpu = match (e0, engine_cpu()) {
+        (Some(a), Some(b)) => Some((b - a) / calls as f64),
+        _ => None,
+    };
+    (t0.elapsed() / calls as u32, cpu, bytes / calls)
 }
 
 fn pod_config(i: usize) -> PodSandboxConfig {
