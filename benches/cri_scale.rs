@@ -582,11 +582,13 @@ fn cpu_window(pid: u32, window: Duration) -> Cpu {
 fn cpu_row(what: &str, c: Cpu, idle: Option<Cpu>) -> String {
     let extra = idle
         .map(|i| {
-            format!(
-                "  ({:+.2} s/min over idle, {:.2}x idle)",
-                c.engine - i.engine,
-                c.engine / i.engine.max(1e-9)
-            )
+            // No ratio to an idle figure below the clock tick's resolution.
+            let ratio = if i.engine >= 0.05 {
+                format!(", {:.2}x idle", c.engine / i.engine)
+            } else {
+                String::new()
+            };
+            format!("  ({:+.2} s/min over idle{ratio})", c.engine - i.engine)
         })
         .unwrap_or_default();
     format!(
