@@ -4,16 +4,23 @@
 //! a. N containers in N / `PER_POD` pod sandboxes, created through the CRI API (host
 //!    network, the image's blocking entrypoint): N + N / `PER_POD` tasks in namespace
 //!    `k8s.io`;
-//! b. time to Ready (median, min and max of `ROUNDS` watchers from scratch) of a watcher on
-//!    the CRI client in its default mode for this runtime (containerd 1.x: containerd's
-//!    native task events; 2.x: CRI `GetContainerEvents`), with relisting forced, and of a
-//!    watcher on the native containerd client; each checked against the CRI listing;
+//! b. time to Ready (median, min and max of `ROUNDS` watchers from scratch; containerd's CPU
+//!    per watcher, median) of a watcher on the CRI client in its default mode for this
+//!    runtime (containerd 1.x: containerd's native task events; 2.x: CRI
+//!    `GetContainerEvents`), with relisting forced, and of a watcher on the native
+//!    containerd client; each checked against the CRI listing;
 //! c. containerd's CPU (utime + stime of `/proc/PID/stat`, PID from
 //!    `WHALEWATCHER_CONTAINERD_PID`) in CPU seconds per minute over `CPU_SECS` each: idle
 //!    (nothing of ours connected), while a CRI watcher relists (every second, the default
-//!    interval), while a CRI watcher runs in its default mode, and while a native containerd
-//!    watcher runs; our own process's CPU over the same windows; and one relist's round trips
-//!    (ListPodSandbox + ListContainers, state-filtered) timed on their own.
+//!    interval), while the bench itself relists every second without a watcher, while a
+//!    CRI watcher runs in its default mode, and while a native containerd watcher runs; our
+//!    own process's CPU over the same windows, and each watcher's mode at
+//!    the end of its window with its reconnects (a client that fell back to relisting
+//!    would be measured in the wrong mode; the time-to-Ready watchers assert their mode);
+//!    and one relist's round trips (ListPodSandbox + ListContainers, state-filtered), timed
+//!    on their own, with containerd's CPU per relist; and one status call per sandbox and
+//!    container (verbose, as a listing asks for the pid, and not), with containerd's CPU
+//!    per call.
 //!
 //! Env: `WHALEWATCHER_CRI_SCALE_N` (default 1000; 4 without `--bench`),
 //! `WHALEWATCHER_CRI_SCALE_PER_POD` (default 20), `WHALEWATCHER_CRI_SCALE_CPU_SECS` (default
@@ -46,6 +53,8 @@ const DEADLINE: Duration = Duration::from_secs(120);
 const PARALLEL: usize = 4;
 /// Watchers from scratch per time-to-Ready figure.
 const ROUNDS: usize = 5;
+/// Relists timed on their own.
+const RELISTS: usize = 51;
 
 fn main() {
     let Some(path) = common::engine_or_skip(
@@ -113,54 +122,82 @@ fn main() {
         let c = cri_default();
         c.info().expect("CRI info").mode.to_string()
     };
-    report.push(ready_row(&format!("CRI, {mode}"), || {
+    report.push(ready_row(&format!("CRI, {mode} (default)"), pid, || {
         held(
             Watcher::new(cri_default(), WatcherOptions::default()),
             &truth,
+            &mode,
         )
     }));
-    report.push(ready_row("CRI, relist (forced)", || {
+    report.push(ready_row("CRI, relist (forced)", pid, || {
         held(
             Watcher::new(cri_relist(), WatcherOptions::default()),
             &truth,
+            "relist",
         )
     }));
-    report.push(ready_row("containerd native (k8s.io included)", || {
-        let w = Watcher::new(native(), WatcherOptions::default());
-        let t0 = Instant::now();
-        w.wait_ready(DEADLINE).expect("not ready");
-        let took = t0.elapsed();
-        // Native ids are `namespace/id`.
-        let ids: BTreeSet<String> = w
-            .portfolio()
-            .iter()
-            .filter_map(|c| c.id.strip_prefix("k8s.io/").map(str::to_string))
-            .collect();
-        let missing: Vec<_> = truth.difference(&ids).take(3).collect();
-        assert!(
-            missing.is_empty(),
-            "the native watcher misses tasks: {missing:?}, holds {:?}…",
-            ids.iter().take(3).collect::<Vec<_>>()
-        );
-        w.close();
-        took
-    }));
+    report.push(ready_row(
+        "containerd native (k8s.io included)",
+        pid,
+        || {
+            let w = Watcher::new(native(), WatcherOptions::default());
+            let t0 = Instant::now();
+            w.wait_ready(DEADLINE).expect("not ready");
+            let took = t0.elapsed();
+            // Native ids are `namespace/id`.
+            let ids: BTreeSet<String> = w
+                .portfolio()
+                .iter()
+                .filter_map(|c| c.id.strip_prefix("k8s.io/").map(str::to_string))
+                .collect();
+            let missing: Vec<_> = truth.difference(&ids).take(3).collect();
+            assert!(
+                missing.is_empty(),
+                "the native watcher misses tasks: {missing:?}, holds {:?}…",
+                ids.iter().take(3).collect::<Vec<_>>()
+            );
+            w.close();
+            took
+        },
+    ));
 
     // One relist's round trips, on their own.
+    // containerd's CPU over them too (back to back: its idle CPU adds a few per cent).
+    let engine_cpu = || pid.map(|p| cpu_of(&p.to_string()));
     let mut trips = Vec::new();
-    for _ in 0..21 {
+    let (e0, w0) = (engine_cpu(), Instant::now());
+    for _ in 0..RELISTS {
         let t0 = Instant::now();
         let got = alive(&ch);
         trips.push(t0.elapsed());
         assert_eq!(got.len(), truth.len());
     }
+    let (e1, wall) = (engine_cpu(), w0.elapsed());
     trips.sort();
     report.push(format!(
-        "   one relist (ListPodSandbox ready + ListContainers running, {} ids): median {:.1} ms, min {:.1} ms",
+        "   one relist (ListPodSandbox ready + ListContainers running, {} ids; {RELISTS} back to back in {:.2} s): median {:.1} ms, min {:.1} ms, containerd CPU {}",
         truth.len(),
+        wall.as_secs_f64(),
         trips[trips.len() / 2].as_secs_f64() * 1e3,
-        trips[0].as_secs_f64() * 1e3
+        trips[0].as_secs_f64() * 1e3,
+        match (e0, e1) {
+            (Some(a), Some(b)) => format!("{:.1} ms per relist", (b - a) * 1e3 / RELISTS as f64),
+            _ => "unknown (no WHALEWATCHER_CONTAINERD_PID)".into(),
+        }
     ));
+
+    // What a CRI listing costs containerd per sandbox or container: its status calls.
+    let (pods_alive, containers_alive) = alive_split(&ch);
+    for verbose in [true, false] {
+        let (wall, cpu, bytes) = statuses(&ch, pid, verbose, &pods_alive, &containers_alive);
+        report.push(format!(
+            "   one status call ({}, {} one after another): {:.2} ms wall, containerd CPU {}, info {bytes} bytes",
+            if verbose { "verbose, as a listing asks" } else { "not verbose" },
+            pods_alive.len() + containers_alive.len(),
+            wall.as_secs_f64() * 1e3,
+            cpu.map_or("unknown".into(), |c| format!("{:.2} ms", c * 1e3)),
+        ));
+    }
 
     // c. containerd's CPU.
     if let Some(pid) = pid {
@@ -170,25 +207,58 @@ fn main() {
         let window = Duration::from_secs(cpu_secs as u64);
         let idle = cpu_window(pid, window);
         report.push(cpu_row("idle (no watcher)", idle, None));
-        let w = Watcher::new(cri_relist(), WatcherOptions::default());
-        w.wait_ready(DEADLINE).expect("not ready");
-        let relist = cpu_window(pid, window);
-        w.close();
+        let (relist, what) = watched_window(
+            pid,
+            window,
+            Watcher::new(cri_relist(), WatcherOptions::default()),
+        );
         report.push(cpu_row("CRI watcher, relist every 1 s", relist, Some(idle)));
-        let w = Watcher::new(cri_default(), WatcherOptions::default());
-        w.wait_ready(DEADLINE).expect("not ready");
-        let evented = cpu_window(pid, window);
-        w.close();
+        report.push(format!(
+            "     ({what}; {:.1} ms of containerd CPU per relist over idle)",
+            (relist.engine - idle.engine) * 1e3 / 60.0
+        ));
+        // The same relists without a watcher, on the bench's own channel: the floor.
+        let raw = cpu_while(pid, || {
+            let t0 = Instant::now();
+            let mut k = 0u32;
+            while t0.elapsed() < window {
+                assert_eq!(alive(&ch).len(), truth.len());
+                k += 1;
+                let next = Duration::from_secs(k.into());
+                if let Some(rest) = next.checked_sub(t0.elapsed()) {
+                    std::thread::sleep(rest.min(window.saturating_sub(t0.elapsed())));
+                }
+            }
+            k
+        });
         report.push(cpu_row(
-            &format!("CRI watcher, {mode}"),
+            "raw relists every 1 s (no watcher)",
+            raw.0,
+            Some(idle),
+        ));
+        report.push(format!(
+            "     ({} relists; {:.1} ms of containerd CPU per relist over idle)",
+            raw.1,
+            (raw.0.engine - idle.engine) * 1e3 / 60.0
+        ));
+        let (evented, what) = watched_window(
+            pid,
+            window,
+            Watcher::new(cri_default(), WatcherOptions::default()),
+        );
+        report.push(cpu_row(
+            &format!("CRI watcher, {mode} (default)"),
             evented,
             Some(idle),
         ));
-        let w = Watcher::new(native(), WatcherOptions::default());
-        w.wait_ready(DEADLINE).expect("not ready");
-        let nat = cpu_window(pid, window);
-        w.close();
+        report.push(format!("     ({what})"));
+        let (nat, what) = watched_window(
+            pid,
+            window,
+            Watcher::new(native(), WatcherOptions::default()),
+        );
         report.push(cpu_row("containerd native watcher", nat, Some(idle)));
+        report.push(format!("     ({what})"));
         report.push(format!("   (load after: {})", load()));
     } else {
         report.push("c. skipped: WHALEWATCHER_CONTAINERD_PID is not set".into());
@@ -227,6 +297,12 @@ fn try_call<Req: Message, Resp: Message>(
 
 /// The ids of the ready sandboxes and running containers: the truth (and what a relist asks).
 fn alive(ch: &Channel) -> BTreeSet<String> {
+    let (pods, containers) = alive_split(ch);
+    pods.into_iter().chain(containers).collect()
+}
+
+/// The ids of the ready sandboxes, and those of the running containers.
+fn alive_split(ch: &Channel) -> (Vec<String>, Vec<String>) {
     let mut sf = PodSandboxStateValue::new();
     sf.state = EnumOrUnknown::new(PodSandboxState::SANDBOX_READY);
     let mut f = PodSandboxFilter::new();
@@ -234,7 +310,7 @@ fn alive(ch: &Channel) -> BTreeSet<String> {
     let mut req = ListPodSandboxRequest::new();
     req.filter = MessageField::some(f);
     let r: ListPodSandboxResponse = call(ch, "ListPodSandbox", &req);
-    let mut ids: BTreeSet<String> = r.items.into_iter().map(|s| s.id).collect();
+    let pods = r.items.into_iter().map(|s| s.id).collect();
     let mut cf = ContainerStateValue::new();
     cf.state = EnumOrUnknown::new(ContainerState::CONTAINER_RUNNING);
     let mut f = ContainerFilter::new();
@@ -242,8 +318,43 @@ fn alive(ch: &Channel) -> BTreeSet<String> {
     let mut req = ListContainersRequest::new();
     req.filter = MessageField::some(f);
     let r: ListContainersResponse = call(ch, "ListContainers", &req);
-    ids.extend(r.containers.into_iter().map(|c| c.id));
-    ids
+    (pods, r.containers.into_iter().map(|c| c.id).collect())
+}
+
+/// One status call per sandbox and container, one after another (verbose: what a listing
+/// asks, for the pid in the `info` map; or not): the wall time and containerd's CPU per
+/// call (`None` without its PID), and the `info` maps' bytes per call.
+fn statuses(
+    ch: &Channel,
+    pid: Option<u32>,
+    verbose: bool,
+    pods: &[String],
+    containers: &[String],
+) -> (Duration, Option<f64>, usize) {
+    let engine_cpu = || pid.map(|p| cpu_of(&p.to_string()));
+    let size = |info: &HashMap<String, String>| info.values().map(String::len).sum::<usize>();
+    let (e0, t0) = (engine_cpu(), Instant::now());
+    let mut bytes = 0;
+    for id in pods {
+        let mut req = PodSandboxStatusRequest::new();
+        req.pod_sandbox_id = id.clone();
+        req.verbose = verbose;
+        let r: PodSandboxStatusResponse = call(ch, "PodSandboxStatus", &req);
+        bytes += size(&r.info);
+    }
+    for id in containers {
+        let mut req = ContainerStatusRequest::new();
+        req.container_id = id.clone();
+        req.verbose = verbose;
+        let r: ContainerStatusResponse = call(ch, "ContainerStatus", &req);
+        bytes += size(&r.info);
+    }
+    let calls = (pods.len() + containers.len()).max(1);
+    let cpu = match (e0, engine_cpu()) {
+        (Some(a), Some(b)) => Some((b - a) / calls as f64),
+        _ => None,
+    };
+    (t0.elapsed() / calls as u32, cpu, bytes / calls)
 }
 
 fn pod_config(i: usize) -> PodSandboxConfig {
@@ -384,8 +495,9 @@ impl Drop for Cleanup {
     }
 }
 
-/// Time to Ready of `w`, after checking that it holds exactly `truth`.
-fn held(w: Watcher, truth: &BTreeSet<String>) -> Duration {
+/// Time to Ready of `w`, after checking that it holds exactly `truth` and runs in `mode`
+/// (a client that fell back to relisting would measure the wrong thing).
+fn held(w: Watcher, truth: &BTreeSet<String>, mode: &str) -> Duration {
     let t0 = Instant::now();
     w.wait_ready(DEADLINE).expect("not ready");
     let took = t0.elapsed();
@@ -394,17 +506,62 @@ fn held(w: Watcher, truth: &BTreeSet<String>) -> Duration {
         &ids, truth,
         "the watcher's portfolio is not the CRI listing"
     );
+    assert_eq!(
+        mode_of(&w),
+        mode,
+        "the CRI watcher is not in the mode measured"
+    );
     w.close();
     took
 }
 
-/// Runs `once` `ROUNDS` times; median, min and max.
-fn ready_row(what: &str, once: impl Fn() -> Duration) -> String {
-    let mut v: Vec<Duration> = (0..ROUNDS).map(|_| once()).collect();
+/// The event mode the watcher's client is in now (from the engine info of its last
+/// listing; a fallback to relisting reconnects, so it lists again).
+fn mode_of(w: &Watcher) -> String {
+    w.engine_info().map(|i| i.mode).unwrap_or_default()
+}
+
+/// A watcher's CPU window: the engine's and our CPU, and what the watcher did meanwhile
+/// (its mode at the end, reconnects, resyncs, raw events), to show it stayed in its mode.
+fn watched_window(pid: u32, window: Duration, w: Watcher) -> (Cpu, String) {
+    w.wait_ready(DEADLINE).expect("not ready");
+    let m0 = w.metrics();
+    let cpu = cpu_window(pid, window);
+    let m1 = w.metrics();
+    let mode = mode_of(&w);
+    let what = format!(
+        "mode at the end: {}, {} reconnects, {} resyncs, {} raw events in the window",
+        if mode.is_empty() { "-" } else { &mode },
+        m1.reconnect_attempts - m0.reconnect_attempts,
+        m1.resyncs - m0.resyncs,
+        m1.raw_events - m0.raw_events
+    );
+    w.close();
+    (cpu, what)
+}
+
+/// Runs `once` `ROUNDS` times; median, min and max, and the median of containerd's CPU
+/// per round (from the watcher's creation to its close) when its PID is known.
+fn ready_row(what: &str, pid: Option<u32>, once: impl Fn() -> Duration) -> String {
+    let engine_cpu = || pid.map(|p| cpu_of(&p.to_string()));
+    let mut v = Vec::new();
+    let mut cpu = Vec::new();
+    for _ in 0..ROUNDS {
+        let e0 = engine_cpu();
+        v.push(once());
+        if let (Some(a), Some(b)) = (e0, engine_cpu()) {
+            cpu.push(b - a);
+        }
+    }
     v.sort();
+    cpu.sort_by(f64::total_cmp);
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let cpu = cpu
+        .get(cpu.len() / 2)
+        .map(|c| format!("  containerd CPU median {:.0} ms", c * 1e3))
+        .unwrap_or_default();
     format!(
-        "   {what:<40} median {:>8.1} ms  min {:>8.1} ms  max {:>8.1} ms",
+        "   {what:<40} median {:>8.1} ms  min {:>8.1} ms  max {:>8.1} ms{cpu}",
         ms(v[v.len() / 2]),
         ms(v[0]),
         ms(v[v.len() - 1])
@@ -440,24 +597,34 @@ struct Cpu {
 }
 
 fn cpu_window(pid: u32, window: Duration) -> Cpu {
+    cpu_while(pid, || std::thread::sleep(window)).0
+}
+
+/// The engine's and our CPU per minute while `work` runs, and what `work` returned.
+fn cpu_while<T>(pid: u32, work: impl FnOnce() -> T) -> (Cpu, T) {
     let pid = pid.to_string();
     let (e0, o0, t0) = (cpu_of(&pid), cpu_of("self"), Instant::now());
-    std::thread::sleep(window);
+    let out = work();
     let (e1, o1, secs) = (cpu_of(&pid), cpu_of("self"), t0.elapsed().as_secs_f64());
-    Cpu {
-        engine: (e1 - e0) * 60.0 / secs,
-        ours: (o1 - o0) * 60.0 / secs,
-    }
+    (
+        Cpu {
+            engine: (e1 - e0) * 60.0 / secs,
+            ours: (o1 - o0) * 60.0 / secs,
+        },
+        out,
+    )
 }
 
 fn cpu_row(what: &str, c: Cpu, idle: Option<Cpu>) -> String {
     let extra = idle
         .map(|i| {
-            format!(
-                "  (+{:.2} s/min over idle, {:.2}x idle)",
-                c.engine - i.engine,
-                c.engine / i.engine.max(1e-9)
-            )
+            // No ratio to an idle figure below the clock tick's resolution.
+            let ratio = if i.engine >= 0.05 {
+                format!(", {:.2}x idle", c.engine / i.engine)
+            } else {
+                String::new()
+            };
+            format!("  ({:+.2} s/min over idle{ratio})", c.engine - i.engine)
         })
         .unwrap_or_default();
     format!(
