@@ -183,6 +183,19 @@ impl Hub {
         events: &[ContainerEvent],
     ) -> usize {
         self.portfolio = portfolio;
+        // A burst (a first listing's events, one per container) grows the journal at once
+        // to what it needs, not through a doubling series whose freed buffers the
+        // allocator kept; still doubling for the usual few events, within the capacity.
+        let want = (self.journal.len() + events.len()).min(self.journal_capacity);
+        if want > self.journal.capacity() {
+            let grown = want.max(
+                self.journal
+                    .capacity()
+                    .saturating_mul(2)
+                    .min(self.journal_capacity),
+            );
+            self.journal.reserve_exact(grown - self.journal.len());
+        }
         for ev in events {
             let key = self.max_time.map_or(ev.time, |m| m.max(ev.time));
             self.max_time = Some(key);

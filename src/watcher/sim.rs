@@ -371,7 +371,7 @@ impl Sim {
                 let result = if self.rng.chance(self.list_fail) {
                     Err(Error::protocol("sim", "list failed"))
                 } else {
-                    Ok(self.truth.alive.values().cloned().collect())
+                    Ok(self.truth.alive.values().cloned().map(Arc::new).collect())
                 };
                 Input::Listed { token, result }
             }

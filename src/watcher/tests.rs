@@ -161,7 +161,10 @@ impl Harness {
             S::Pause(id) => self.raw(EventKind::Paused, id),
             S::List(l) => {
                 let token = self.list_token();
-                let list = l.iter().map(|(i, p, z)| container(i, *p, *z)).collect();
+                let list = l
+                    .iter()
+                    .map(|(i, p, z)| Arc::new(container(i, *p, *z)))
+                    .collect();
                 self.feed(Input::Listed {
                     token,
                     result: Ok(list),
