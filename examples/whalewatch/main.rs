@@ -366,7 +366,9 @@ fn forward(
 fn merged(set: &Set, since: Option<u64>) -> crossbeam_channel::Receiver<Merged> {
     // Bounded: when stdout stalls, the forwarders block, their subscriptions lag, and they
     // catch up from the journal (with a warning) instead of piling events up in memory.
-    let (tx, rx) = crossbeam_channel::bounded(1024);
+    // Small: the subscriptions are the buffers (1,024 live events each); a bounded channel
+    // allocates all its slots up front (1,024 were 64 KiB of the process's heap).
+    let (tx, rx) = crossbeam_channel::bounded(64);
     match set {
         Set::Fixed(engines) => {
             for e in engines {

@@ -464,7 +464,7 @@ impl Sim {
             let mut p = self.state.portfolio().clone();
             p.set_seq(self.state.seq());
             self.max_portfolio = self.max_portfolio.max(p.len());
-            self.hub.publish(Arc::new(p), &fx.events);
+            self.hub.publish(Arc::new(p), &fx.events[..]);
             for e in &fx.events {
                 if self.verbose {
                     self.log.push(format!("  {}", super::tests::describe(e)));
