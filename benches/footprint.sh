@@ -13,16 +13,18 @@
 #   WHALEWATCHER_FOOTPRINT_KEEP=1      # leave the N containers running at the end, and reuse
 #                                      # them when exactly N are running at the start (saves
 #                                      # ~10 minutes of starting 1,000 on vfs; no baseline then);
-#                                      # remove them: docker rm -f $(docker ps -aq --filter
-#                                      # label=whalewatcher.bench=footprint)
+#                                      # remove them 2 at a time: docker ps -aq --filter
+#                                      # label=whalewatcher.bench=footprint | xargs -n 2 docker rm -f
 #
 # Goals (issue 7): <= 4 MiB RSS with 200 containers, <= 3 threads per engine, <= 30 normal
 # dependencies, no async runtime in the tree. Issue 16: anonymous memory <= 1 KiB per
 # container beyond the baseline without containers, <= 5 MiB RSS with 1,000 containers.
-# Containers are started and removed in batches of at most 50 (dockerd 20.10 deadlocked
-# once when 200 were removed at once). The containers carry the label
-# whalewatcher.bench=footprint and are removed at the end (trap), also on failure (unless
-# WHALEWATCHER_FOOTPRINT_KEEP=1).
+# Containers are started in batches of at most 50, 4 at a time, and removed 2 at a time:
+# dockerd 20.10's libnetwork deadlocks for good on many concurrent removals (200 at once;
+# on 2026-12-06 22:08 UTC a `docker rm -f` of 50 of 1,000: goroutines in sandbox.Delete and
+# endpoint.Delete on getNetworksFromStore's mutex; README "Known problems"). The containers
+# carry the label whalewatcher.bench=footprint and are removed at the end (trap), also on
+# failure (unless WHALEWATCHER_FOOTPRINT_KEEP=1).
 # Without an engine it prints a loud skip message and exits 0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,7 +58,7 @@ cleanup() {
   [ "$KEEP" = 1 ] || ids=$(dk ps -aq --filter "label=$LABEL" 2>/dev/null || true)
   if [ -n "$ids" ]; then
     echo "removing $(echo "$ids" | wc -l) containers ..." >&2
-    echo "$ids" | xargs -n 50 docker -H "$URL" rm -f >/dev/null || echo "WARNING: docker rm -f failed; remove label $LABEL by hand" >&2
+    echo "$ids" | xargs -n 2 docker -H "$URL" rm -f >/dev/null || echo "WARNING: docker rm -f failed; remove label $LABEL by hand" >&2
   fi
   rm -rf "$WORK"
   exit $rc
@@ -125,7 +127,7 @@ if [ "$KEEP" = 1 ] && [ "$(dk ps -aq --filter "label=$LABEL" | wc -l)" -eq "$N" 
   REUSE=1 # N bench containers running: no baseline run without them
   echo "== reusing the $N running bench containers (WHALEWATCHER_FOOTPRINT_KEEP=1); no baseline" >&2
 else
-  dk ps -aq --filter "label=$LABEL" | xargs -r -n 50 docker -H "$URL" rm -f >/dev/null 2>&1 || true # leftovers
+  dk ps -aq --filter "label=$LABEL" | xargs -r -n 2 docker -H "$URL" rm -f >/dev/null 2>&1 || true # leftovers
 fi
 OTHERS=$(($(dk ps -q | wc -l) - REUSE * N))
 BASE_THREADS=n/a
