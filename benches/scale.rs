@@ -9,7 +9,13 @@
 //! - lookup by id on a held snapshot and through a `PortfolioReader` (ns per lookup),
 //! - a burst: 10 % of the containers exit at once; time until the portfolio equals the truth.
 //!
-//! `cargo bench --bench scale` runs all sizes; `WHALEWATCHER_SCALE_N=1000,10000` picks sizes.
+//! First it prints the heap of ONE container as the Docker client keeps it (two labels, as
+//! benches/footprint.sh starts them): allocations, bytes asked for and bytes in glibc chunks,
+//! with its labels as `Labels` and, for comparison, as the `BTreeMap<String, String>` that
+//! `Container.labels` was before.
+//!
+//! `cargo bench --bench scale` runs all sizes; `WHALEWATCHER_SCALE_N=1000,10000` picks sizes
+//! (`WHALEWATCHER_SCALE_N=` only the one-container breakdown).
 //! Under `cargo test` (`--bench` built in test mode) it runs N = 1,000 only, as a smoke test.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -27,24 +33,94 @@ use whalewatcher::{
     WatcherOptions,
 };
 
-/// Counts live heap bytes.
+/// Counts live heap bytes, live allocations and their glibc chunk bytes.
 struct Counting;
 
 static LIVE: AtomicIsize = AtomicIsize::new(0);
+static LIVE_COUNT: AtomicIsize = AtomicIsize::new(0);
+static LIVE_CHUNKS: AtomicIsize = AtomicIsize::new(0);
+
+/// The bytes of the glibc malloc chunk (64-bit) that an allocation of `size` takes: the
+/// size plus the 8-byte header, rounded up to 16, at least 32.
+fn chunk(size: usize) -> isize {
+    ((size + 8 + 15) & !15).max(32) as isize
+}
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
+        LIVE_COUNT.fetch_add(1, Ordering::Relaxed);
+        LIVE_CHUNKS.fetch_add(chunk(l.size()), Ordering::Relaxed);
         System.alloc(l)
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
         LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
+        LIVE_COUNT.fetch_sub(1, Ordering::Relaxed);
+        LIVE_CHUNKS.fetch_sub(chunk(l.size()), Ordering::Relaxed);
         System.dealloc(p, l)
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
         LIVE.fetch_add(new as isize - l.size() as isize, Ordering::Relaxed);
+        LIVE_CHUNKS.fetch_add(chunk(new) - chunk(l.size()), Ordering::Relaxed);
         System.realloc(p, l, new)
     }
+}
+
+/// (allocations, bytes asked for, glibc chunk bytes) that `make` leaves live. Exact only
+/// while no other thread allocates (it runs before any watcher starts).
+fn heap_of<T>(make: impl FnOnce() -> T) -> (T, [isize; 3]) {
+    let before = [&LIVE_COUNT, &LIVE, &LIVE_CHUNKS].map(|a| a.load(Ordering::SeqCst));
+    let t = make();
+    let after = [&LIVE_COUNT, &LIVE, &LIVE_CHUNKS].map(|a| a.load(Ordering::SeqCst));
+    (t, [0, 1, 2].map(|i| after[i] - before[i]))
+}
+
+/// The heap of one container as the Docker client keeps it, its labels as `Labels` and,
+/// for comparison, as a `BTreeMap<String, String>` (the type of `Container.labels` before).
+fn one_container() {
+    let engine = Arc::new(whalewatcher::EngineRef {
+        kind: whalewatcher::EngineKind::Docker,
+        id: "engine".into(),
+    });
+    let pairs = [
+        ("whalewatcher.bench", "footprint"),
+        (whalewatcher::PROJECT_LABEL, "whalewatcher-footprint"),
+    ];
+    // What the inspect decoder builds: exact-capacity strings, labels built once, in an Arc.
+    let (c, total) = heap_of(|| {
+        let mut c =
+            Container::new(format!("{:064x}", 0xc0ffee), "eager_turing", 4242).with_labels(pairs);
+        c.image = "busybox:sleep".into();
+        c.engine = engine.clone();
+        Arc::new(c)
+    });
+    let (labels, as_labels) = heap_of(|| c.labels.clone());
+    let (map, as_map) = heap_of(|| {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<BTreeMap<String, String>>()
+    });
+    // The Arc<Container> was 8 bytes smaller with a BTreeMap (24 instead of 32 bytes inline).
+    let arc = std::mem::size_of::<Container>() + 16;
+    let arc_before = arc - std::mem::size_of::<whalewatcher::Labels>()
+        + std::mem::size_of::<BTreeMap<String, String>>();
+    let before = [
+        total[0] - as_labels[0] + as_map[0],
+        total[1] - as_labels[1] + as_map[1] - (arc - arc_before) as isize,
+        total[2] - as_labels[2] + as_map[2] - (chunk(arc) - chunk(arc_before)),
+    ];
+    println!(
+        "one Docker container with 2 labels: {} allocations, {} B asked, {} B in glibc chunks \
+         (labels {} / {} / {}; Arc<Container> {arc} B)",
+        total[0], total[1], total[2], as_labels[0], as_labels[1], as_labels[2]
+    );
+    println!(
+        "  the same with labels: BTreeMap<String, String>: {} allocations, {} B asked, {} B in \
+         glibc chunks (labels {} / {} / {}; Arc<Container> {arc_before} B)",
+        before[0], before[1], before[2], as_map[0], as_map[1], as_map[2]
+    );
+    black_box((c, labels, map));
 }
 
 #[global_allocator]
@@ -281,6 +357,7 @@ fn main() {
         Err(_) if bench => vec![1_000, 10_000, 100_000],
         Err(_) => vec![1_000],
     };
+    one_container();
     println!(
         "simulated engine: inspect {} µs on {INSPECT_CONCURRENCY} engine threads",
         INSPECT_LATENCY.as_micros()

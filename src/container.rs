@@ -2,12 +2,12 @@
 #![forbid(unsafe_code)]
 
 use std::any::Any;
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::engine::EngineKind;
+use crate::labels::Labels;
 
 /// The label that names a container's composer project.
 pub const PROJECT_LABEL: &str = "com.docker.compose.project";
@@ -43,8 +43,9 @@ pub struct Container {
     pub name: String,
     /// PID of the container's initial process, as seen from the engine's PID namespace.
     pub pid: u32,
-    /// Labels (for CRI also annotations and pod metadata).
-    pub labels: BTreeMap<String, String>,
+    /// Labels (for CRI also annotations and pod metadata): compact and immutable; set
+    /// them with [`with_labels`](Container::with_labels), which also derives the project.
+    pub labels: Labels,
     /// Composer project (`com.docker.compose.project`); `""` for standalone containers.
     pub project: String,
     /// Whether the container is paused.
@@ -70,9 +71,20 @@ impl Container {
         }
     }
 
-    /// Sets the labels and derives the project from [`PROJECT_LABEL`].
-    pub fn with_labels(mut self, labels: BTreeMap<String, String>) -> Self {
-        self.project = labels.get(PROJECT_LABEL).cloned().unwrap_or_default();
+    /// Sets the labels (anything that converts into [`Labels`]: `Labels`, an array of
+    /// pairs, a `BTreeMap<String, String>`) and derives the project from
+    /// [`PROJECT_LABEL`].
+    ///
+    /// ```
+    /// use whalewatcher::{Container, PROJECT_LABEL};
+    ///
+    /// let c = Container::new("c1", "web", 42).with_labels([(PROJECT_LABEL, "shop"), ("tier", "web")]);
+    /// assert_eq!(c.project, "shop");
+    /// assert_eq!(c.labels.get("tier"), Some("web"));
+    /// ```
+    pub fn with_labels(mut self, labels: impl Into<Labels>) -> Self {
+        let labels = labels.into();
+        self.project = labels.get(PROJECT_LABEL).unwrap_or_default().to_string();
         self.labels = labels;
         self
     }

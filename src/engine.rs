@@ -6,7 +6,6 @@
 #![forbid(unsafe_code)]
 
 use std::any::Any;
-use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -15,6 +14,7 @@ use std::time::SystemTime;
 use crate::container::{Container, EngineRef, Rucksack};
 use crate::error::Result;
 use crate::event::EventKind;
+use crate::labels::Labels;
 
 #[cfg(any(feature = "docker", feature = "grpc"))]
 pub(crate) use crate::cancel::CancelSet;
@@ -250,7 +250,7 @@ pub struct EventDetails {
     /// The container's image reference.
     pub image: String,
     /// The container's labels, as far as the event tells.
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
 }
 
 impl EventDetails {

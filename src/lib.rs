@@ -129,6 +129,7 @@ pub mod fleet;
 #[doc(hidden)]
 pub mod fuzzing;
 mod grpc_code;
+pub mod labels;
 pub mod portfolio;
 pub mod retry;
 #[cfg(feature = "test-util")]
@@ -181,6 +182,7 @@ pub use engine::{
 };
 pub use error::{Error, Result};
 pub use event::{ContainerEvent, EventKind};
+pub use labels::Labels;
 pub use portfolio::{Portfolio, Project};
 pub use retry::{ExponentialBackoff, NoRetry, RetryPolicy};
 pub use watcher::{

@@ -124,10 +124,10 @@ impl Script {
     pub fn start(&self, id: &str, project: &str) {
         let mut st = self.state.lock();
         st.next_pid += 1;
-        let mut labels = std::collections::BTreeMap::new();
-        if !project.is_empty() {
-            labels.insert(PROJECT_LABEL.to_string(), project.to_string());
-        }
+        let labels: crate::Labels = (!project.is_empty())
+            .then_some((PROJECT_LABEL, project))
+            .into_iter()
+            .collect();
         let c = Container::new(id, format!("name-{id}"), 1000 + st.next_pid).with_labels(labels);
         st.alive.insert(id.to_string(), c);
         st.exited.remove(id);

@@ -230,10 +230,14 @@ fn events_since_skips_synthetic_starts() {
         return;
     };
     let e = Cli::docker(url.clone());
+    // Alive before the CLI: in its first listing, journaled as #1, #2, ... (synthetic).
+    // Through `Since::Now` they would come as a snapshot, all with the same seq.
+    let early = [
+        e.start(&e.name("cli-since-early"), &[]),
+        e.start(&e.name("cli-since-early"), &[]),
+    ];
     let mut child = Command::new(binary())
-        .args([
-            "--docker", &url, "events", "--json", "--since", "0", "--count", "1",
-        ])
+        .args(["--docker", &url, "events", "--json", "--since", "0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -245,28 +249,70 @@ fn events_since_skips_synthetic_starts() {
             let _ = Command::new("kill").args(["-9", &pid]).status();
         }
     });
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    // The CLI subscribes only once synced; keep starting containers until one shows.
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let _ = tx.send(lines.next().map(|l| l.unwrap()));
-    });
-    let mut started = Vec::new();
-    let line = loop {
-        started.push(e.start(&e.name("cli-since"), &[]));
-        if let Ok(l) = rx.recv_timeout(Duration::from_secs(2)) {
-            break l.expect("one line");
+        for l in lines.map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                return;
+            }
         }
-        assert!(started.len() < 20, "no event line");
+    });
+    // The journal replayed from #1: the first listing's Started events of containers
+    // alive before (other tests', other benches'), journaled as synthetic; then live
+    // events. The CLI subscribes only once synced: keep starting containers until one of
+    // ours shows; it must be a live Started (not the snapshot's synthetic one).
+    let mut started: Vec<String> = Vec::new();
+    let mut before = Vec::new();
+    let ours = 'found: loop {
+        started.push(e.start(&e.name("cli-since"), &[]));
+        let end = std::time::Instant::now() + Duration::from_secs(2);
+        while let Ok(l) = rx.recv_timeout(end.saturating_duration_since(std::time::Instant::now()))
+        {
+            let v: Value = serde_json::from_str(&l).unwrap();
+            let id = v["container"]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            if started.contains(&id) {
+                break 'found v;
+            }
+            before.push(v);
+        }
+        assert!(
+            started.len() < 20,
+            "no event line of ours; other lines: {before:#?}"
+        );
     };
-    let st = child.wait().unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
     let _ = done_tx.send(());
     dog.join().unwrap();
-    assert!(st.success());
-    let v: Value = serde_json::from_str(&line).unwrap();
-    assert_eq!(v["type"], "started");
-    assert_eq!(v["synthetic"], false);
-    assert!(v["seq"].as_u64().unwrap() >= 1, "{v}");
+    assert_eq!(ours["type"], "started", "{ours}");
+    assert_eq!(ours["synthetic"], false, "{ours}");
+    assert!(ours["seq"].as_u64().unwrap() >= 1, "{ours}");
+    // The journal from #1 on, in order, without holes: the first listing (the early ones
+    // among it, synthetic), then live events.
+    let seqs: Vec<u64> = before
+        .iter()
+        .chain([&ours])
+        .map(|v| v["seq"].as_u64().unwrap())
+        .collect();
+    if let Some(i) = (0..seqs.len()).find(|&i| seqs[i] != i as u64 + 1) {
+        panic!(
+            "not the journal from #1 without holes: line {i} has #{}; the first: {:?}",
+            seqs[i],
+            &seqs[..seqs.len().min(8)]
+        );
+    }
+    for id in &early {
+        let v = before
+            .iter()
+            .find(|v| v["container"]["id"] == id.as_str())
+            .unwrap_or_else(|| panic!("no journaled start of {id} in {} lines", before.len()));
+        assert_eq!(v["type"], "started", "{v}");
+        assert_eq!(v["synthetic"], true, "{v}");
+    }
 }
 
 /// Several engine flags: one watcher each, outputs merged and sorted by engine.

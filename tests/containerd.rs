@@ -253,10 +253,7 @@ fn list_and_inspect_match_ctr() {
     assert!(!w.paused);
     assert_eq!(w.image, ctr.image);
     assert_eq!(w.engine.kind.as_str(), "containerd.io");
-    assert_eq!(
-        w.labels.get("nerdctl/name").map(String::as_str),
-        Some("web")
-    );
+    assert_eq!(w.labels.get("nerdctl/name"), Some("web"));
     let d = &got[&db_id];
     assert_eq!(d.name, db_id);
     assert_eq!(d.pid, db_pid);
@@ -296,7 +293,7 @@ fn rucksack_packer_gets_the_container_record() {
     let _c = ctr.container("default", &tag, &[("wwtest", "rucksack")], true);
     let packer = |c: &Container, raw: &dyn std::any::Any| {
         let raw = raw.downcast_ref::<RawContainer>()?;
-        let labelled = raw.labels.get("wwtest").map(String::as_str) == Some("rucksack");
+        let labelled = raw.labels.get("wwtest") == Some("rucksack");
         let fields = [
             c.id.as_str(),
             &raw.namespace,
@@ -644,7 +641,7 @@ mod exits {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
                 .collect();
-            assert_eq!(got.labels, want_labels, "{what}");
+            assert_eq!(support::label_map(&got.labels), want_labels, "{what}");
             assert_eq!(
                 (got.id.as_str(), got.name.as_str(), got.pid, got.paused),
                 (full.as_str(), "testns/job", 0, false),

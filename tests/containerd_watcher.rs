@@ -75,7 +75,12 @@ fn unique(what: &str) -> String {
 fn view(w: &Watcher) -> State {
     w.portfolio()
         .iter()
-        .map(|c| (c.id.clone(), (c.pid, c.paused, c.labels.clone())))
+        .map(|c| {
+            (
+                c.id.clone(),
+                (c.pid, c.paused, support::label_map(&c.labels)),
+            )
+        })
         .collect()
 }
 

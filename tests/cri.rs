@@ -26,9 +26,17 @@ fn by_id(list: &[Container]) -> HashMap<&str, &Container> {
 }
 
 fn check_pod_labels(c: &Container, pod: &Pod) {
-    assert_eq!(c.labels[POD_NAME_LABEL], pod.name, "{c:?}");
-    assert_eq!(c.labels[POD_NAMESPACE_LABEL], pod.namespace, "{c:?}");
-    assert_eq!(c.labels[POD_UID_LABEL], pod.uid, "{c:?}");
+    assert_eq!(
+        c.labels.get(POD_NAME_LABEL),
+        Some(pod.name.as_str()),
+        "{c:?}"
+    );
+    assert_eq!(
+        c.labels.get(POD_NAMESPACE_LABEL),
+        Some(pod.namespace.as_str()),
+        "{c:?}"
+    );
+    assert_eq!(c.labels.get(POD_UID_LABEL), Some(pod.uid.as_str()), "{c:?}");
     assert_eq!(c.project, "");
     assert!(!c.paused);
     assert_eq!(c.engine.kind.as_str(), "k8s.io/cri-api");
@@ -57,11 +65,11 @@ fn list_and_inspect_match_ground_truth() {
         assert_eq!(c.pid, pid);
         assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
         assert_eq!(c.name, *name);
-        assert_eq!(c.labels[CONTAINER_NAME_LABEL], *name);
-        assert_eq!(c.labels["ww-container"], *name);
+        assert_eq!(c.labels.get(CONTAINER_NAME_LABEL), Some(*name));
+        assert_eq!(c.labels.get("ww-container"), Some(*name));
         assert_eq!(
-            c.labels[&format!("{ANNOTATION_KEY_PREFIX}ww-note")],
-            "container"
+            c.labels.get(&format!("{ANNOTATION_KEY_PREFIX}ww-note")),
+            Some("container")
         );
         assert!(!c.labels.contains_key(SANDBOX_LABEL));
         assert!(!c.image.is_empty());
@@ -75,9 +83,12 @@ fn list_and_inspect_match_ground_truth() {
             .get(pod.id.as_str())
             .unwrap_or_else(|| panic!("sandbox {} missing", pod.id));
         assert_eq!(s.name, pod.id);
-        assert_eq!(s.labels[SANDBOX_LABEL], "true");
-        assert_eq!(s.labels["ww-pod"], pod.name);
-        assert_eq!(s.labels[&format!("{ANNOTATION_KEY_PREFIX}ww-note")], "pod");
+        assert_eq!(s.labels.get(SANDBOX_LABEL), Some("true"));
+        assert_eq!(s.labels.get("ww-pod"), Some(pod.name.as_str()));
+        assert_eq!(
+            s.labels.get(&format!("{ANNOTATION_KEY_PREFIX}ww-note")),
+            Some("pod")
+        );
         assert_eq!(s.pid, sandbox_pid(&pod.ch, &pod.id));
         assert!(std::path::Path::new(&format!("/proc/{}", s.pid)).exists());
         check_pod_labels(s, pod);
@@ -104,7 +115,7 @@ fn list_and_inspect_match_ground_truth() {
         whalewatcher::Inspection::Exited(c, st) => {
             assert_eq!(c.name, *name);
             assert_eq!(c.pid, 0);
-            assert_eq!(c.labels["ww-container"], *name);
+            assert_eq!(c.labels.get("ww-container"), Some(*name));
             check_pod_labels(&c, pod);
             assert_eq!(st.exit_code, Some(137));
             assert!(!st.oom);
@@ -227,8 +238,8 @@ fn relist_events_through_a_watcher() {
     let p = w.portfolio();
     assert_eq!(p.get(&a).expect("a in portfolio").name, "web");
     assert_eq!(
-        p.get(&pod.id).expect("sandbox").labels[SANDBOX_LABEL],
-        "true"
+        p.get(&pod.id).expect("sandbox").labels.get(SANDBOX_LABEL),
+        Some("true")
     );
 
     pod.stop(&a);
@@ -302,7 +313,7 @@ fn churn_converges(mode: Option<EventMode>) {
         .list()
         .expect("list")
         .into_iter()
-        .filter(|c| c.labels.get(POD_NAME_LABEL) == Some(&pod.name))
+        .filter(|c| c.labels.get(POD_NAME_LABEL) == Some(pod.name.as_str()))
         .map(|c| c.id)
         .collect();
     let mut expect: BTreeSet<String> = kept.iter().cloned().collect();
@@ -312,7 +323,7 @@ fn churn_converges(mode: Option<EventMode>) {
         let mine: BTreeSet<String> = w
             .portfolio()
             .iter()
-            .filter(|c| c.labels.get(POD_NAME_LABEL) == Some(&pod.name))
+            .filter(|c| c.labels.get(POD_NAME_LABEL) == Some(pod.name.as_str()))
             .map(|c| c.id.clone())
             .collect();
         mine == expect

@@ -284,8 +284,11 @@ fn short_lived_container_starts_and_exits_with_its_code() {
         Inspection::Exited(c, st) => {
             assert_eq!(c.name, "short");
             assert_eq!(c.pid, 0);
-            assert_eq!(c.labels[whalewatcher::cri::POD_NAME_LABEL], pod.name);
-            assert_eq!(c.labels["ww-container"], "short");
+            assert_eq!(
+                c.labels.get(whalewatcher::cri::POD_NAME_LABEL),
+                Some(pod.name.as_str())
+            );
+            assert_eq!(c.labels.get("ww-container"), Some("short"));
             assert!(!c.image.is_empty());
             assert_eq!(st.exit_code, Some(3));
             assert!(!st.oom);

@@ -22,7 +22,7 @@ fn truth(cri: &CriClient, pod: &Pod) -> BTreeSet<String> {
     cri.list()
         .expect("list")
         .into_iter()
-        .filter(|c| c.labels.get(POD_NAME_LABEL) == Some(&pod.name))
+        .filter(|c| c.labels.get(POD_NAME_LABEL) == Some(pod.name.as_str()))
         .map(|c| c.id)
         .collect()
 }
@@ -30,7 +30,7 @@ fn truth(cri: &CriClient, pod: &Pod) -> BTreeSet<String> {
 fn view(w: &Watcher, pod: &Pod) -> BTreeSet<String> {
     w.portfolio()
         .iter()
-        .filter(|c| c.labels.get(POD_NAME_LABEL) == Some(&pod.name))
+        .filter(|c| c.labels.get(POD_NAME_LABEL) == Some(pod.name.as_str()))
         .map(|c| c.id.clone())
         .collect()
 }

@@ -17,7 +17,7 @@ GENERATIONS=${WHALEWATCHER_GENERATIONS:-host trixie}
 # linker with SIGBUS. Line tables keep backtraces with file:line; 1.4 GiB in all.
 export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 export CARGO_PROFILE_DEV_DEBUG=${CARGO_PROFILE_DEV_DEBUG:-line-tables-only}
-df -h "${CARGO_TARGET_DIR:-$PWD}" "${TMPDIR:-/tmp}" >&2 || true
+df -h . "${TMPDIR:-/tmp}" >&2 || true
 # The test binaries that talk to real engines: ps truth (docker, podman, containerd,
 # *_watcher, cli), churn (docker_watcher, containerd_churn, load), events with exit codes
 # and OOM (docker_watcher, containerd, containerd_watcher, cli), engine restarts

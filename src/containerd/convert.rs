@@ -1,10 +1,10 @@
 //! Pure conversions: containerd's protobuf messages to the crate's container model.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::container::{Container, EngineRef};
 use crate::engine::{ExitStatus, Inspection};
+use crate::labels::Labels;
 use crate::proto::containerd_containers::Container as ProtoContainer;
 use crate::proto::containerd_task_types::{Process, Status};
 
@@ -97,11 +97,7 @@ fn model(
     paused: bool,
     engine: &Arc<EngineRef>,
 ) -> Container {
-    let labels: BTreeMap<String, String> = c
-        .labels
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let labels: Labels = c.labels.iter().collect();
     let id = display_id(ns, &c.id);
     let name = match labels.get(NERDCTL_NAME_LABEL) {
         Some(n) if !n.is_empty() => display_id(ns, n),

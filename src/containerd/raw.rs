@@ -1,9 +1,9 @@
 //! [`RawContainer`]: what a rucksack packer gets from containerd.
 #![forbid(unsafe_code)]
 
-use std::collections::BTreeMap;
 use std::time::SystemTime;
 
+use crate::labels::Labels;
 use crate::proto::containerd_containers::Container as ProtoContainer;
 
 use super::api::to_system_time;
@@ -35,7 +35,7 @@ pub struct RawContainer {
     /// [`Container::id`](crate::Container::id) for the qualified one).
     pub id: String,
     /// The container's labels.
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
     /// The image reference the container was created from.
     pub image: String,
     /// The runtime's name, e.g. `io.containerd.runc.v2`.
@@ -56,11 +56,7 @@ impl RawContainer {
         RawContainer {
             namespace: ns.to_string(),
             id: c.id.clone(),
-            labels: c
-                .labels
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            labels: c.labels.iter().collect(),
             image: c.image.clone(),
             runtime: c
                 .runtime
@@ -103,7 +99,7 @@ mod tests {
             RawContainer {
                 namespace: "ns".into(),
                 id: "web".into(),
-                labels: [("a".to_string(), "1".to_string())].into(),
+                labels: [("a", "1")].into(),
                 image: "docker.io/library/busybox:latest".into(),
                 runtime: "io.containerd.runc.v2".into(),
                 snapshotter: "overlayfs".into(),

@@ -376,7 +376,8 @@ impl CriClient {
             return Err(Error::Processless { id: id.into() });
         }
         let pid = convert::pid_from_info(id, &r.info)?;
-        let labels = convert::build_labels(&st.labels, &st.annotations, &pod_meta(&st.metadata));
+        let pod = pod_meta(&st.metadata);
+        let labels = convert::build_labels(&st.labels, &st.annotations, &pod);
         let c = convert::sandbox(id, pid, labels, convert::time_from_nanos(st.created_at));
         Ok(self.finish(c, &r.info, engine))
     }

@@ -7,7 +7,8 @@
 //! id, and they carry [`SANDBOX_LABEL`]. CRI knows no composer project (always `""`) and
 //! no pausing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::container::Container;
@@ -39,20 +40,35 @@ pub(crate) struct PodMeta {
     pub namespace: String,
 }
 
-/// Builds the label map: labels, prefixed annotations, pod metadata.
-pub(crate) fn build_labels(
-    labels: &HashMap<String, String>,
-    annotations: &HashMap<String, String>,
-    pod: &PodMeta,
-) -> BTreeMap<String, String> {
-    let mut out: BTreeMap<String, String> =
-        labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    for (k, v) in annotations {
-        out.insert(format!("{ANNOTATION_KEY_PREFIX}{k}"), v.clone());
-    }
-    out.insert(POD_NAME_LABEL.into(), pod.name.clone());
-    out.insert(POD_NAMESPACE_LABEL.into(), pod.namespace.clone());
-    out.insert(POD_UID_LABEL.into(), pod.uid.clone());
+/// A container's label pairs before the marker label is added and they become
+/// [`Labels`](crate::Labels)
+/// (borrowed from the status message where they can be).
+pub(crate) type LabelPairs<'a> = Vec<(Cow<'a, str>, &'a str)>;
+
+/// The label pairs of a container or sandbox: labels, prefixed annotations, pod metadata,
+/// in that order of precedence (a later pair with the same key wins, as before with a map).
+pub(crate) fn build_labels<'a>(
+    labels: &'a HashMap<String, String>,
+    annotations: &'a HashMap<String, String>,
+    pod: &'a PodMeta,
+) -> LabelPairs<'a> {
+    let mut out = Vec::with_capacity(labels.len() + annotations.len() + 4);
+    out.extend(
+        labels
+            .iter()
+            .map(|(k, v)| (Cow::Borrowed(k.as_str()), v.as_str())),
+    );
+    out.extend(annotations.iter().map(|(k, v)| {
+        (
+            Cow::Owned(format!("{ANNOTATION_KEY_PREFIX}{k}")),
+            v.as_str(),
+        )
+    }));
+    out.extend([
+        (Cow::Borrowed(POD_NAME_LABEL), pod.name.as_str()),
+        (Cow::Borrowed(POD_NAMESPACE_LABEL), pod.namespace.as_str()),
+        (Cow::Borrowed(POD_UID_LABEL), pod.uid.as_str()),
+    ]);
     out
 }
 
@@ -101,21 +117,20 @@ pub(crate) fn exit_status(st: &ContainerStatus) -> ExitStatus {
 }
 
 /// A pod's container.
-pub(crate) fn container(
+pub(crate) fn container<'a>(
     id: &str,
-    name: &str,
+    name: &'a str,
     pid: u32,
-    labels: BTreeMap<String, String>,
+    mut labels: LabelPairs<'a>,
     image: &str,
     started_at: Option<SystemTime>,
 ) -> Container {
-    let mut labels = labels;
-    labels.insert(CONTAINER_NAME_LABEL.into(), name.into());
+    labels.push((Cow::Borrowed(CONTAINER_NAME_LABEL), name));
     Container {
         id: id.into(),
         name: name.into(),
         pid,
-        labels,
+        labels: labels.into_iter().collect(),
         project: String::new(),
         paused: false,
         image: image.into(),
@@ -128,16 +143,15 @@ pub(crate) fn container(
 pub(crate) fn sandbox(
     id: &str,
     pid: u32,
-    labels: BTreeMap<String, String>,
+    mut labels: LabelPairs<'_>,
     created_at: Option<SystemTime>,
 ) -> Container {
-    let mut labels = labels;
-    labels.insert(SANDBOX_LABEL.into(), "true".into());
+    labels.push((Cow::Borrowed(SANDBOX_LABEL), "true"));
     Container {
         id: id.into(),
         name: id.into(),
         pid,
-        labels,
+        labels: labels.into_iter().collect(),
         project: String::new(),
         paused: false,
         started_at: created_at,
@@ -148,6 +162,7 @@ pub(crate) fn sandbox(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::labels::Labels;
 
     fn info(s: &str) -> HashMap<String, String> {
         HashMap::from([("info".to_string(), s.to_string())])
@@ -184,24 +199,52 @@ mod tests {
             uid: "u".into(),
             namespace: "ns".into(),
         };
-        let l = build_labels(
-            &HashMap::from([("a".into(), "1".into())]),
-            &HashMap::from([("note".into(), "n".into())]),
-            &pod,
-        );
+        let labels = HashMap::from([("a".into(), "1".into())]);
+        let annotations = HashMap::from([("note".into(), "n".into())]);
+        let l = build_labels(&labels, &annotations, &pod);
         let c = container("id1", "web", 7, l.clone(), "img", None);
-        assert_eq!(c.labels["a"], "1");
-        assert_eq!(c.labels["annotation.k8s/note"], "n");
-        assert_eq!(c.labels[POD_NAME_LABEL], "p");
-        assert_eq!(c.labels[POD_NAMESPACE_LABEL], "ns");
-        assert_eq!(c.labels[POD_UID_LABEL], "u");
-        assert_eq!(c.labels[CONTAINER_NAME_LABEL], "web");
-        assert!(!c.labels.contains_key(SANDBOX_LABEL));
+        let want = Labels::from([
+            ("a", "1"),
+            ("annotation.k8s/note", "n"),
+            (POD_NAME_LABEL, "p"),
+            (POD_NAMESPACE_LABEL, "ns"),
+            (POD_UID_LABEL, "u"),
+            (CONTAINER_NAME_LABEL, "web"),
+        ]);
+        assert_eq!(c.labels, want);
         assert_eq!(c.project, "");
         let s = sandbox("sb", 8, l, None);
         assert_eq!(s.name, "sb");
-        assert_eq!(s.labels[SANDBOX_LABEL], "true");
+        assert_eq!(s.labels.get(SANDBOX_LABEL), Some("true"));
         assert!(!s.labels.contains_key(CONTAINER_NAME_LABEL));
+        assert_eq!(s.labels.len(), 6);
+    }
+
+    /// Annotations win over labels of the same (prefixed) key, pod metadata over both,
+    /// the marker over everything: as when they were inserted into a map in that order.
+    #[test]
+    fn label_precedence() {
+        let pod = PodMeta {
+            name: "p".into(),
+            uid: "u".into(),
+            namespace: "ns".into(),
+        };
+        let labels = HashMap::from([
+            ("annotation.k8s/x".into(), "label".into()),
+            (POD_NAME_LABEL.into(), "label".into()),
+            (SANDBOX_LABEL.into(), "label".into()),
+            (CONTAINER_NAME_LABEL.into(), "label".into()),
+        ]);
+        let annotations = HashMap::from([("x".into(), "annotation".into())]);
+        let l = build_labels(&labels, &annotations, &pod);
+        let c = container("id1", "web", 7, l.clone(), "img", None);
+        assert_eq!(c.labels.get("annotation.k8s/x"), Some("annotation"));
+        assert_eq!(c.labels.get(POD_NAME_LABEL), Some("p"));
+        assert_eq!(c.labels.get(CONTAINER_NAME_LABEL), Some("web"));
+        assert_eq!(c.labels.get(SANDBOX_LABEL), Some("label"));
+        let s = sandbox("sb", 8, l, None);
+        assert_eq!(s.labels.get(SANDBOX_LABEL), Some("true"));
+        assert_eq!(s.labels.get(CONTAINER_NAME_LABEL), Some("label"));
     }
 
     #[test]

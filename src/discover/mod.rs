@@ -10,8 +10,10 @@
 //! 3. the well-known sockets ([`WELL_KNOWN`], plus `$XDG_RUNTIME_DIR/podman/podman.sock`).
 //!
 //! Rules:
-//! - A containerd that a dockerd manages (its parent is a dockerd, or its socket lies in a
-//!   `docker/containerd/` directory, dockerd's exec-root layout) is watched through Docker,
+//! - A containerd that a dockerd manages (its parent is a dockerd, its socket lies in a
+//!   dockerd's exec-root or in a `docker/containerd/` directory, or it runs with the config
+//!   file that dockerd writes beside the socket, `containerd.toml`: dockerd's layout, which
+//!   also tells a containerd left behind by a crashed dockerd) is watched through Docker,
 //!   not twice: it is reported with [`Found::managed_by`] set, and [`discover`] leaves it
 //!   out.
 //! - **A standalone containerd is watched natively only, by default.** Its CRI plugin (if
@@ -78,7 +80,8 @@ pub struct Found {
     /// How it was found.
     pub source: Source,
     /// For a containerd that a dockerd manages: that dockerd's PID (0 when only the socket
-    /// path says so). Such a containerd is not watched (Docker is).
+    /// path or the config file beside it says so, e.g. the containerd of a dockerd that
+    /// crashed). Such a containerd is not watched (Docker is).
     pub managed_by: Option<u32>,
 }
 
@@ -187,7 +190,7 @@ pub fn scan(options: &DiscoverOptions) -> Vec<Found> {
                     Some(p.ppid)
                 } else if let Some((pid, _)) = exec_roots.iter().find(|(_, r)| under(r)) {
                     Some(*pid)
-                } else if in_docker_exec_root(s) {
+                } else if in_docker_exec_root(s) || dockerd_layout(s, p.config.as_deref()) {
                     Some(0)
                 } else {
                     None
@@ -315,6 +318,19 @@ fn is_api_socket(kind: EngineKind, path: &Path) -> bool {
 fn in_docker_exec_root(path: &Path) -> bool {
     path.to_string_lossy()
         .ends_with("/docker/containerd/containerd.sock")
+}
+
+/// dockerd runs its containerd with `--config <dir>/containerd.toml` and the socket
+/// `<dir>/containerd.sock` (`<dir>` = `<exec-root>/containerd`): that layout says "managed
+/// by a dockerd" also while no dockerd runs (it crashed; its containerd lives on, and the
+/// restarted dockerd takes it over).
+fn dockerd_layout(socket: &Path, config: Option<&Path>) -> bool {
+    match (socket.parent(), config) {
+        (Some(dir), Some(c)) => {
+            c.parent() == Some(dir) && c.file_name() == Some("containerd.toml".as_ref())
+        }
+        _ => false,
+    }
 }
 
 /// The socket path as this process can dial it: as bound and resolved when that is the
@@ -609,6 +625,22 @@ mod tests {
                     (201, "/y/containerd-debug.sock"),
                 ],
             ),
+            // The containerd of a dockerd that crashed: found by dockerd's config layout.
+            (
+                13,
+                1,
+                "containerd",
+                "containerd --config /w/exec/containerd/containerd.toml --log-level info",
+                &[(130, "/w/exec/containerd/containerd.sock")],
+            ),
+            // A standalone containerd with a config of its own.
+            (
+                21,
+                1,
+                "containerd",
+                "containerd -c /v/containerd.toml",
+                &[(210, "/v/run/containerd.sock")],
+            ),
             (
                 30,
                 1,
@@ -636,6 +668,18 @@ mod tests {
                 (EngineKind::Podman, "/z/podman.sock", Some(30), None),
                 (
                     EngineKind::Containerd,
+                    "/v/run/containerd.sock",
+                    Some(21),
+                    None
+                ),
+                (
+                    EngineKind::Containerd,
+                    "/w/exec/containerd/containerd.sock",
+                    Some(13),
+                    Some(0)
+                ),
+                (
+                    EngineKind::Containerd,
                     "/x/exec/containerd/containerd.sock",
                     Some(11),
                     Some(10)
@@ -655,15 +699,23 @@ mod tests {
             vec![
                 "unix:///x/docker.sock",
                 "unix:///z/podman.sock",
+                "/v/run/containerd.sock",
                 "/y/containerd.sock"
             ]
         );
         let with_cri = discover(&opts.clone().with_cri_for_containerd(true));
-        assert_eq!(with_cri.len(), 4);
-        let cri = with_cri.iter().find(|f| f.kind == EngineKind::Cri).unwrap();
+        assert_eq!(with_cri.len(), 6);
+        let cri: Vec<_> = with_cri
+            .iter()
+            .filter(|f| f.kind == EngineKind::Cri)
+            .map(|f| (f.api_path.as_str(), f.pid))
+            .collect();
         assert_eq!(
-            (cri.api_path.as_str(), cri.pid),
-            ("/y/containerd.sock", Some(20))
+            cri,
+            [
+                ("/v/run/containerd.sock", Some(21)),
+                ("/y/containerd.sock", Some(20))
+            ]
         );
         let _ = std::fs::remove_dir_all(root);
     }

@@ -17,6 +17,8 @@ pub(crate) struct EngineProcess {
     pub(crate) comm: String,
     /// Listening stream sockets with a filesystem path, as the process bound them.
     pub(crate) sockets: Vec<PathBuf>,
+    /// The `--config` (`-c`) file of a containerd, from its command line.
+    pub(crate) config: Option<PathBuf>,
 }
 
 /// The process names discovery looks for.
@@ -61,11 +63,19 @@ pub(crate) fn scan(proc_root: &Path) -> Vec<EngineProcess> {
             .collect();
         sockets.sort();
         sockets.dedup();
+        let config = if comm == "containerd" {
+            std::fs::read(base.join("cmdline"))
+                .ok()
+                .and_then(|c| config_of(&c))
+        } else {
+            None
+        };
         found.push(EngineProcess {
             pid,
             ppid,
             comm,
             sockets,
+            config,
         });
     }
     found
@@ -104,6 +114,23 @@ pub(crate) fn exec_root_of(cmdline: &[u8]) -> String {
         }
     }
     "/var/run/docker".into()
+}
+
+/// A containerd's config file (`--config PATH`, `--config=PATH`, `-c PATH`), from its
+/// command line.
+pub(crate) fn config_of(cmdline: &[u8]) -> Option<PathBuf> {
+    let mut it = cmdline
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned());
+    while let Some(a) = it.next() {
+        if let Some(v) = a.strip_prefix("--config=") {
+            return Some(PathBuf::from(v));
+        }
+        if a == "--config" || a == "-c" {
+            return it.next().filter(|v| !v.is_empty()).map(PathBuf::from);
+        }
+    }
+    None
 }
 
 /// The parent pid from `/proc/PID/stat` (the field after the `)` that ends `comm`).
@@ -165,6 +192,31 @@ pub(crate) fn listening(table: &str) -> HashMap<u64, PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn containerd_config_from_the_command_line() {
+        let table: &[(&[u8], Option<&str>)] = &[
+            (
+                b"containerd\0--config\0/a/containerd.toml\0--log-level\0info",
+                Some("/a/containerd.toml"),
+            ),
+            (b"containerd\0--config=/b/c.toml", Some("/b/c.toml")),
+            (b"containerd\0-c\0/c.toml", Some("/c.toml")),
+            (b"containerd\0--config", None),
+            (b"containerd\0--config\0", None),
+            (b"containerd", None),
+            (b"", None),
+            (b"\xff\0-c\0/\xfe.toml", Some("/\u{fffd}.toml")),
+        ];
+        for (cmdline, want) in table {
+            assert_eq!(
+                config_of(cmdline),
+                want.map(PathBuf::from),
+                "{}",
+                String::from_utf8_lossy(cmdline)
+            );
+        }
+    }
 
     #[test]
     fn net_unix_table() {

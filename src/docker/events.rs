@@ -193,7 +193,7 @@ fn details(attrs: &Value) -> Option<EventDetails> {
     let labels = attrs
         .iter()
         .filter(|(k, _)| !ENGINE_ATTRIBUTES.contains(&k.as_str()))
-        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+        .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)))
         .collect();
     Some(EventDetails {
         name: name.strip_prefix('/').unwrap_or(name).to_string(),
@@ -232,7 +232,7 @@ impl<R: Read + Send> EventStream for EventDecoder<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
+    use crate::labels::Labels;
     use std::io::Cursor;
 
     /// Hands out the input in pieces of `step` bytes.
@@ -325,11 +325,7 @@ mod tests {
     /// (captured here), and others: the details each carries.
     #[test]
     fn exit_events_carry_the_containers_details() {
-        let labels = |l: &[(&str, &str)]| -> BTreeMap<String, String> {
-            l.iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        };
+        let labels = |l: &[(&str, &str)]| -> Labels { l.iter().copied().collect() };
         let rm = |image: &str| {
             Some(EventDetails {
                 name: "rmtest".into(),

@@ -1,6 +1,5 @@
 //! Turning Docker's inspect JSON (`GET /containers/{id}/json`) into an [`Inspection`].
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -9,6 +8,7 @@ use crate::container::{Container, EngineRef, PRIVILEGED_LABEL};
 use crate::docker::time::parse_rfc3339;
 use crate::engine::{ExitStatus, Inspection, RucksackPacker};
 use crate::error::{Error, Result};
+use crate::labels::Labels;
 
 /// Reads a container's inspect JSON (Docker's, or Podman's compat API's, which has the
 /// same fields).
@@ -83,26 +83,22 @@ pub(crate) fn container_from_inspect(
     let name = v.get("Name").and_then(Value::as_str).unwrap_or("");
     let name = name.strip_prefix('/').unwrap_or(name);
     let config = v.get("Config");
-    let mut labels = BTreeMap::new();
-    if let Some(obj) = config
-        .and_then(|c| c.get("Labels"))
-        .and_then(Value::as_object)
-    {
-        for (k, val) in obj {
-            if let Some(s) = val.as_str() {
-                labels.insert(k.clone(), s.to_string());
-            }
-        }
-    }
     let privileged = v
         .get("HostConfig")
         .and_then(|h| h.get("Privileged"))
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    if privileged {
-        // As the Go original: the label's mere presence marks privileged containers.
-        labels.insert(PRIVILEGED_LABEL.to_string(), String::new());
-    }
+    // Borrowed from the parsed body and built in one go (two allocations). As the Go
+    // original: the privileged label's mere presence marks privileged containers (last,
+    // so it wins over a configured label of that name).
+    let labels: Labels = config
+        .and_then(|c| c.get("Labels"))
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, val)| Some((k.as_str(), val.as_str()?)))
+        .chain(privileged.then_some((PRIVILEGED_LABEL, "")))
+        .collect();
     let image = config
         .and_then(|c| c.get("Image"))
         .and_then(Value::as_str)
@@ -164,11 +160,32 @@ mod tests {
         assert!(c.paused);
         assert_eq!(c.project, "shop");
         assert_eq!(c.image, "busybox");
-        assert_eq!(c.labels.get(PRIVILEGED_LABEL).map(String::as_str), Some(""));
-        assert_eq!(c.labels.get("x").map(String::as_str), Some("y"));
+        assert_eq!(c.labels.get(PRIVILEGED_LABEL), Some(""));
+        assert_eq!(c.labels.get("x"), Some("y"));
         assert!(!c.labels.contains_key("n"));
         assert_eq!(c.started_at, at(1, 500_000_000));
         assert_eq!(c.engine.id, "E");
+    }
+
+    /// The privileged marker is added last: it wins over a configured label of its name
+    /// (as the map insert did before `Labels`); non-string label values are dropped.
+    #[test]
+    fn privileged_marker_wins_over_a_configured_label() {
+        let v = json!({
+            "Id": "abc", "Name": "/p", "State": {"Pid": 1},
+            "Config": {"Labels": {PRIVILEGED_LABEL: "configured", "b": "2", "a": null}},
+            "HostConfig": {"Privileged": true}
+        });
+        let c = alive(&v);
+        assert_eq!(
+            c.labels.iter().collect::<Vec<_>>(),
+            [("b", "2"), (PRIVILEGED_LABEL, "")]
+        );
+        let v = json!({"Id": "abc", "Name": "/p", "State": {"Pid": 1},
+                       "Config": {"Labels": {PRIVILEGED_LABEL: "configured"}}});
+        assert_eq!(alive(&v).labels.get(PRIVILEGED_LABEL), Some("configured"));
+        let v = json!({"Id": "abc", "Name": "/p", "State": {"Pid": 1}, "Config": {"Labels": null}});
+        assert!(alive(&v).labels.is_empty());
     }
 
     /// State objects as Docker 20.10 and Podman 4.3's compat API write them (captured
@@ -277,7 +294,7 @@ mod tests {
                     );
                     assert_eq!(c.project, "p1", "{what}");
                     assert_eq!(c.image, "busybox:local", "{what}");
-                    assert_eq!(c.labels.get("a").map(String::as_str), Some("b"), "{what}");
+                    assert_eq!(c.labels.get("a"), Some("b"), "{what}");
                     assert_eq!(c.engine.id, "E", "{what}");
                 }
                 (Err(Error::Processless { id }), Err(())) => assert_eq!(id, "abc", "{what}"),

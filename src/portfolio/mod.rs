@@ -278,10 +278,10 @@ mod tests {
     use crate::container::PROJECT_LABEL;
 
     fn c(id: &str, name: &str, project: &str) -> Container {
-        let mut labels = BTreeMap::new();
-        if !project.is_empty() {
-            labels.insert(PROJECT_LABEL.to_string(), project.to_string());
-        }
+        let labels: crate::Labels = (!project.is_empty())
+            .then_some((PROJECT_LABEL, project))
+            .into_iter()
+            .collect();
         Container::new(id, name, 1).with_labels(labels)
     }
 

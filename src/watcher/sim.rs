@@ -251,8 +251,7 @@ impl Sim {
                     self.truth.next_pid += 1;
                     let mut c = Container::new(&id, format!("name-{id}"), self.truth.next_pid);
                     if !project.is_empty() {
-                        c.project = project.into();
-                        c.labels.insert(PROJECT_LABEL.into(), project.into());
+                        c = c.with_labels([(PROJECT_LABEL, project)]);
                     }
                     self.truth.alive.insert(id.clone(), c);
                     self.truth.exited.remove(&id);

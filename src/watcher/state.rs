@@ -503,12 +503,11 @@ impl SyncState {
 
     /// A container known only by id (and its project, when an event carried it).
     fn bare(id: &str, project: Option<&str>) -> Container {
-        let mut c = Container::new(id, "", 0);
-        if let Some(p) = project.filter(|p| !p.is_empty()) {
-            c.project = p.to_string();
-            c.labels.insert(PROJECT_LABEL.to_string(), p.to_string());
+        let c = Container::new(id, "", 0);
+        match project.filter(|p| !p.is_empty()) {
+            Some(p) => c.with_labels([(PROJECT_LABEL, p)]),
+            None => c,
         }
-        c
     }
 
     /// Settles every pending container before a listing (the stream is lost or a relist

@@ -957,10 +957,7 @@ fn details_carry_cancel_and_caps() {
     h.step(NotFound("b"));
     let c = &h.events[0].container;
     assert_eq!((c.id.as_str(), c.project.as_str(), c.pid), ("b", "shop", 0));
-    assert_eq!(
-        c.labels.get(crate::PROJECT_LABEL).map(String::as_str),
-        Some("shop")
-    );
+    assert_eq!(c.labels.get(crate::PROJECT_LABEL), Some("shop"));
     let mut e = RawEvent::new(EventKind::Started, "c");
     e.project = Some(String::new());
     h.feed(Input::Event { gen: 1, event: e });

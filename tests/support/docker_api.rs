@@ -61,7 +61,7 @@ impl Truth {
             paused: c.paused,
             project: c.project.clone(),
             image: c.image.clone(),
-            labels: c.labels.clone(),
+            labels: support::label_map(&c.labels),
         }
     }
 }
@@ -228,7 +228,7 @@ pub fn inspect_cases(e: &Cli) {
         (got.id.as_str(), got.name.as_str(), got.pid),
         (t.id.as_str(), t.name.as_str(), t.pid)
     );
-    assert_eq!(got.labels.get("a").map(String::as_str), Some("b"));
+    assert_eq!(got.labels.get("a"), Some("b"));
     let unknown = "0000000000000000000000000000000000000000000000000000000000000bad";
     assert_eq!(
         c.inspect(unknown).unwrap_err(),
@@ -242,7 +242,7 @@ pub fn inspect_cases(e: &Cli) {
     wait_exited(e, &id);
     let (got, status) = exited_matches_truth(e, &c, &id);
     assert_eq!(status.exit_code, Some(137));
-    assert_eq!(got.labels.get("a").map(String::as_str), Some("b"));
+    assert_eq!(got.labels.get("a"), Some("b"));
     // Created, never started: no process and no exit.
     let created = e.name("created");
     let img = image();
@@ -287,7 +287,7 @@ pub fn exited_matches_truth(
         id: got.id.clone(),
         name: got.name.clone(),
         project: got.project.clone(),
-        labels: got.labels.clone(),
+        labels: support::label_map(&got.labels),
         image: Some(got.image.clone()),
         exit_code: status.exit_code,
         oom: status.oom,
@@ -345,7 +345,7 @@ pub fn inspect_exits(e: &Cli) {
     assert_eq!(status.exit_code, Some(3));
     assert!(!status.oom);
     assert_eq!(got.project, project);
-    assert_eq!(got.labels.get("job").map(String::as_str), Some("once"));
+    assert_eq!(got.labels.get("job"), Some("once"));
     assert!(got.started_at.is_some());
     assert!(
         !c.list().unwrap().iter().any(|l| l.id == id),
@@ -622,7 +622,7 @@ pub fn lifecycle_events(e: &Cli) {
     assert_eq!(d.name, r);
     assert!(d.image.ends_with(&plain_img), "{d:?}");
     assert_eq!(
-        d.labels,
+        support::label_map(&d.labels),
         BTreeMap::from([
             ("com.docker.compose.project".to_string(), rm_project),
             ("job".to_string(), "once".to_string()),
@@ -634,7 +634,10 @@ pub fn lifecycle_events(e: &Cli) {
         .and_then(|ev| ev.details.as_deref())
         .expect("details on x's exit");
     assert_eq!(xd.name, x);
-    assert_eq!(xd.labels.get("com.docker.compose.project"), Some(&project));
+    assert_eq!(
+        xd.labels.get("com.docker.compose.project"),
+        Some(project.as_str())
+    );
     assert!(seen
         .iter()
         .filter(|ev| ev.kind == EventKind::Started)

@@ -105,10 +105,21 @@ impl PrivateDockerd {
     /// SIGKILLs dockerd and its containerd (the containers' shims live on), as when the
     /// engine crashes. (A containerd left behind keeps dockerd from starting again here.)
     pub fn kill9(&mut self) {
+        self.kill9_dockerd();
+        self.kill9_containerd();
+    }
+
+    /// SIGKILLs dockerd only: its containerd, orphaned, dies of its parent-death signal
+    /// (dockerd 20.10 and 26 start it so) or, if not, by [`kill9_containerd`](Self::kill9_containerd).
+    pub fn kill9_dockerd(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// SIGKILLs the containerd that dockerd started (found by its config file).
+    pub fn kill9_containerd(&mut self) {
         let config = self.dir.join("exec/containerd/containerd.toml");
         for pid in processes_with(&config.display().to_string()) {
             let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();

@@ -38,6 +38,15 @@ pub mod replay;
 #[cfg(any(feature = "docker", feature = "serde", feature = "cri"))]
 pub mod watch;
 
+/// A container's labels as a map, to compare with ground truth built independently of
+/// [`whalewatcher::Labels`] (from `inspect` JSON, `ctr`, CRI statuses).
+pub fn label_map(labels: &whalewatcher::Labels) -> std::collections::BTreeMap<String, String> {
+    labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 /// A private directory under the temp dir (`ww-<what>-<pid>-<n>`), made empty; removed
 /// with everything in it on drop.
 pub struct TempDir(std::path::PathBuf);

@@ -22,7 +22,7 @@ pub fn view(w: &Watcher) -> BTreeMap<String, Snap> {
                     pid: c.pid,
                     paused: c.paused,
                     project: c.project.clone(),
-                    labels: c.labels.clone(),
+                    labels: crate::support::label_map(&c.labels),
                 },
             )
         })
@@ -234,7 +234,7 @@ pub fn check_short_lived_with(events: &[ContainerEvent], t: &ExitTruth, oom_in_e
         assert!(!e.synthetic, "{e:?}");
         let c = &e.container;
         assert_eq!(
-            (&c.name, &c.project, &c.labels),
+            (&c.name, &c.project, &crate::support::label_map(&c.labels)),
             (&t.name, &t.project, &t.labels),
             "details of {} in its {:?} event",
             t.id,
