@@ -10,13 +10,21 @@
 #                                      # also measure other builds (e.g. of an older commit)
 #                                      # on the same containers, in alternating rounds
 #   WHALEWATCHER_FOOTPRINT_ROUNDS=3    # rounds per build (default 1; medians are reported)
+#   WHALEWATCHER_FOOTPRINT_KEEP=1      # leave the N containers running at the end, and reuse
+#                                      # them when exactly N are running at the start (saves
+#                                      # ~10 minutes of starting 1,000 on vfs; no baseline then);
+#                                      # remove them 2 at a time: docker ps -aq --filter
+#                                      # label=whalewatcher.bench=footprint | xargs -n 2 docker rm -f
 #
 # Goals (issue 7): <= 4 MiB RSS with 200 containers, <= 3 threads per engine, <= 30 normal
 # dependencies, no async runtime in the tree. Issue 16: anonymous memory <= 1 KiB per
 # container beyond the baseline without containers, <= 5 MiB RSS with 1,000 containers.
-# Containers are started and removed in batches of at most 50 (dockerd 20.10 deadlocked
-# once when 200 were removed at once). The containers carry the label
-# whalewatcher.bench=footprint and are removed at the end (trap), also on failure.
+# Containers are started in batches of at most 50, 4 at a time, and removed 2 at a time:
+# dockerd 20.10's libnetwork deadlocks for good on many concurrent removals (200 at once;
+# on 2026-12-06 22:08 UTC a `docker rm -f` of 50 of 1,000: goroutines in sandbox.Delete and
+# endpoint.Delete on getNetworksFromStore's mutex; README "Known problems"). The containers
+# carry the label whalewatcher.bench=footprint and are removed at the end (trap), also on
+# failure (unless WHALEWATCHER_FOOTPRINT_KEEP=1).
 # Without an engine it prints a loud skip message and exits 0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,16 +48,17 @@ PROJECT=whalewatcher-footprint
 TARGET=${CARGO_TARGET_DIR:-$PWD/target}
 WORK=$(mktemp -d /tmp/whalewatcher-footprint.XXXXXX)
 PID=
+KEEP=${WHALEWATCHER_FOOTPRINT_KEEP:-0}
 
 dk() { docker -H "$URL" "$@"; }
 cleanup() {
   local rc=$?
   [ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null || true
-  local ids
-  ids=$(dk ps -aq --filter "label=$LABEL" 2>/dev/null || true)
+  local ids=
+  [ "$KEEP" = 1 ] || ids=$(dk ps -aq --filter "label=$LABEL" 2>/dev/null || true)
   if [ -n "$ids" ]; then
     echo "removing $(echo "$ids" | wc -l) containers ..." >&2
-    echo "$ids" | xargs -n 50 docker -H "$URL" rm -f >/dev/null || echo "WARNING: docker rm -f failed; remove label $LABEL by hand" >&2
+    echo "$ids" | xargs -n 2 docker -H "$URL" rm -f >/dev/null || echo "WARNING: docker rm -f failed; remove label $LABEL by hand" >&2
   fi
   rm -rf "$WORK"
   exit $rc
@@ -60,6 +69,23 @@ trap 'exit 130' INT TERM
 mib() { awk -v k="$1" 'BEGIN { printf "%.2f MiB (%d kB)", k / 1024, k }'; }
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 field() { awk -v f="$1:" '$1 == f { print $2 }' "/proc/$2/status"; }
+
+# Anonymous memory of process $1 by mapping: glibc's main arena ([heap]), the other threads'
+# malloc arenas (heaps at 64 MiB-aligned addresses), thread stacks (2 or 8 MiB mappings,
+# cached by glibc after a thread exits), everything else (large mmapped allocations,
+# .data/.bss).
+anon_maps() {
+  perl -ne '
+    if (/^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \S+\s*(\S*)/) {
+      my $size = (hex($2) - hex($1)) / 1024;
+      $k = $3 eq "[heap]" ? "heap" : $3 eq "[stack]" ? "main" : ($size == 8192 || $size == 8196 || $size == 2048 || $size == 2052) ? "stacks" : (hex($1) % (64 << 20) == 0) ? "arenas" : "other";
+      $n++ if $k eq "stacks";
+      $na++ if $k eq "arenas";
+    }
+    $a{$k} += $1 if /^Anonymous:\s+(\d+)/;
+    END { printf "[heap] %d kB, other arenas %d kB (%d), thread stacks %d kB (%d), main stack %d kB, other %d kB", $a{heap}, $a{arenas}, $na, $a{stacks}, $n, $a{main}, $a{other} }
+  ' "/proc/$1/smaps"
+}
 
 # --- build and size ---------------------------------------------------------------------
 PROFILE=${WHALEWATCHER_PROFILE:-release}
@@ -95,9 +121,18 @@ ROUNDS=${WHALEWATCHER_FOOTPRINT_ROUNDS:-1}
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 # --- baseline: no bench containers --------------------------------------------------------
-dk rm -f $(dk ps -aq --filter "label=$LABEL") >/dev/null 2>&1 || true # leftovers
-OTHERS=$(dk ps -q | wc -l)
+REUSE=0
+if [ "$KEEP" = 1 ] && [ "$(dk ps -aq --filter "label=$LABEL" | wc -l)" -eq "$N" ] &&
+  [ "$(dk ps -q --filter "label=$LABEL" | wc -l)" -eq "$N" ]; then
+  REUSE=1 # N bench containers running: no baseline run without them
+  echo "== reusing the $N running bench containers (WHALEWATCHER_FOOTPRINT_KEEP=1); no baseline" >&2
+else
+  dk ps -aq --filter "label=$LABEL" | xargs -r -n 2 docker -H "$URL" rm -f >/dev/null 2>&1 || true # leftovers
+fi
+OTHERS=$(($(dk ps -q | wc -l) - REUSE * N))
+BASE_THREADS=n/a
 for r in $(seq "$ROUNDS"); do
+  [ "$REUSE" = 1 ] && break
   for b in "${!BINS[@]}"; do
     "${BINS[$b]}" --docker "$URL" events </dev/null >"$WORK/base.out" 2>"$WORK/base.err" &
     PID=$!
@@ -110,20 +145,25 @@ for r in $(seq "$ROUNDS"); do
     PID=
   done
 done
+if [ "$REUSE" = 1 ]; then # baselines of 0: the per-container figures below are totals / N
+  for b in "${!BINS[@]}"; do echo 0 >"$WORK/base-rss.$b"; echo 0 >"$WORK/base-anon.$b"; done
+fi
 BASE_RSS=$(median <"$WORK/base-rss.0")
 BASE_ANON=$(median <"$WORK/base-anon.0")
 
 # --- N containers --------------------------------------------------------------------------
-echo "== starting $N containers ($IMAGE) on $URL" >&2
-START=$(now_ms)
-: >"$WORK/ids"
-for from in $(seq 1 50 "$N"); do # batches of at most 50, 4 at a time
-  to=$((from + 49 < N ? from + 49 : N))
-  seq "$from" "$to" | xargs -P 4 -I{} docker -H "$URL" run -d --network none --label "$LABEL" \
-    --label "com.docker.compose.project=$PROJECT" "$IMAGE" >>"$WORK/ids"
-done
-[ "$(wc -l <"$WORK/ids")" -eq "$N" ] || { echo "not all $N containers started" >&2; exit 1; }
-echo "   started in $(($(now_ms) - START)) ms" >&2
+if [ "$REUSE" = 0 ]; then
+  echo "== starting $N containers ($IMAGE) on $URL" >&2
+  START=$(now_ms)
+  : >"$WORK/ids"
+  for from in $(seq 1 50 "$N"); do # batches of at most 50, 4 at a time
+    to=$((from + 49 < N ? from + 49 : N))
+    seq "$from" "$to" | xargs -P 4 -I{} docker -H "$URL" run -d --network none --label "$LABEL" \
+      --label "com.docker.compose.project=$PROJECT" "$IMAGE" >>"$WORK/ids"
+  done
+  [ "$(wc -l <"$WORK/ids")" -eq "$N" ] || { echo "not all $N containers started" >&2; exit 1; }
+  echo "   started in $(($(now_ms) - START)) ms" >&2
+fi
 
 # Starts build $1 and waits until it has printed N started lines of the bench's project.
 watch_n() {
@@ -149,6 +189,7 @@ for r in $(seq "$ROUNDS"); do
     watch_n "${BINS[$b]}"
     echo "$(field VmRSS $PID)" >>"$WORK/rss.$b"
     echo "$(field RssAnon $PID)" >>"$WORK/anon.$b"
+    echo "round $r: $(anon_maps "$PID")" >>"$WORK/maps.$b"
     kill "$PID"; wait "$PID" 2>/dev/null || true
     PID=
   done
@@ -160,20 +201,10 @@ HWM=$(field VmHWM $PID)
 ANON=$(field RssAnon $PID)
 echo "$RSS" >>"$WORK/rss.0"
 echo "$ANON" >>"$WORK/anon.0"
+ANON_MAPS=$(anon_maps "$PID")
+echo "round $ROUNDS: $ANON_MAPS" >>"$WORK/maps.0"
 FILE=$(field RssFile $PID)
 PSS=$(awk '$1 == "Pss:" { print $2 }' "/proc/$PID/smaps_rollup") # shared pages split among their users
-# Anonymous memory by mapping: the main arena ([heap]), thread stacks (2 or 8 MiB mappings,
-# cached by glibc after a thread exits), everything else (other threads' malloc arenas,
-# large mmapped allocations, .data/.bss).
-ANON_MAPS=$(perl -ne '
-  if (/^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \S+\s*(\S*)/) {
-    my $size = (hex($2) - hex($1)) / 1024;
-    $k = $3 eq "[heap]" ? "heap" : $3 eq "[stack]" ? "main" : ($size == 8192 || $size == 8196 || $size == 2048 || $size == 2052) ? "stacks" : "other";
-    $n++ if $k eq "stacks";
-  }
-  $a{$k} += $1 if /^Anonymous:\s+(\d+)/;
-  END { printf "[heap] %d kB, thread stacks %d kB (%d), main stack %d kB, other %d kB", $a{heap}, $a{stacks}, $n, $a{main}, $a{other} }
-' "/proc/$PID/smaps")
 THREADS=$(ls "/proc/$PID/task" | wc -l)
 NAMES=$(cat /proc/"$PID"/task/*/comm | sort | uniq -c | awk '{ printf "%s%s x%d", sep, $2, $1; sep = ", " }')
 ENGINE_THREADS=$(cat /proc/"$PID"/task/*/comm | grep -c '^whalewatch0-' || true)
@@ -191,7 +222,8 @@ cat <<EOF
 binary ($PROFILE, default features)  $(mib $((UNSTRIPPED / 1024))) unstripped, $(mib $((STRIPPED / 1024))) stripped
 all $N started lines printed after   ${SEEN_AFTER} ms (process start to last line, polled every 0.1 s)
 VmRSS                               $(mib "$RSS")  [anon $(mib "$ANON"), file $(mib "$FILE")]  $(verdict "$RSS" $RSS_GOAL)
-anonymous memory per container      $(per_ctr "$(median <"$WORK/anon.0")" "$BASE_ANON") B beyond the baseline (medians of $ROUNDS)  $(verdict "$(per_ctr "$(median <"$WORK/anon.0")" "$BASE_ANON")" 1024)
+anonymous memory per container      $(if [ "$REUSE" = 1 ]; then echo "n/a (reused containers: no baseline)"; else
+  echo "$(per_ctr "$(median <"$WORK/anon.0")" "$BASE_ANON") B beyond the baseline (medians of $ROUNDS)  $(verdict "$(per_ctr "$(median <"$WORK/anon.0")" "$BASE_ANON")" 1024)"; fi)
 anonymous memory by mapping         $ANON_MAPS
 VmHWM                               $(mib "$HWM")
 Pss                                 $(mib "$PSS")
@@ -211,6 +243,7 @@ if [ "${#BINS[@]}" -gt 1 ] || [ "$ROUNDS" -gt 1 ]; then
     brss=$(median <"$WORK/base-rss.$b") banon=$(median <"$WORK/base-anon.$b")
     printf '  %-10s VmRSS %6d (baseline %6d)  anon %6d (baseline %6d)  anon/container %5d B  [%s]\n' \
       "${BUILD_NAMES[$b]}" "$rss" "$brss" "$anon" "$banon" "$(per_ctr "$anon" "$banon")" "${BINS[$b]}"
+    sed 's/^/               /' "$WORK/maps.$b"
   done
 fi
 echo "default-feature crates: $(tr '\n' ' ' <"$WORK/deps-default")"

@@ -287,8 +287,8 @@ fn ps(engines: &[Labelled], json: bool, strict: bool) -> Result<(), String> {
     let mut all: Vec<Arc<Container>> = Vec::new();
     let mut modes = Vec::new();
     for (label, client, kind) in engines {
-        match client.list() {
-            Ok(list) => all.extend(list.into_iter().map(Arc::new)),
+        match client.list_shared() {
+            Ok(list) => all.extend(list),
             Err(e) if strict => return Err(format!("{label}: {e}")),
             Err(e) => {
                 eprintln!("whalewatch: warning: {label}: {e}");
@@ -366,7 +366,9 @@ fn forward(
 fn merged(set: &Set, since: Option<u64>) -> crossbeam_channel::Receiver<Merged> {
     // Bounded: when stdout stalls, the forwarders block, their subscriptions lag, and they
     // catch up from the journal (with a warning) instead of piling events up in memory.
-    let (tx, rx) = crossbeam_channel::bounded(1024);
+    // Small: the subscriptions are the buffers (1,024 live events each); a bounded channel
+    // allocates all its slots up front (1,024 were 64 KiB of the process's heap).
+    let (tx, rx) = crossbeam_channel::bounded(64);
     match set {
         Set::Fixed(engines) => {
             for e in engines {

@@ -196,21 +196,65 @@ impl Portfolio {
 
 impl FromIterator<Container> for Portfolio {
     fn from_iter<I: IntoIterator<Item = Container>>(iter: I) -> Self {
-        let mut p = Portfolio::new();
-        for c in iter {
-            p.insert(Arc::new(c));
-        }
-        p
+        iter.into_iter().map(Arc::new).collect()
     }
 }
 
 impl FromIterator<Arc<Container>> for Portfolio {
+    /// As [`insert`](Portfolio::insert)ing the containers in order (a later one replaces
+    /// an earlier one with the same id), but every index built at once: one insert per
+    /// container copied a leaf of each index every time (issue 16: freed copies that the
+    /// allocator kept, on the watcher's sync thread, which builds a portfolio per listing).
     fn from_iter<I: IntoIterator<Item = Arc<Container>>>(iter: I) -> Self {
-        let mut p = Portfolio::new();
-        for c in iter {
-            p.insert(c);
+        let mut all: Vec<Arc<Container>> = iter.into_iter().collect();
+        // Indexes of `all` sorted by `key`, equal keys in order.
+        let sorted_by = |all: &[Arc<Container>], key: fn(&Container) -> &str| {
+            let mut order: Vec<usize> = (0..all.len()).collect();
+            order.sort_by(|&a, &b| key(&all[a]).cmp(key(&all[b])).then(a.cmp(&b)));
+            order
+        };
+        // The last container of each id, in order.
+        let order = sorted_by(&all, |c| &c.id);
+        let mut replaced = vec![false; all.len()];
+        for w in order.windows(2) {
+            if all[w[0]].id == all[w[1]].id {
+                replaced[w[0]] = true;
+            }
         }
-        p
+        if replaced.contains(&true) {
+            let mut i = 0;
+            all.retain(|_| {
+                i += 1;
+                !replaced[i - 1]
+            });
+        }
+        drop((order, replaced));
+        let by_id = Sharded::from_distinct(all.iter().cloned());
+        // Each name's containers in order, as inserts append them.
+        let order = sorted_by(&all, |c| &c.name);
+        let named = order
+            .chunk_by(|&a, &b| all[a].name == all[b].name)
+            .map(|run| match run {
+                [i] => Named::One(all[*i].clone()),
+                _ => Named::Many(run.iter().map(|&i| all[i].clone()).collect()),
+            });
+        let by_name = Sharded::from_distinct(named);
+        let order = sorted_by(&all, |c| &c.project);
+        let projects = order
+            .chunk_by(|&a, &b| all[a].project == all[b].project)
+            .map(|run| {
+                let name = all[run[0]].project.as_str();
+                let p = Project::of(name, run.iter().map(|&i| all[i].clone()));
+                (Arc::from(name), Arc::new(p))
+            })
+            .collect();
+        Portfolio {
+            by_id,
+            by_name,
+            projects: Arc::new(projects),
+            len: all.len(),
+            seq: 0,
+        }
     }
 }
 
@@ -269,6 +313,66 @@ mod tests {
         p.remove("3");
         assert!(p.is_empty() && p.project_names().is_empty());
         assert!(p.remove("nope").is_none());
+    }
+
+    /// `collect()` builds the indexes at once; the portfolio must be the one that inserting
+    /// the containers in order builds: a later container replaces an earlier one of the
+    /// same id, each name's containers in order, every project; and it must stay usable.
+    #[test]
+    fn collecting_builds_what_inserting_builds() {
+        let same = |a: &Portfolio, b: &Portfolio| {
+            assert_eq!(a.len(), b.len());
+            assert_eq!(ids(a.iter()), ids(b.iter()));
+            for c in a.iter() {
+                assert!(Arc::ptr_eq(c, b.get(&c.id).unwrap()), "{}", c.id);
+                let (x, y) = (a.by_name(&c.name), b.by_name(&c.name));
+                assert_eq!(x.len(), y.len(), "{}", c.name);
+                assert!(
+                    x.iter().zip(y).all(|(x, y)| Arc::ptr_eq(x, y)),
+                    "{}",
+                    c.name
+                );
+            }
+            assert_eq!(a.project_names(), b.project_names());
+            for (x, y) in a.projects().zip(b.projects()) {
+                assert_eq!((x.name(), x.len()), (y.name(), y.len()));
+                assert_eq!(x.container_ids(), y.container_ids());
+                assert!(x.iter().all(|c| Arc::ptr_eq(c, y.get(&c.id).unwrap())));
+            }
+        };
+        let mut x: u64 = 11;
+        let mut next = |m: u64| {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (x >> 33) % m
+        };
+        for n in [0u64, 1, 2, 17, 300, 3000] {
+            // ids repeat (later ones replace earlier ones), names repeat across ids
+            let all: Vec<Arc<Container>> = (0..n)
+                .map(|_| {
+                    let id = format!("c{}", next(n * 3 / 4 + 1));
+                    let name = format!("n{}", next(n / 3 + 1));
+                    Arc::new(c(&id, &name, ["", "x", "y"][next(3) as usize]))
+                })
+                .collect();
+            let mut inserted = Portfolio::new();
+            for c in &all {
+                inserted.insert(c.clone());
+            }
+            let mut collected: Portfolio = all.iter().cloned().collect();
+            same(&inserted, &collected);
+            for c in all.iter().step_by(2) {
+                assert_eq!(
+                    inserted.remove(&c.id).map(|c| c.id.clone()),
+                    collected.remove(&c.id).map(|c| c.id.clone())
+                );
+            }
+            let late = Arc::new(c("late", "n0", "x"));
+            inserted.insert(late.clone());
+            collected.insert(late);
+            same(&inserted, &collected);
+        }
     }
 
     fn ids<'a>(it: impl Iterator<Item = &'a Arc<Container>>) -> Vec<String> {

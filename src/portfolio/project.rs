@@ -54,6 +54,19 @@ impl Project {
         self.len == 0
     }
 
+    /// The project `name` of `containers`, whose ids are distinct.
+    pub(crate) fn of(
+        name: &str,
+        containers: impl ExactSizeIterator<Item = Arc<Container>>,
+    ) -> Self {
+        let len = containers.len();
+        Project {
+            name: Arc::from(name),
+            containers: Sharded::from_distinct(containers),
+            len,
+        }
+    }
+
     pub(crate) fn insert(&mut self, c: Arc<Container>) {
         if self.containers.insert(c).is_none() {
             self.len += 1;

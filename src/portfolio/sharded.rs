@@ -159,6 +159,16 @@ impl<V: Keyed> Sharded<V> {
         }
     }
 
+    /// A map of `values`, whose keys are distinct, built at once: no allocation but the
+    /// nodes themselves and one vector of the entries (inserting them one by one copies a
+    /// leaf each time, copies that the allocator keeps as freed memory: issue 16).
+    pub(crate) fn from_distinct(values: impl IntoIterator<Item = V>) -> Self {
+        let mut entries: Vec<(u64, V)> = values.into_iter().map(|v| (hash(v.key()), v)).collect();
+        Sharded {
+            root: build(&mut entries, 0),
+        }
+    }
+
     /// Inserts `value` under its key; returns the value it replaced.
     pub(crate) fn insert(&mut self, value: V) -> Option<V> {
         let h = hash(value.key());
@@ -208,25 +218,19 @@ impl<V: Keyed> Sharded<V> {
     }
 }
 
-/// A node for `entries` (all sharing the path to a node at `shift`).
-fn build<V: Clone>(entries: Vec<(u64, V)>, shift: u32) -> Node<V> {
+/// A node for `entries` (all sharing the path to a node at `shift`), which it sorts in
+/// place by their slots: it allocates only the nodes (and each branch's list of children).
+fn build<V: Clone>(entries: &mut [(u64, V)], shift: u32) -> Node<V> {
     if entries.len() <= LEAF_MAX || shift >= u64::BITS {
-        return Node::Leaf(entries.into());
+        return Node::Leaf(Arc::from(&*entries));
     }
-    let mut groups: Vec<(u64, Vec<(u64, V)>)> = Vec::new();
-    for e in entries {
-        let b = bit(e.0, shift);
-        match groups.iter_mut().find(|(gb, _)| *gb == b) {
-            Some((_, g)) => g.push(e),
-            None => groups.push((b, vec![e])),
-        }
+    entries.sort_unstable_by_key(|(h, _)| bit(*h, shift));
+    let mut bm = 0;
+    let mut kids = Vec::new();
+    for group in entries.chunk_by_mut(|a, b| bit(a.0, shift) == bit(b.0, shift)) {
+        bm |= bit(group[0].0, shift);
+        kids.push(build(group, shift + BITS));
     }
-    groups.sort_unstable_by_key(|(b, _)| *b);
-    let bm = groups.iter().fold(0, |m, (b, _)| m | b);
-    let kids: Vec<Node<V>> = groups
-        .into_iter()
-        .map(|(_, g)| build(g, shift + BITS))
-        .collect();
     Node::Branch(bm, kids.into())
 }
 
@@ -241,7 +245,7 @@ fn insert_at<V: Keyed>(node: &mut Node<V>, h: u64, value: V, shift: u32) -> Opti
             let mut v = Vec::with_capacity(es.len() + 1);
             v.extend(es.iter().cloned());
             v.push((h, value));
-            *node = build(v, shift);
+            *node = build(&mut v, shift);
             None
         }
         Node::Branch(bm, kids) => {
@@ -463,8 +467,10 @@ mod tests {
     #[test]
     fn equal_hashes_share_a_leaf() {
         // build() on 20 entries of one hash: no split can separate them
-        let es: Vec<(u64, Kv)> = (0..20).map(|i| (42, kv(&format!("x{i}"), i))).collect();
-        let mut m: Sharded<Kv> = Sharded { root: build(es, 0) };
+        let mut es: Vec<(u64, Kv)> = (0..20).map(|i| (42, kv(&format!("x{i}"), i))).collect();
+        let mut m: Sharded<Kv> = Sharded {
+            root: build(&mut es, 0),
+        };
         let (depth, leaves, largest) = m.shape();
         assert_eq!((depth, leaves, largest), (u64::BITS.div_ceil(BITS), 1, 20));
         // (lookups hash the key, which does not give 42: the walk and removal are tested)

@@ -106,21 +106,20 @@ struct Subscriber {
     alive: Weak<()>,
 }
 
-/// A journal entry: the event and the largest event time up to it (monotone in seq).
-type Entry = (ContainerEvent, SystemTime);
-
 pub(crate) struct Hub {
     pub(crate) portfolio: Arc<Portfolio>,
-    journal: VecDeque<Entry>,
+    /// The latest events, in seq order. An event's key for `Since::Time` is the largest
+    /// event time up to it (monotone in seq): the running max from `journal_floor` on.
+    journal: VecDeque<ContainerEvent>,
     journal_capacity: usize,
+    /// The largest time of the events dropped from the journal so far.
+    journal_floor: Option<SystemTime>,
     /// Highest sequence number dropped from the journal (0: none).
     dropped: u64,
     /// (seq, running max time) of the most recently dropped events, for `Since::Time`.
     dropped_index: VecDeque<(u64, SystemTime)>,
     /// The running max time of the last entry that fell out of `dropped_index`.
     dropped_floor: Option<SystemTime>,
-    /// Largest event time published so far.
-    max_time: Option<SystemTime>,
     subscribers: Vec<Subscriber>,
     capacity: usize,
     closed: bool,
@@ -132,10 +131,10 @@ impl Hub {
             portfolio: Arc::new(Portfolio::new()),
             journal: VecDeque::new(),
             journal_capacity,
+            journal_floor: None,
             dropped: 0,
             dropped_index: VecDeque::new(),
             dropped_floor: None,
-            max_time: None,
             subscribers: Vec::new(),
             capacity: capacity.max(1),
             closed: false,
@@ -164,7 +163,14 @@ impl Hub {
         self.journal_capacity.max(64)
     }
 
-    fn drop_entry(&mut self, (ev, key): Entry) {
+    /// The running max of event times from `floor` on, with `time` next.
+    fn key(floor: Option<SystemTime>, time: SystemTime) -> SystemTime {
+        floor.map_or(time, |m| m.max(time))
+    }
+
+    fn drop_entry(&mut self, ev: ContainerEvent) {
+        let key = Self::key(self.journal_floor, ev.time);
+        self.journal_floor = Some(key);
         self.dropped = ev.seq;
         self.dropped_index.push_back((ev.seq, key));
         if self.dropped_index.len() > self.index_capacity() {
@@ -180,22 +186,11 @@ impl Hub {
     pub(crate) fn publish(
         &mut self,
         portfolio: Arc<Portfolio>,
-        events: &[ContainerEvent],
+        events: impl Into<Vec<ContainerEvent>>,
     ) -> usize {
+        let events: Vec<ContainerEvent> = events.into();
         self.portfolio = portfolio;
-        for ev in events {
-            let key = self.max_time.map_or(ev.time, |m| m.max(ev.time));
-            self.max_time = Some(key);
-            if self.journal_capacity > 0 {
-                if self.journal.len() == self.journal_capacity {
-                    if let Some(old) = self.journal.pop_front() {
-                        self.drop_entry(old);
-                    }
-                }
-                self.journal.push_back((ev.clone(), key));
-            } else {
-                self.drop_entry((ev.clone(), key));
-            }
+        for ev in &events {
             for s in &mut self.subscribers {
                 if s.filter.as_ref().is_some_and(|f| *f != ev.container.id) {
                     continue;
@@ -212,6 +207,32 @@ impl Hub {
                     continue;
                 }
                 let _ = s.tx.send(Item::Event(ev.clone()));
+            }
+        }
+        if self.journal.is_empty() && events.len() <= self.journal_capacity {
+            // The first burst (a first listing's events, one per container): its vector
+            // becomes the journal, no copy (a copy left the vector freed: issue 16).
+            self.journal = VecDeque::from(events);
+        } else if self.journal_capacity > 0 {
+            // Grown at once to what a burst needs, not through a doubling series whose
+            // freed buffers the allocator kept; still doubling for the usual few events.
+            let want = (self.journal.len() + events.len()).min(self.journal_capacity);
+            if want > self.journal.capacity() {
+                let doubled = self.journal.capacity().saturating_mul(2);
+                let grown = want.max(doubled.min(self.journal_capacity));
+                self.journal.reserve_exact(grown - self.journal.len());
+            }
+            for ev in events {
+                if self.journal.len() == self.journal_capacity {
+                    if let Some(old) = self.journal.pop_front() {
+                        self.drop_entry(old);
+                    }
+                }
+                self.journal.push_back(ev);
+            }
+        } else {
+            for ev in events {
+                self.drop_entry(ev);
             }
         }
         let mut lagged = 0;
@@ -238,10 +259,14 @@ impl Hub {
         if let Some((seq, _)) = self.dropped_index.iter().find(|(_, k)| *k >= t) {
             return Some(Ok(*seq));
         }
+        let mut key = self.journal_floor;
         self.journal
             .iter()
-            .find(|(_, k)| *k >= t)
-            .map(|(e, _)| Ok(e.seq))
+            .find(|e| {
+                key = Some(Self::key(key, e.time));
+                key.is_some_and(|k| k >= t)
+            })
+            .map(|e| Ok(e.seq))
     }
 
     pub(crate) fn subscribe(&mut self, since: Since, filter: Option<String>) -> Subscription {
@@ -295,8 +320,8 @@ impl Hub {
             initial.extend(
                 self.journal
                     .iter()
-                    .filter(|(e, _)| e.seq > after && matches(&e.container.id))
-                    .map(|(e, _)| Item::Event(e.clone())),
+                    .filter(|e| e.seq > after && matches(&e.container.id))
+                    .map(|e| Item::Event(e.clone())),
             );
         }
         let limit = self.capacity + initial.len();

@@ -370,7 +370,7 @@ impl Sim {
                 let result = if self.rng.chance(self.list_fail) {
                     Err(Error::protocol("sim", "list failed"))
                 } else {
-                    Ok(self.truth.alive.values().cloned().collect())
+                    Ok(self.truth.alive.values().cloned().map(Arc::new).collect())
                 };
                 Input::Listed { token, result }
             }
@@ -463,7 +463,7 @@ impl Sim {
             let mut p = self.state.portfolio().clone();
             p.set_seq(self.state.seq());
             self.max_portfolio = self.max_portfolio.max(p.len());
-            self.hub.publish(Arc::new(p), &fx.events);
+            self.hub.publish(Arc::new(p), &fx.events[..]);
             for e in &fx.events {
                 if self.verbose {
                     self.log.push(format!("  {}", super::tests::describe(e)));

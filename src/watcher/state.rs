@@ -77,10 +77,11 @@ pub(crate) enum Input {
     StreamLost { gen: u64, error: Error },
     /// The reader's retry policy gave up.
     GaveUp { error: Error },
-    /// The answer to [`Job::List`].
+    /// The answer to [`Job::List`]: the containers as the engine client built them,
+    /// shared from here on, never copied.
     Listed {
         token: u64,
-        result: Result<Vec<Container>>,
+        result: Result<Vec<Arc<Container>>>,
     },
     /// The answer to [`Job::Inspect`].
     Inspected {
@@ -133,8 +134,18 @@ pub(crate) struct Effects {
 impl Effects {
     /// Appends `other` (for batching several inputs into one publication).
     pub(crate) fn extend(&mut self, other: Effects) {
-        self.jobs.extend(other.jobs);
-        self.events.extend(other.events);
+        // Taken over rather than copied when this batch has none yet (a resync's events
+        // are as many as the containers: a copy is one more transient vector of them).
+        if self.jobs.is_empty() {
+            self.jobs = other.jobs;
+        } else {
+            self.jobs.extend(other.jobs);
+        }
+        if self.events.is_empty() {
+            self.events = other.events;
+        } else {
+            self.events.extend(other.events);
+        }
         self.changed |= other.changed;
         self.raw_events += other.raw_events;
         self.resyncs += other.resyncs;
@@ -401,7 +412,7 @@ impl SyncState {
                 if ok {
                     let statuses: HashMap<String, Result<Inspection>> =
                         results.into_iter().collect();
-                    self.resync(statuses, wall);
+                    self.resync(None, statuses, wall);
                 }
             }
             Input::Inspected { token, id, result } => self.inspected(token, id, result, now, wall),
@@ -575,7 +586,7 @@ impl SyncState {
     fn listed(
         &mut self,
         token: u64,
-        result: Result<Vec<Container>>,
+        result: Result<Vec<Arc<Container>>>,
         now: Instant,
         wall: SystemTime,
     ) {
@@ -590,10 +601,9 @@ impl SyncState {
         match result {
             Ok(list) => {
                 self.list_retry.reset();
-                // Shared from here on, never copied: the containers' strings stay where the
-                // engine client allocated them (one deep copy per container and listing
-                // left the client threads' allocator arenas holding freed copies: issue 16).
-                let list: Vec<Arc<Container>> = list.into_iter().map(Arc::new).collect();
+                // Shared, never copied: the containers stay where the engine client
+                // allocated them (one deep copy per container and listing left the client
+                // threads' allocator arenas holding freed copies: issue 16).
                 let f = fold(&self.portfolio, &list, &l.buffered);
                 let mut ids: Vec<String> = self
                     .portfolio
@@ -601,10 +611,12 @@ impl SyncState {
                     .filter(|c| f.fresh.get(&c.id).is_none() && !f.first_exit.contains_key(&c.id))
                     .map(|c| c.id.clone())
                     .collect();
-                l.listed = Some(list);
                 if ids.is_empty() {
-                    self.resync(HashMap::new(), wall);
+                    // Nothing buffered since the fold: it stands (built once, not twice:
+                    // a second portfolio's allocations left freed memory behind, issue 16).
+                    self.resync(Some(f), HashMap::new(), wall);
                 } else {
+                    l.listed = Some(list);
                     ids.sort();
                     let token = self.token();
                     if let Phase::Listing(l) = &mut self.phase {
@@ -631,14 +643,21 @@ impl SyncState {
         }
     }
 
-    /// Steps 3 and 4: replay the buffered events onto the listing, emit the diff.
-    fn resync(&mut self, statuses: HashMap<String, Result<Inspection>>, wall: SystemTime) {
+    /// Steps 3 and 4: replay the buffered events onto the listing (unless `folded` did
+    /// already, with every buffered event), emit the diff.
+    fn resync(
+        &mut self,
+        folded: Option<Folded>,
+        statuses: HashMap<String, Result<Inspection>>,
+        wall: SystemTime,
+    ) {
         let Phase::Listing(l) = std::mem::replace(&mut self.phase, Phase::Live) else {
             return;
         };
-        let list = l.listed.unwrap_or_default();
-        let f = fold(&self.portfolio, &list, &l.buffered);
-        drop(list);
+        let f = folded.unwrap_or_else(|| {
+            let list = l.listed.unwrap_or_default();
+            fold(&self.portfolio, &list, &l.buffered)
+        });
         let initial = !self.synced_once;
         let old = std::mem::replace(&mut self.portfolio, f.fresh);
         let vanished_exit = |id: &str| -> Exit {
@@ -689,6 +708,9 @@ impl SyncState {
             .cloned()
             .collect();
         new.sort_by(|a, b| a.id.cmp(&b.id));
+        // One vector of the right size rather than a doubling series (a first listing emits
+        // one event per container; the series' freed vectors stayed with the allocator).
+        self.fx.events.reserve_exact(new.len());
         for n in new {
             self.emit_as(EventKind::Started, n, wall, initial);
         }

@@ -150,7 +150,7 @@ impl SyncThread {
                 // the new generation too, so a PortfolioReader is never behind it.
                 self.shared.generation.fetch_add(1, Ordering::Release);
             }
-            let lagged = hub.publish(p, &fx.events);
+            let lagged = hub.publish(p, fx.events);
             m.lagged(lagged);
         }
         let h = self.state.health();

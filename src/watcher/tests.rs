@@ -161,7 +161,10 @@ impl Harness {
             S::Pause(id) => self.raw(EventKind::Paused, id),
             S::List(l) => {
                 let token = self.list_token();
-                let list = l.iter().map(|(i, p, z)| container(i, *p, *z)).collect();
+                let list = l
+                    .iter()
+                    .map(|(i, p, z)| Arc::new(container(i, *p, *z)))
+                    .collect();
                 self.feed(Input::Listed {
                     token,
                     result: Ok(list),
@@ -810,7 +813,7 @@ fn since_time_gap_is_exact_with_non_monotonic_times() {
         ev(3, 40, "c"),
         ev(4, 200, "d"),
     ];
-    hub.publish(p, &evs);
+    hub.publish(p, &evs[..]);
     let sub = hub.subscribe(Since::Time(t(90)), None);
     let items = drain(&sub);
     assert!(
@@ -861,7 +864,7 @@ fn lagged_counts_filtered_events_and_drops_count_at_once() {
     let evs: Vec<_> = (1..=10)
         .map(|i| ev(i, i, if i == 2 || i == 4 { "a" } else { "b" }))
         .collect();
-    hub.publish(p, &evs);
+    hub.publish(p, &evs[..]);
     let items = drain(&one);
     // a at seq 2 fits, a at seq 4 overflows: one missed (not 7: b's do not count)
     assert!(
@@ -883,7 +886,7 @@ fn synthetic_events_do_not_count_against_the_queue() {
     for e in &mut evs {
         e.synthetic = true;
     }
-    hub.publish(Arc::new(Portfolio::new()), &evs);
+    hub.publish(Arc::new(Portfolio::new()), &evs[..]);
     hub.publish(
         Arc::new(Portfolio::new()),
         &[ev(51, 51, "x"), ev(52, 52, "y")],
@@ -896,7 +899,7 @@ fn synthetic_events_do_not_count_against_the_queue() {
     // The queue may hold capacity + synthetic count live items (memory bounded by the
     // capacity plus the portfolio size); one more lags.
     let live: Vec<_> = (53..113).map(|i| ev(i, i, "x")).collect();
-    hub.publish(Arc::new(Portfolio::new()), &live);
+    hub.publish(Arc::new(Portfolio::new()), &live[..]);
     let items = drain(&early);
     assert_eq!(items.len(), 53);
     assert!(
@@ -1161,7 +1164,7 @@ fn journal_replay_is_exact_and_bounded() {
     let mut hub = Hub::new(1, 3);
     let none = Arc::new(Portfolio::new());
     let evs: Vec<_> = (1..=5).map(|i| ev(i, i * 10, "a")).collect();
-    assert_eq!(hub.publish(none.clone(), &evs), 0);
+    assert_eq!(hub.publish(none.clone(), &evs[..]), 0);
     assert_eq!(hub.lengths(), (3, 2));
     let from = |hub: &mut Hub, since| seqs_of(&drain(&hub.subscribe(since, None)));
     assert_eq!(
@@ -1202,7 +1205,7 @@ fn journal_replay_is_exact_and_bounded() {
 fn dropped_index_is_bounded_and_its_floor_is_a_gap_from_one() {
     let mut hub = Hub::new(1, 0);
     let evs: Vec<_> = (1..=100).map(|i| ev(i, i * 10, "a")).collect();
-    hub.publish(Arc::new(Portfolio::new()), &evs);
+    hub.publish(Arc::new(Portfolio::new()), &evs[..]);
     assert_eq!(hub.lengths(), (0, 64));
     let from = |hub: &mut Hub, since| seqs_of(&drain(&hub.subscribe(since, None)));
     assert_eq!(from(&mut hub, Since::Seq(0)), ["gap 1..=100"]);
