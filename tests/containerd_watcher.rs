@@ -45,14 +45,7 @@ fn truth(ctr: &Ctr) -> Option<State> {
             }
             let info: Value =
                 serde_json::from_str(&in_ns(ns, &["containers", "info", id])?).ok()?;
-            let labels = info["Labels"]
-                .as_object()
-                .map(|o| {
-                    o.iter()
-                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let labels = support::string_map(&info["Labels"]);
             let display = if ns == "default" {
                 id.to_string()
             } else {

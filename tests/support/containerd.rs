@@ -184,14 +184,7 @@ impl Ctr {
     pub fn labels(&self, id: &str) -> BTreeMap<String, String> {
         let info: serde_json::Value =
             serde_json::from_str(&self.run(&["containers", "info", id])).unwrap();
-        info["Labels"]
-            .as_object()
-            .map(|o| {
-                o.iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
-                    .collect()
-            })
-            .unwrap_or_default()
+        crate::support::string_map(&info["Labels"])
     }
 
     /// Every task of the namespace: id → (pid, status), from `ctr tasks ls`.

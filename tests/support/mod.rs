@@ -38,6 +38,20 @@ pub mod replay;
 #[cfg(any(feature = "docker", feature = "serde", feature = "cri"))]
 pub mod watch;
 
+/// A JSON object of strings (labels as `docker inspect` and `ctr containers info` print
+/// them) as a map; a value that is not a string counts as `""`, anything but an object as
+/// no labels.
+#[cfg(any(feature = "docker", feature = "serde", feature = "cri"))]
+pub fn string_map(v: &serde_json::Value) -> std::collections::BTreeMap<String, String> {
+    v.as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// A container's labels as a map, to compare with ground truth built independently of
 /// [`whalewatcher::Labels`] (from `inspect` JSON, `ctr`, CRI statuses).
 pub fn label_map(labels: &whalewatcher::Labels) -> std::collections::BTreeMap<String, String> {
