@@ -91,13 +91,11 @@ impl PrivateDockerd {
         let Ok(pid) = std::fs::read_to_string(&pidfile) else {
             return;
         };
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
-        let state = stat
-            .rsplit(')')
-            .next()
-            .and_then(|r| r.split_whitespace().next());
-        if matches!(state, None | Some("Z") | Some("X")) {
+        let dead = match pid.trim().parse() {
+            Ok(pid) => is_dead(pid),
+            Err(_) => true,
+        };
+        if dead {
             let _ = std::fs::remove_file(&pidfile);
         }
     }
@@ -119,17 +117,37 @@ impl PrivateDockerd {
     }
 
     /// SIGKILLs the containerd that dockerd started (found by its config file).
+    /// Returns once each is dead: SIGKILL is delivered asynchronously, and a containerd
+    /// still running when [`launch`](Self::launch) reads the pidfile would make the new
+    /// dockerd wait for it ("libcontainerd: containerd is still running", then "timeout
+    /// waiting for containerd to start"), as CI once saw.
     pub fn kill9_containerd(&mut self) {
         let config = self.dir.join("exec/containerd/containerd.toml");
-        for pid in processes_with(&config.display().to_string()) {
+        let pids = processes_with(&config.display().to_string());
+        for pid in &pids {
             let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
         }
+        crate::support::wait_until(
+            Duration::from_secs(30),
+            "the SIGKILLed containerd to die",
+            || pids.iter().all(|&pid| is_dead(pid)),
+        );
     }
 
     /// `docker -H <private socket> args`.
     pub fn docker(&self, args: &[&str]) -> Result<String, String> {
         crate::support::try_run_with("docker", &["-H", &self.url], args)
     }
+}
+
+/// Whether process `pid` is gone or a zombie (dead, not yet reaped).
+fn is_dead(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat
+        .rsplit(')')
+        .next()
+        .and_then(|r| r.split_whitespace().next());
+    matches!(state, None | Some("Z") | Some("X"))
 }
 
 /// PIDs of processes whose command line mentions `dir`.
