@@ -224,8 +224,10 @@ impl EngineClient for SimEngine {
             ..Default::default()
         })
     }
-    fn list(&self) -> Result<Vec<Container>> {
-        let list: Vec<Container> = self.truth.lock().alive.values().cloned().collect();
+    fn list(&self) -> Result<Vec<Arc<Container>>> {
+        let list: Vec<Arc<Container>> = (self.truth.lock().alive.values())
+            .map(|c| Arc::new(c.clone()))
+            .collect();
         std::thread::sleep(INSPECT_LATENCY * list.len() as u32 / INSPECT_CONCURRENCY);
         Ok(list)
     }

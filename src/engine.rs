@@ -276,17 +276,12 @@ pub trait EngineClient: Send + Sync + 'static {
     /// Asks the engine about itself. Also a cheap reachability check.
     fn info(&self) -> Result<EngineInfo>;
 
-    /// Lists the alive (running or paused) containers, fully inspected.
-    fn list(&self) -> Result<Vec<Container>>;
-
-    /// [`list`](Self::list), each container behind its own [`Arc`] (what a watcher keeps
-    /// of a listing). The default wraps `list()`'s answer; a client that builds the
-    /// containers one by one wraps each as it is built, so that a listing holds no vector
-    /// of whole containers (Docker's: issue 16, ~380 bytes per container that the
-    /// allocator kept after the listing).
-    fn list_shared(&self) -> Result<Vec<Arc<Container>>> {
-        Ok(self.list()?.into_iter().map(Arc::new).collect())
-    }
+    /// Lists the alive (running or paused) containers, fully inspected. Each container
+    /// comes behind its own [`Arc`], as a [`Portfolio`](crate::Portfolio) keeps it: a
+    /// watcher stores a listing as it is, and a client that builds the containers one by
+    /// one never holds a vector of whole containers (issue 16: Docker's held ~380 bytes
+    /// per container that the allocator kept after the listing).
+    fn list(&self) -> Result<Vec<Arc<Container>>>;
 
     /// Inspects one container, alive or not. [`Error::NotFound`](crate::Error::NotFound)
     /// when the engine no longer knows it; [`Error::Processless`](crate::Error::Processless)
@@ -310,11 +305,8 @@ macro_rules! forward_engine_client {
             fn info(&self) -> Result<EngineInfo> {
                 (**self).info()
             }
-            fn list(&self) -> Result<Vec<Container>> {
+            fn list(&self) -> Result<Vec<Arc<Container>>> {
                 (**self).list()
-            }
-            fn list_shared(&self) -> Result<Vec<Arc<Container>>> {
-                (**self).list_shared()
             }
             fn inspect(&self, id: &str) -> Result<Inspection> {
                 (**self).inspect(id)

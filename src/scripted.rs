@@ -374,14 +374,16 @@ impl EngineClient for ScriptedEngine {
         })
     }
 
-    fn list(&self) -> Result<Vec<Container>> {
+    fn list(&self) -> Result<Vec<Arc<Container>>> {
         self.check()?;
         self.script.lists.fetch_add(1, Ordering::SeqCst);
         if take_one(&self.script.fail_lists) {
             return Err(scripted_error("listing failed"));
         }
         self.script.run_hook(|h| &mut h.before_list_snapshot);
-        let snap: Vec<_> = self.script.state.lock().alive.values().cloned().collect();
+        let snap: Vec<_> = (self.script.state.lock().alive.values())
+            .map(|c| Arc::new(c.clone()))
+            .collect();
         self.script.run_hook(|h| &mut h.after_list_snapshot);
         self.check()?;
         Ok(snap)

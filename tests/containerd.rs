@@ -133,10 +133,10 @@ fn unique(what: &str) -> String {
     format!("wwtest-{what}-{}-{nanos}", std::process::id())
 }
 
-fn mine(list: &[Container], tag: &str) -> BTreeMap<String, Container> {
+fn mine(list: &[Arc<Container>], tag: &str) -> BTreeMap<String, Container> {
     list.iter()
         .filter(|c| c.id.contains(tag))
-        .map(|c| (c.id.clone(), c.clone()))
+        .map(|c| (c.id.clone(), Container::clone(c)))
         .collect()
 }
 

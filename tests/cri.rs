@@ -21,8 +21,8 @@ fn client() -> Option<CriClient> {
     support::endpoint("WHALEWATCHER_CRI").map(|p| CriClient::new(Some(&p)).unwrap())
 }
 
-fn by_id(list: &[Container]) -> HashMap<&str, &Container> {
-    list.iter().map(|c| (c.id.as_str(), c)).collect()
+fn by_id(list: &[Arc<Container>]) -> HashMap<&str, &Container> {
+    list.iter().map(|c| (c.id.as_str(), &**c)).collect()
 }
 
 fn check_pod_labels(c: &Container, pod: &Pod) {
@@ -314,7 +314,7 @@ fn churn_converges(mode: Option<EventMode>) {
         .expect("list")
         .into_iter()
         .filter(|c| c.labels.get(POD_NAME_LABEL) == Some(pod.name.as_str()))
-        .map(|c| c.id)
+        .map(|c| c.id.clone())
         .collect();
     let mut expect: BTreeSet<String> = kept.iter().cloned().collect();
     expect.insert(pod.id.clone());

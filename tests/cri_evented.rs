@@ -471,7 +471,7 @@ fn containerd_events_listings_follow_the_tasks() {
         cri.info().unwrap().mode,
         EventMode::ContainerdEvents.as_str()
     );
-    let mut ids: Vec<String> = cri.list().unwrap().into_iter().map(|c| c.id).collect();
+    let mut ids: Vec<String> = cri.list().unwrap().iter().map(|c| c.id.clone()).collect();
     ids.sort();
     // "gone": CRI still says running, but its task has ended: left out. "late": its task
     // runs, CRI catches up after two looks: listed. "other": no CRI container.
@@ -495,7 +495,7 @@ fn containerd_events_listings_follow_the_tasks() {
     // Forced relisting does not consult the tasks: CRI's word only.
     let (cri, dir2) = serve(Events::Native);
     let cri = cri.with_event_mode(EventMode::Relist);
-    let mut ids: Vec<String> = cri.list().unwrap().into_iter().map(|c| c.id).collect();
+    let mut ids: Vec<String> = cri.list().unwrap().iter().map(|c| c.id.clone()).collect();
     ids.sort();
     assert_eq!(ids, vec!["gone", "run", "s1"]);
     drop(dir);

@@ -23,7 +23,7 @@ fn truth(cri: &CriClient, pod: &Pod) -> BTreeSet<String> {
         .expect("list")
         .into_iter()
         .filter(|c| c.labels.get(POD_NAME_LABEL) == Some(pod.name.as_str()))
-        .map(|c| c.id)
+        .map(|c| c.id.clone())
         .collect()
 }
 

@@ -287,7 +287,7 @@ fn ps(engines: &[Labelled], json: bool, strict: bool) -> Result<(), String> {
     let mut all: Vec<Arc<Container>> = Vec::new();
     let mut modes = Vec::new();
     for (label, client, kind) in engines {
-        match client.list_shared() {
+        match client.list() {
             Ok(list) => all.extend(list),
             Err(e) if strict => return Err(format!("{label}: {e}")),
             Err(e) => {

@@ -158,7 +158,7 @@ impl ContainerdClient {
         &self,
         ns: &str,
         engine: &Arc<EngineRef>,
-        out: &mut Vec<Container>,
+        out: &mut Vec<Arc<Container>>,
     ) -> Result<()> {
         // Tasks first: a task whose container then vanished has died (and its exit event
         // tells); a container started after the task list is announced by its start event.
@@ -181,7 +181,7 @@ impl ContainerdClient {
         for t in alive {
             if let Some(rec) = by_id.get(task_container_id(t)) {
                 if let Some(c) = to_container(ns, rec, t, engine) {
-                    out.push(self.finish(c, ns, rec));
+                    out.push(Arc::new(self.finish(c, ns, rec)));
                 }
             }
         }
@@ -208,7 +208,7 @@ impl EngineClient for ContainerdClient {
         })
     }
 
-    fn list(&self) -> Result<Vec<Container>> {
+    fn list(&self) -> Result<Vec<Arc<Container>>> {
         let engine = self.engine_ref()?;
         let nss: ListNamespacesResponse =
             self.call(NAMESPACES_LIST, None, &ListNamespacesRequest::new())?;

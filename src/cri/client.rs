@@ -531,7 +531,7 @@ impl EngineClient for CriClient {
         })
     }
 
-    fn list(&self) -> Result<Vec<Container>> {
+    fn list(&self) -> Result<Vec<Arc<Container>>> {
         let engine = self.engine_ref();
         // One sandbox listing per listing; containers of sandboxes that are not ready
         // (going away) are skipped.
@@ -569,7 +569,7 @@ impl EngineClient for CriClient {
         let mut out = Vec::with_capacity(jobs.len());
         for r in results.into_inner().into_iter().flatten() {
             match r {
-                Ok(c) => out.push(c),
+                Ok(c) => out.push(Arc::new(c)),
                 Err(e) if vanished(&e) => {}
                 Err(e) => return Err(self.rpc.cancel.or_cancelled(e)),
             }

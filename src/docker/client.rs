@@ -602,15 +602,7 @@ impl EngineClient for DockerClient {
         })
     }
 
-    fn list(&self) -> Result<Vec<Container>> {
-        let listed = self.list_shared()?;
-        Ok(listed
-            .into_iter()
-            .map(|c| Arc::try_unwrap(c).unwrap_or_else(|c| Container::clone(&c)))
-            .collect())
-    }
-
-    fn list_shared(&self) -> Result<Vec<Arc<Container>>> {
+    fn list(&self) -> Result<Vec<Arc<Container>>> {
         let cached = self.negotiated.lock().as_ref().map(|(n, _)| n.clone());
         std::thread::scope(|s| {
             // The identity, when not known yet: `/info` on a thread of its own while the

@@ -100,7 +100,7 @@ pub(crate) fn worker(
                 // `/info` runs two external commands; before the listing it delayed Ready by
                 // as much as listing 50 containers). The identity is in place before the
                 // listing reaches the sync thread, so Ready never comes without it.
-                let result = engine.list_shared();
+                let result = engine.list();
                 metrics.list_took(began.elapsed());
                 if let Ok(i) = engine.info() {
                     *info.lock() = Some(i);

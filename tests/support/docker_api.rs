@@ -206,7 +206,12 @@ pub fn list_equals_ground_truth(e: &Cli) {
         .lines()
         .map(str::to_string)
         .collect();
-    let listed_ids: HashSet<String> = client.list().unwrap().into_iter().map(|c| c.id).collect();
+    let listed_ids: HashSet<String> = client
+        .list()
+        .unwrap()
+        .iter()
+        .map(|c| c.id.clone())
+        .collect();
     let (created_id, exited_id) = (&ids[ids.len() - 2], &ids[ids.len() - 1]);
     for id in ids.iter().filter(|i| *i != created_id && *i != exited_id) {
         assert!(alive.contains(id) && listed_ids.contains(id));
