@@ -17,16 +17,6 @@ use whalewatcher::{EventKind, ExponentialBackoff, Health, Item, Watcher, Watcher
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// True once `pid` is gone or a zombie.
-fn dead(pid: u32) -> bool {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let state = stat
-        .rsplit(')')
-        .next()
-        .and_then(|r| r.split_whitespace().next());
-    matches!(state, None | Some("Z") | Some("X"))
-}
-
 #[test]
 fn containerd_killed_and_restarted() {
     let Some(shared) = support::endpoint("WHALEWATCHER_CONTAINERD") else {
@@ -75,9 +65,12 @@ fn containerd_killed_and_restarted() {
     // The portfolio stays (stale) while the engine is away.
     assert_eq!(view_ns(&w, &p.ns), before);
     // The shims keep the tasks alive; kill one task behind containerd's back.
-    assert!(!dead(victim_pid), "task {victim_pid} died with containerd");
+    assert!(
+        !support::is_dead(victim_pid),
+        "task {victim_pid} died with containerd"
+    );
     support::run("kill", &["-9", &victim_pid.to_string()]);
-    support::wait_until(WAIT, "victim task gone", || dead(victim_pid));
+    support::wait_until(WAIT, "victim task gone", || support::is_dead(victim_pid));
     // Another task loses its shim: the restarted containerd cleans up after the dead shim
     // (kills the orphaned task, publishes its exit) while the watcher also resyncs.
     support::run("kill", &["-9", &shim.to_string()]);
@@ -100,7 +93,7 @@ fn containerd_killed_and_restarted() {
     assert!(!after.contains_key(&ctr.display(&gone)), "{after:?}");
     assert!(!after.contains_key(&ctr.display(&shimless)), "{after:?}");
     support::wait_until(WAIT, "orphaned task of the dead shim gone", || {
-        dead(shimless_pid)
+        support::is_dead(shimless_pid)
     });
     for id in [&keep, &frozen] {
         let d = ctr.display(id);
@@ -245,7 +238,7 @@ fn containerd_flapping() {
         p.kill9();
         if cycle == 1 {
             support::run("kill", &["-9", &dies_pid.to_string()]);
-            support::wait_until(WAIT, "task gone", || dead(dies_pid));
+            support::wait_until(WAIT, "task gone", || support::is_dead(dies_pid));
         }
         p.launch();
     }

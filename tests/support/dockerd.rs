@@ -92,7 +92,7 @@ impl PrivateDockerd {
             return;
         };
         let dead = match pid.trim().parse() {
-            Ok(pid) => is_dead(pid),
+            Ok(pid) => crate::support::is_dead(pid),
             Err(_) => true,
         };
         if dead {
@@ -130,7 +130,7 @@ impl PrivateDockerd {
         crate::support::wait_until(
             Duration::from_secs(30),
             "the SIGKILLed containerd to die",
-            || pids.iter().all(|&pid| is_dead(pid)),
+            || pids.iter().all(|&pid| crate::support::is_dead(pid)),
         );
     }
 
@@ -138,16 +138,6 @@ impl PrivateDockerd {
     pub fn docker(&self, args: &[&str]) -> Result<String, String> {
         crate::support::try_run_with("docker", &["-H", &self.url], args)
     }
-}
-
-/// Whether process `pid` is gone or a zombie (dead, not yet reaped).
-fn is_dead(pid: u32) -> bool {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let state = stat
-        .rsplit(')')
-        .next()
-        .and_then(|r| r.split_whitespace().next());
-    matches!(state, None | Some("Z") | Some("X"))
 }
 
 /// PIDs of processes whose command line mentions `dir`.

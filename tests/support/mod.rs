@@ -243,6 +243,16 @@ pub fn whalewatch_binary() -> std::path::PathBuf {
     target.join("debug/examples/whalewatch")
 }
 
+/// Whether process `pid` is gone or a zombie (dead, not yet reaped).
+pub fn is_dead(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat
+        .rsplit(')')
+        .next()
+        .and_then(|r| r.split_whitespace().next());
+    matches!(state, None | Some("Z") | Some("X"))
+}
+
 /// The PIDs in /proc (every process this PID namespace shows), ours included.
 pub fn pids() -> Vec<u32> {
     std::fs::read_dir("/proc")
